@@ -1,0 +1,15 @@
+"""modelport: carry a trained model from its framework to production traffic.
+
+``import modelport`` is light: torch, tensorflow, onnxruntime and grpc are imported only by the
+functions that need them.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import ModelportError
+from .package import ModelPackage
+from .signature import Signature, TensorSpec
+
+__all__ = ["ModelPackage", "ModelportError", "Signature", "TensorSpec", "__version__"]

@@ -1,0 +1,157 @@
+"""Types shared by the converters: what a source is, how to convert it, what a converter returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..data import Feed
+from ..errors import UsageError
+from ..signature import TensorSpec
+from ..verify import VerifyConfig, VerifyReport
+
+__all__ = ["ConvertConfig", "ConvertResult", "Exported", "Source", "DynamicAxes"]
+
+# input (or output) name -> axis -> symbolic dim name
+DynamicAxes = Mapping[str, Mapping[int, str]]
+
+EXPORTERS = ("auto", "dynamo", "torchscript")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A model to convert. Build it with one of the constructors, e.g. ``Source.torch_factory``.
+
+    kind: key into ``modelport.convert.CONVERTERS``.
+    path: file or directory of the source model, when it lives on disk.
+    target: "module:attribute" of a factory function or class.
+    obj: an in-memory model object (nn.Module, keras.Model, sklearn estimator).
+    weights: state_dict file for ``torch_class``.
+    init_args: keyword arguments for the class constructor.
+    task: Hugging Face task ("feature-extraction", "text-classification") or None to infer.
+    signature_name, tag: SavedModel signature and tag set.
+    trust: allow unpickling (scikit-learn pickles, full torch checkpoints): runs code from the file.
+    """
+
+    kind: str
+    path: str | None = None
+    target: str | None = None
+    obj: Any = None
+    weights: str | None = None
+    init_args: Mapping[str, Any] = field(default_factory=dict)
+    task: str | None = None
+    signature_name: str = "serving_default"
+    tag: str = "serve"
+    trust: bool = False
+
+    @classmethod
+    def torch_module(cls, module: Any) -> Source:
+        return cls("torch", obj=module)
+
+    @classmethod
+    def torch_factory(cls, target: str) -> Source:
+        return cls("torch", target=target)
+
+    @classmethod
+    def torch_class(cls, target: str, weights: str, init_args: Mapping[str, Any] | None = None) -> Source:
+        return cls("torch", target=target, weights=weights, init_args=dict(init_args or {}))
+
+    @classmethod
+    def torchscript(cls, path: str) -> Source:
+        return cls("torchscript", path=str(path))
+
+    @classmethod
+    def exported_program(cls, path: str) -> Source:
+        return cls("exported_program", path=str(path))
+
+    @classmethod
+    def hf(cls, path: str, task: str | None = None) -> Source:
+        return cls("hf", path=str(path), task=task)
+
+    @classmethod
+    def onnx(cls, path: str) -> Source:
+        return cls("onnx", path=str(path))
+
+    @classmethod
+    def savedmodel(cls, path: str, signature_name: str = "serving_default", tag: str = "serve") -> Source:
+        return cls("savedmodel", path=str(path), signature_name=signature_name, tag=tag)
+
+    @classmethod
+    def keras(cls, path_or_model: Any) -> Source:
+        if isinstance(path_or_model, str):
+            return cls("keras", path=path_or_model)
+        return cls("keras", obj=path_or_model)
+
+    @classmethod
+    def sklearn(cls, path_or_model: Any, trust: bool = False) -> Source:
+        if isinstance(path_or_model, str):
+            return cls("sklearn", path=path_or_model, trust=trust)
+        return cls("sklearn", obj=path_or_model, trust=True)
+
+    def describe(self) -> str:
+        what = self.path or self.target or type(self.obj).__name__
+        return f"{self.kind}:{what}"
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """How to convert.
+
+    inputs: input specs (name, dtype, shape with symbolic dims) used to generate example inputs
+        when ``example`` is not given; symbolic dims become dynamic axes.
+    example: example inputs by name (leading batch axis).
+    dynamic: extra dynamic axes by input name (``{"input_ids": {1: "sequence"}}``).
+    dynamic_batch: make axis 0 of every input and output dynamic ("batch").
+    input_names / output_names: names to give the graph's inputs and outputs.
+    opset: target opset (None: the exporter's default).
+    exporter: torch exporter: "auto" (dynamo, then TorchScript if it fails or breaks parity),
+        "dynamo" or "torchscript".
+    verify: parity settings.
+    allow_mismatch: write the package even when parity fails (the manifest records the failure).
+    external_data: store weights in model.onnx.data (None: only when over 2 GB).
+    name: package name (default: the output directory's name).
+    """
+
+    inputs: tuple[TensorSpec, ...] = ()
+    example: Feed | None = None
+    dynamic: DynamicAxes = field(default_factory=dict)
+    dynamic_batch: bool = True
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    opset: int | None = None
+    exporter: str = "auto"
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    allow_mismatch: bool = False
+    external_data: bool | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.exporter not in EXPORTERS:
+            raise UsageError(f"exporter={self.exporter!r}: choose one of {list(EXPORTERS)}")
+        if self.opset is not None and not 7 <= self.opset <= 25:
+            raise UsageError(f"opset={self.opset} is outside the supported range 7..25")
+
+
+@dataclass
+class Exported:
+    """What a converter hands back: the ONNX model plus what verification needs."""
+
+    model: Any  # onnx.ModelProto
+    reference: Callable[[Feed], Any]
+    example: Feed
+    declared_dynamic: DynamicAxes
+    provenance: dict[str, Any]
+    exporter: str
+    notes: list[str] = field(default_factory=list)
+    verify_config: VerifyConfig | None = None
+    report: VerifyReport | None = None  # set when the converter already verified
+
+
+@dataclass
+class ConvertResult:
+    package: Any  # ModelPackage
+    report: VerifyReport
+    exporter: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)

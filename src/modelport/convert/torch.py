@@ -1,0 +1,498 @@
+"""PyTorch sources: nn.Module (object, factory or class + state_dict), TorchScript, ExportedProgram.
+
+Exporter choice: torch.onnx's dynamo exporter first; when it fails, or when its graph breaks parity
+(it happens: pytorch/pytorch#169178), the TorchScript exporter. The exporter used, and why, is
+recorded. Reference outputs come from a deep copy of the module taken before export, because an
+export can change the module's state.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import io
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Feed, generate_feed
+from ..errors import ConversionError, UsageError, require
+from ..package import file_sha256
+from ..signature import Signature, TensorSpec
+from ..verify import verify_model
+from .base import ConvertConfig, DynamicAxes, Exported, Source
+
+__all__ = ["convert_torch", "convert_torchscript", "convert_exported_program", "export_module", "import_target"]
+
+
+def import_target(target: str) -> Any:
+    """Resolve "package.module:attr" or "path/to/file.py:attr" to the object."""
+    if ":" not in target:
+        raise UsageError(
+            f"'{target}' should be 'module.path:name' (or 'file.py:name'), e.g. 'mymodels:build'"
+        )
+    mod_name, _, attr = target.rpartition(":")
+    try:
+        if mod_name.endswith(".py") or "/" in mod_name:
+            path = Path(mod_name)
+            if not path.is_file():
+                raise ConversionError(f"no Python file at '{path}' (from '{target}')", path=str(path))
+            spec = importlib.util.spec_from_file_location(f"_modelport_user_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[spec.name] = module  # type: ignore[union-attr]
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            if "" not in sys.path and "." not in sys.path:
+                sys.path.insert(0, "")
+            module = importlib.import_module(mod_name)
+    except ConversionError:
+        raise
+    except ImportError as exc:
+        raise ConversionError(
+            f"cannot import module '{mod_name}' (from '{target}'): {exc}. Check the name and that "
+            "its directory is on PYTHONPATH (the current directory is searched).",
+            path=mod_name,
+        ) from exc
+    except Exception as exc:
+        raise ConversionError(f"importing '{mod_name}' failed: {type(exc).__name__}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        names = sorted(n for n in dir(module) if not n.startswith("_"))
+        raise ConversionError(
+            f"module '{mod_name}' has no attribute '{attr}'; it defines: {names[:20]}",
+            path=mod_name,
+        ) from None
+
+
+def _torch() -> Any:
+    return require("torch", "torch")
+
+
+def load_module(source: Source) -> tuple[Any, dict[str, Any]]:
+    """The nn.Module a torch Source describes, in eval mode, plus provenance facts."""
+    torch = _torch()
+    prov: dict[str, Any] = {}
+    if source.obj is not None:
+        module = source.obj
+        prov["source_path"] = f"<in-memory {type(module).__name__}>"
+    elif source.target and source.weights:
+        cls = import_target(source.target)
+        try:
+            module = cls(**dict(source.init_args))
+        except Exception as exc:
+            raise ConversionError(
+                f"cannot construct {source.target}(**{dict(source.init_args)}): {exc}. "
+                "Pass constructor arguments with --init-args '{\"name\": value}'."
+            ) from exc
+        weights = Path(source.weights)
+        if not weights.is_file():
+            raise ConversionError(f"weights file '{weights}' does not exist", path=str(weights))
+        try:
+            state = torch.load(str(weights), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ConversionError(
+                f"cannot load '{weights}' as a state_dict with weights_only=True: {exc}. "
+                "modelport only reads plain state_dicts (no pickled code); save one with "
+                "torch.save(model.state_dict(), path).",
+                path=str(weights),
+            ) from exc
+        if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+            state = state["state_dict"]
+        if not isinstance(state, Mapping):
+            raise ConversionError(f"'{weights}' holds a {type(state).__name__}, not a state_dict")
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ConversionError(
+                f"the weights in '{weights}' do not fit {source.target}: "
+                f"{str(exc).splitlines()[0]} — check --init-args (layer sizes) and the class.",
+                path=str(weights),
+            ) from exc
+        prov.update(source_path=str(weights), source_sha256=file_sha256(weights), source_class=source.target)
+    elif source.target:
+        factory = import_target(source.target)
+        try:
+            module = factory(**dict(source.init_args)) if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+        except Exception as exc:
+            raise ConversionError(f"calling {source.target}() failed: {type(exc).__name__}: {exc}") from exc
+        prov["source_path"] = source.target
+        mod_file = getattr(sys.modules.get(getattr(factory, "__module__", ""), None), "__file__", None)
+        if mod_file:
+            prov["source_sha256"] = file_sha256(mod_file)
+    else:
+        raise UsageError("a torch source needs a module object, a factory or a class with weights")
+    if not isinstance(module, torch.nn.Module):
+        raise ConversionError(
+            f"{source.describe()} gave a {type(module).__name__}, not a torch.nn.Module"
+        )
+    module.eval()
+    return module, prov
+
+
+def _flatten_outputs(out: Any) -> tuple[list[str] | None, list[Any]]:
+    """(names or None, tensors) for a tensor, a tuple/list of tensors, or a dict/ModelOutput."""
+    torch = _torch()
+    if isinstance(out, torch.Tensor):
+        return None, [out]
+    if isinstance(out, Mapping):
+        items = [(k, v) for k, v in out.items() if v is not None]
+        bad = [k for k, v in items if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise ConversionError(f"model outputs {bad} are not tensors; return tensors only")
+        return [k for k, _ in items], [v for _, v in items]
+    if isinstance(out, list | tuple):
+        flat = []
+        for v in out:
+            if not isinstance(v, torch.Tensor):
+                raise ConversionError(
+                    f"the model returns a nested {type(v).__name__} inside its outputs; "
+                    "return a tensor, a tuple of tensors or a dict of tensors"
+                )
+            flat.append(v)
+        return None, flat
+    raise ConversionError(f"the model returned a {type(out).__name__}; return tensors")
+
+
+class _TupleOutputs:  # factory for a wrapper module; built lazily so torch stays optional
+    @staticmethod
+    def wrap(module: Any) -> Any:
+        torch = _torch()
+
+        class TupleOutputs(torch.nn.Module):
+            def __init__(self, inner: Any) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, *args: Any) -> Any:
+                out = self.inner(*args)
+                if isinstance(out, Mapping):
+                    return tuple(v for v in out.values() if v is not None)
+                if isinstance(out, torch.Tensor):
+                    return out
+                return tuple(out)
+
+        return TupleOutputs(module)
+
+
+def torch_reference(module: Any, input_names: Sequence[str]):
+    """A callable feed -> list of numpy outputs, running ``module`` under no_grad."""
+    torch = _torch()
+
+    def run(feed: Feed) -> list[np.ndarray]:
+        args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in input_names]
+        with torch.no_grad():
+            out = module(*args)
+        _, tensors = _flatten_outputs(out)
+        return [t.detach().cpu().numpy() for t in tensors]
+
+    return run
+
+
+def _example_feed(config: ConvertConfig) -> Feed:
+    if config.example is not None:
+        return {k: np.asarray(v) for k, v in config.example.items()}
+    if not config.inputs:
+        raise UsageError(
+            "a PyTorch model needs example inputs: give --example-inputs FILE.npz or describe "
+            "each input with --input name:shape:dtype (e.g. --input x:batch,3,32,32:float32)"
+        )
+    sig = Signature(tuple(config.inputs))
+    dims = {d: (2 if d == "batch" else 8) for d in sig.symbolic_dims()}
+    return generate_feed(sig, dims)
+
+
+def _dynamic_axes(config: ConvertConfig, input_names: Sequence[str], feed: Feed) -> dict[str, dict[int, str]]:
+    axes: dict[str, dict[int, str]] = {n: {} for n in input_names}
+    for spec in config.inputs:
+        for axis, name in spec.dynamic_axes.items():
+            axes.setdefault(spec.name, {})[axis] = name
+    if config.dynamic_batch:
+        for n in input_names:
+            if np.ndim(feed[n]) > 0:
+                axes[n].setdefault(0, "batch")
+    for n, m in config.dynamic.items():
+        if n not in axes:
+            raise UsageError(f"--dynamic names input '{n}', but the inputs are {list(input_names)}")
+        for axis, name in m.items():
+            if axis >= np.ndim(feed[n]):
+                raise UsageError(f"--dynamic {n}:{axis}: input '{n}' has only {np.ndim(feed[n])} dims")
+            axes[n][int(axis)] = name
+    return {k: v for k, v in axes.items() if v}
+
+
+def _widen_batch(feed: Feed, axes: DynamicAxes) -> Feed:
+    """Tracing with a dynamic dim of size 1 specializes it; export with batch >= 2 instead."""
+    out = dict(feed)
+    for name, m in axes.items():
+        for axis, dim in m.items():
+            if dim == "batch" and out[name].shape[axis] == 1:
+                out[name] = np.concatenate([out[name], out[name]], axis=axis)
+    return out
+
+
+def export_module(
+    module: Any,
+    feed: Feed,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic: DynamicAxes,
+    opset: int | None,
+    exporter: str,
+) -> Any:
+    """Export with one exporter ("dynamo" or "torchscript"); return an onnx.ModelProto."""
+    torch = _torch()
+    import onnx
+
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    args = tuple(torch.from_numpy(np.ascontiguousarray(feed[n])) for n in input_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            dims: dict[str, Any] = {}
+            shapes = []
+            for n in input_names:
+                m = dynamic.get(n, {})
+                shapes.append({a: dims.setdefault(d, torch.export.Dim(_ident(d), min=1)) for a, d in m.items()} or None)
+            program = torch.onnx.export(
+                module,
+                args,
+                input_names=list(input_names),
+                output_names=list(output_names),
+                opset_version=opset,
+                dynamo=True,
+                # the wrapper's forward takes *args: one tuple holds every input's shapes
+                dynamic_shapes=(tuple(shapes),),
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+            proto = program.model_proto
+            _rename_dims(proto, {(_ident(d)): d for m in dynamic.values() for d in m.values()})
+        else:
+            out_axes = {n: {0: "batch"} for n in output_names} if any(
+                d == "batch" for m in dynamic.values() for d in m.values()
+            ) else {}
+            buf = io.BytesIO()
+            torch.onnx.export(
+                module,
+                args,
+                buf,
+                input_names=list(input_names),
+                output_names=list(output_names),
+                opset_version=min(opset or 17, 20),
+                dynamo=False,
+                dynamic_axes={**{k: dict(v) for k, v in dynamic.items()}, **out_axes},
+                do_constant_folding=True,
+            )
+            proto = onnx.load_from_string(buf.getvalue())
+    return proto
+
+
+def _error_summary(exc: BaseException) -> str:
+    """The useful line of an exporter error (torch.export buries it under a banner)."""
+    text = str(exc).strip()
+    if "## Exception summary" in text:
+        text = text.split("## Exception summary", 1)[1].strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:400]
+
+
+def _ident(name: str) -> str:
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return out if out and not out[0].isdigit() else f"d_{out}"
+
+
+def _rename_dims(proto: Any, names: Mapping[str, str]) -> None:
+    for vi in [*proto.graph.input, *proto.graph.output]:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.dim_param in names:
+                d.dim_param = names[d.dim_param]
+
+
+def _torch_versions() -> dict[str, str]:
+    torch = _torch()
+    import onnx
+
+    versions = {"torch": torch.__version__, "onnx": onnx.__version__}
+    for mod in ("onnxscript", "transformers"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            versions[mod] = getattr(m, "__version__", "?")
+    return versions
+
+
+def export_with_fallback(
+    module: Any,
+    reference_module: Any,
+    config: ConvertConfig,
+    feed: Feed,
+    input_names: Sequence[str],
+    default_output_names: Sequence[str] | None = None,
+    verify_config: Any = None,
+) -> tuple[Any, str, list[str], Any, dict[str, dict[int, str]], list[str]]:
+    """Export ``module``; with exporter="auto" try dynamo, fall back to TorchScript on failure
+    or broken parity. Returns (proto, exporter, output_names, report, dynamic axes, notes)."""
+    reference = torch_reference(reference_module, input_names)
+    with _torch().no_grad():
+        sample = reference_module(*[_torch().from_numpy(np.ascontiguousarray(feed[n])) for n in input_names])
+    names, tensors = _flatten_outputs(sample)
+    output_names = list(config.output_names) or names or list(default_output_names or []) or (
+        ["output"] if len(tensors) == 1 else [f"output_{i}" for i in range(len(tensors))]
+    )
+    if len(output_names) != len(tensors):
+        raise UsageError(f"{len(output_names)} output names given but the model returns {len(tensors)} outputs")
+    dynamic = _dynamic_axes(config, input_names, feed)
+    export_feed = _widen_batch(feed, dynamic)
+    wrapped = _TupleOutputs.wrap(module)
+    order = ["dynamo", "torchscript"] if config.exporter == "auto" else [config.exporter]
+    notes: list[str] = []
+    last_error: Exception | None = None
+    fallback: tuple | None = None
+    for exporter in order:
+        try:
+            proto = export_module(copy.deepcopy(wrapped) if exporter != order[-1] else wrapped,
+                                  export_feed, input_names, output_names, dynamic, config.opset, exporter)
+        except Exception as exc:
+            last_error = exc
+            msg = _error_summary(exc)
+            notes.append(f"{exporter} exporter failed: {type(exc).__name__}: {msg}")
+            continue
+        report = verify_model(proto, reference, feed, verify_config or config.verify, declared_dynamic=dynamic)
+        if report.passed or exporter == order[-1]:
+            if not report.passed and fallback is not None:
+                # both exporters produced graphs; keep the one with fewer failures
+                if len(fallback[3].failures()) <= len(report.failures()):
+                    notes.append(f"{exporter} exporter's graph failed parity too; kept {fallback[1]}'s")
+                    return (*fallback, dynamic, notes)
+            return proto, exporter, output_names, report, dynamic, notes
+        notes.append(f"{exporter} exporter's graph failed parity ({report.failures()[0]}); trying the next exporter")
+        fallback = (proto, exporter, output_names, report)
+    if fallback is not None:
+        return (*fallback, dynamic, notes)
+    raise ConversionError(
+        "no exporter could convert the model: " + "; ".join(notes)
+        + ". If an op is unsupported, try another --opset or rewrite that part of the model."
+    ) from last_error
+
+
+def convert_torch(source: Source, config: ConvertConfig) -> Exported:
+    module, prov = load_module(source)
+    reference_module = copy.deepcopy(module)  # exporting may change the module's state
+    feed = _example_feed(config)
+    input_names = list(config.input_names) or list(feed)
+    missing = [n for n in input_names if n not in feed]
+    if missing:
+        raise UsageError(f"example inputs lack {missing}; they hold {list(feed)}")
+    proto, exporter, _, report, dynamic, notes = export_with_fallback(
+        module, reference_module, config, feed, input_names
+    )
+    prov.update(source_kind="torch", frameworks=_torch_versions(), exporter=exporter)
+    if source.init_args:
+        prov["init_args"] = json.loads(json.dumps(dict(source.init_args), default=str))
+    return Exported(proto, torch_reference(reference_module, input_names), feed, dynamic, prov,
+                    exporter, notes, report=report)
+
+
+def convert_torchscript(source: Source, config: ConvertConfig) -> Exported:
+    torch = _torch()
+    path = Path(source.path or "")
+    if not path.is_file():
+        raise ConversionError(f"TorchScript file '{path}' does not exist", path=str(path))
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+        reference_module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise ConversionError(
+            f"'{path}' is not a TorchScript archive (torch.jit.save): {str(exc).splitlines()[0]}",
+            path=str(path),
+        ) from exc
+    module.eval()
+    reference_module.eval()
+    feed = _example_feed(config)
+    input_names = list(config.input_names) or list(feed)
+    # TorchScript modules export natively through the TorchScript exporter
+    cfg = config if config.exporter != "auto" else _replace(config, exporter="torchscript")
+    proto, exporter, _, report, dynamic, notes = export_with_fallback(
+        module, reference_module, cfg, feed, input_names
+    )
+    prov = {"source_kind": "torchscript", "source_path": str(path), "source_sha256": file_sha256(path),
+            "frameworks": _torch_versions(), "exporter": exporter}
+    return Exported(proto, torch_reference(reference_module, input_names), feed, dynamic, prov,
+                    exporter, notes, report=report)
+
+
+def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
+    torch = _torch()
+    path = Path(source.path or "")
+    if not path.is_file():
+        raise ConversionError(f"ExportedProgram file '{path}' does not exist", path=str(path))
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise ConversionError(
+            f"'{path}' is not an ExportedProgram archive (torch.export.save): {str(exc).splitlines()[0]}",
+            path=str(path),
+        ) from exc
+    module = program.module()
+    feed = _example_feed(config)
+    input_names = list(config.input_names) or list(feed)
+    reference = torch_reference(module, input_names)
+    # An ExportedProgram carries its own dynamic shapes; it is exported as it is.
+    import onnx
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            onnx_program = torch.onnx.export(program, input_names=input_names,
+                                             output_names=list(config.output_names) or None,
+                                             opset_version=config.opset, dynamo=True, external_data=False)
+        proto = onnx_program.model_proto
+    except Exception as exc:
+        raise ConversionError(f"exporting the ExportedProgram failed: {exc}") from exc
+    proto = onnx.load_from_string(proto.SerializeToString())
+    sig = Signature.from_onnx(proto)
+    dynamic = {t.name: t.dynamic_axes for t in sig.inputs if t.dynamic_axes}
+    notes = []
+    if not dynamic:
+        notes.append("the ExportedProgram has no dynamic dims (export it with dynamic_shapes to get them); "
+                     "only the example's shapes are verified")
+    prov = {"source_kind": "exported_program", "source_path": str(path), "source_sha256": file_sha256(path),
+            "frameworks": _torch_versions(), "exporter": "dynamo"}
+    vcfg = config.verify
+    if not dynamic:
+        vcfg = _replace(vcfg, batch_sizes=())
+    return Exported(proto, reference, feed, dynamic, prov, "dynamo", notes, verify_config=vcfg)
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def spec_from_string(text: str) -> TensorSpec:
+    """Parse ``name:dim,dim,...:dtype`` (dims are ints or names), e.g. ``x:batch,3,32,32:float32``."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0]:
+        raise UsageError(f"--input '{text}': expected name:shape:dtype, e.g. x:batch,3,32,32:float32")
+    name, shape_s = parts[0], parts[1]
+    dtype = parts[2] if len(parts) == 3 else "float32"
+    try:
+        np.dtype(dtype)
+    except TypeError:
+        raise UsageError(f"--input '{text}': unknown dtype '{dtype}' (e.g. float32, int64)") from None
+    dims: list[int | str] = []
+    for d in filter(None, shape_s.split(",")):
+        d = d.strip()
+        dims.append(int(d) if d.lstrip("-").isdigit() else d)
+    if any(isinstance(d, int) and d < 1 for d in dims):
+        raise UsageError(f"--input '{text}': fixed dims must be >= 1; use a name for a dynamic dim")
+    return TensorSpec(name, str(np.dtype(dtype)), tuple(dims))

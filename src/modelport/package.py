@@ -1,0 +1,386 @@
+"""The model package: a directory holding ``model.onnx`` and the ``modelport.json`` manifest.
+
+    my-model/
+      model.onnx          the graph (``model.onnx.data`` beside it for external weights)
+      modelport.json      name, signature, provenance, verification, history, serving config
+
+Packages are written atomically: everything goes to a temporary sibling directory which is renamed
+into place at the end, so an interrupted or failed step never leaves a half-written package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import PackageError, UsageError
+from .signature import Signature
+
+__all__ = [
+    "MANIFEST_NAME",
+    "MODEL_NAME",
+    "ModelPackage",
+    "atomic_output_dir",
+    "file_sha256",
+    "now_iso",
+    "write_package",
+]
+
+MANIFEST_NAME = "modelport.json"
+MODEL_NAME = "model.onnx"
+EXTERNAL_DATA_NAME = "model.onnx.data"
+SAMPLES_DIR = "samples"  # inputs.npz (example inputs) and outputs.npz (the source's outputs on them)
+MAX_SAMPLE_BYTES = 16_000_000
+FORMAT_VERSION = 1
+# ONNX protobufs cannot exceed 2 GiB; above this weights go to an external data file.
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, or of every file under a directory (sorted by relative path)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ModelPackage:
+    """A model package on disk. ``manifest`` is the parsed ``modelport.json``."""
+
+    path: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ModelPackage:
+        """Open a package directory, or wrap a bare ``.onnx`` file (manifest derived from it)."""
+        p = Path(path)
+        if not p.exists():
+            raise PackageError(f"no model package at '{p}': the path does not exist", path=str(p))
+        if p.is_file():
+            if p.suffix != ".onnx":
+                raise PackageError(
+                    f"'{p}' is neither a model package directory nor an .onnx file; "
+                    "create a package with 'modelport convert'",
+                    path=str(p),
+                )
+            return cls._from_bare_onnx(p)
+        manifest_path = p / MANIFEST_NAME
+        if not (p / MODEL_NAME).is_file():
+            raise PackageError(
+                f"'{p}' is not a model package: it has no {MODEL_NAME}; "
+                "create one with 'modelport convert'",
+                path=str(p),
+            )
+        if not manifest_path.is_file():
+            return cls._from_bare_onnx(p / MODEL_NAME, package_dir=p)
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PackageError(
+                f"cannot read the manifest {manifest_path}: {exc}", path=str(manifest_path)
+            ) from exc
+        if not isinstance(manifest, dict) or "signature" not in manifest:
+            raise PackageError(
+                f"{manifest_path} is not a modelport manifest (no 'signature')",
+                path=str(manifest_path),
+            )
+        return cls(p, manifest)
+
+    @classmethod
+    def _from_bare_onnx(cls, onnx_path: Path, package_dir: Path | None = None) -> ModelPackage:
+        import onnx
+
+        try:
+            model = onnx.load(str(onnx_path), load_external_data=False)
+        except Exception as exc:  # onnx raises DecodeError and friends
+            raise PackageError(
+                f"'{onnx_path}' is not a readable ONNX model: {exc}", path=str(onnx_path)
+            ) from exc
+        manifest = base_manifest(
+            name=onnx_path.parent.name if package_dir else onnx_path.stem,
+            signature=Signature.from_onnx(model),
+            opset=opset_of(model),
+            provenance={"source_kind": "onnx", "source_path": str(onnx_path)},
+        )
+        pkg = cls(package_dir or onnx_path.parent, manifest)
+        pkg._model_file = onnx_path  # a bare file may not be called model.onnx
+        return pkg
+
+    # --- accessors -------------------------------------------------------------------------
+
+    @property
+    def model_path(self) -> Path:
+        return getattr(self, "_model_file", None) or self.path / MODEL_NAME
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name") or self.path.name)
+
+    @property
+    def signature(self) -> Signature:
+        return Signature.from_dict(self.manifest["signature"])
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("history", []))
+
+    @property
+    def serving(self) -> dict[str, Any]:
+        return dict(self.manifest.get("serving", {}))
+
+    def load_onnx(self, load_external_data: bool = True) -> Any:
+        import onnx
+
+        try:
+            return onnx.load(str(self.model_path), load_external_data=load_external_data)
+        except Exception as exc:
+            raise PackageError(
+                f"cannot load {self.model_path}: {exc}", path=str(self.model_path)
+            ) from exc
+
+    def samples(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(example inputs, the source model's outputs on them), when the package stores them.
+
+        Derived packages (quantized, pruned) keep the original source's outputs, so comparing
+        against them measures fidelity to the source, not to the previous step.
+        """
+        import numpy as np
+
+        d = self.path / SAMPLES_DIR
+        if not (d / "inputs.npz").is_file():
+            return None
+        with np.load(d / "inputs.npz", allow_pickle=False) as zi:
+            inputs = {k: zi[k] for k in zi.files}
+        outputs: dict[str, Any] = {}
+        if (d / "outputs.npz").is_file():
+            with np.load(d / "outputs.npz", allow_pickle=False) as zo:
+                outputs = {k: zo[k] for k in zo.files}
+        return inputs, outputs
+
+    def size_bytes(self) -> int:
+        """Bytes on disk of the model (graph plus external data, if any)."""
+        total = self.model_path.stat().st_size
+        ext = self.model_path.parent / EXTERNAL_DATA_NAME
+        if ext.exists():
+            total += ext.stat().st_size
+        return total
+
+
+def opset_of(model: Any) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0
+
+
+def base_manifest(
+    name: str,
+    signature: Signature,
+    opset: int,
+    provenance: Mapping[str, Any],
+) -> dict[str, Any]:
+    from . import __version__
+
+    prov = {"modelport_version": __version__, "created": now_iso(), **provenance}
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "signature": signature.to_dict(),
+        "opset": opset,
+        "provenance": prov,
+        "verification": None,
+        "history": [],
+        "serving": {},
+    }
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | os.PathLike[str], force: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``out`` only if the block succeeds.
+
+    Refuses an existing ``out`` unless ``force``. On any error the temporary directory is
+    removed and ``out`` is left untouched.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise UsageError(
+            f"output path '{out}' already exists; choose another path or pass --force to "
+            "replace it",
+            path=str(out),
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_onnx(model: Any, path: Path, external_data: bool | None = None) -> None:
+    """Save a ModelProto, moving weights to ``model.onnx.data`` when large or asked to."""
+    import onnx
+
+    if external_data is None:
+        external_data = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
+    if external_data:
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=EXTERNAL_DATA_NAME,
+            size_threshold=1024,
+        )
+    else:
+        onnx.save_model(model, str(path))
+
+
+def write_package(
+    model: Any,
+    manifest: Mapping[str, Any],
+    out: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    external_data: bool | None = None,
+    samples: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+    samples_from: ModelPackage | None = None,
+) -> ModelPackage:
+    """Write ``model`` (a ModelProto) and ``manifest`` as a package at ``out``, atomically.
+
+    The key provenance facts are also written into the ONNX ``metadata_props`` so that a bare
+    model.onnx still tells where it came from. Neither argument is modified. ``samples`` (example
+    inputs, reference outputs) are stored under samples/ when small; ``samples_from`` copies them
+    from a parent package instead.
+    """
+    import onnx
+
+    model = copy.deepcopy(model) if isinstance(model, onnx.ModelProto) else model
+    manifest = copy.deepcopy(dict(manifest))
+    stamp_metadata(model, manifest)
+    with atomic_output_dir(out, force=force) as tmp:
+        save_onnx(model, tmp / MODEL_NAME, external_data=external_data)
+        manifest.setdefault("files", {})
+        manifest["files"]["model.onnx"] = {
+            "sha256": file_sha256(tmp / MODEL_NAME),
+            "bytes": (tmp / MODEL_NAME).stat().st_size,
+        }
+        _write_samples(tmp, samples, samples_from)
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=_json_default))
+    return ModelPackage(Path(out), manifest)
+
+
+def _write_samples(
+    tmp: Path,
+    samples: tuple[Mapping[str, Any], Mapping[str, Any]] | None,
+    samples_from: ModelPackage | None,
+) -> None:
+    import numpy as np
+
+    if samples is None and samples_from is not None:
+        src = samples_from.path / SAMPLES_DIR
+        if src.is_dir():
+            shutil.copytree(src, tmp / SAMPLES_DIR)
+        return
+    if samples is None:
+        return
+    inputs, outputs = samples
+    nbytes = sum(np.asarray(v).nbytes for v in [*inputs.values(), *outputs.values()])
+    if nbytes > MAX_SAMPLE_BYTES or any(np.asarray(v).dtype.kind == "O" for v in inputs.values()):
+        return
+    (tmp / SAMPLES_DIR).mkdir()
+    np.savez(tmp / SAMPLES_DIR / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})
+    np.savez(tmp / SAMPLES_DIR / "outputs.npz", **{k: np.asarray(v) for k, v in outputs.items()})
+
+
+def stamp_metadata(model: Any, manifest: Mapping[str, Any]) -> None:
+    """Write provenance and the last step into ``model.metadata_props`` (in place)."""
+    prov = manifest.get("provenance") or {}
+    props = {
+        "modelport.name": str(manifest.get("name", "")),
+        "modelport.version": str(prov.get("modelport_version", "")),
+        "modelport.source_kind": str(prov.get("source_kind", "")),
+        "modelport.source_sha256": str(prov.get("source_sha256", "")),
+        "modelport.created": str(prov.get("created", "")),
+        "modelport.frameworks": json.dumps(prov.get("frameworks", {}), sort_keys=True),
+    }
+    history = manifest.get("history") or []
+    if history:
+        props["modelport.steps"] = ",".join(str(h.get("step", "?")) for h in history)
+    verification = manifest.get("verification")
+    if isinstance(verification, dict):
+        props["modelport.verified"] = str(verification.get("passed"))
+    existing = {p.key: p for p in model.metadata_props}
+    for k, v in props.items():
+        if k in existing:
+            existing[k].value = v
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = k, v
+
+
+def derive_package(
+    parent: ModelPackage,
+    model: Any,
+    out: str | os.PathLike[str],
+    step: Mapping[str, Any],
+    *,
+    force: bool = False,
+    signature: Signature | None = None,
+) -> ModelPackage:
+    """Write a new package for ``model`` derived from ``parent`` with ``step`` appended to history.
+
+    Used by every optimization: provenance is inherited, history grows, the parent is untouched.
+    """
+    manifest = copy.deepcopy(parent.manifest)
+    manifest["history"] = [*manifest.get("history", []), {"time": now_iso(), **dict(step)}]
+    manifest["signature"] = (signature or Signature.from_onnx(model)).to_dict()
+    manifest["opset"] = opset_of(model)
+    manifest["parent"] = {
+        "path": str(parent.path),
+        "sha256": (parent.manifest.get("files", {}).get("model.onnx", {}) or {}).get("sha256"),
+    }
+    return write_package(model, manifest, out, force=force, samples_from=parent)
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

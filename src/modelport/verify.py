@@ -1,0 +1,400 @@
+"""Verification: onnx.checker plus numerical parity against a reference on several inputs.
+
+Parity is checked on the example inputs and on generated inputs at other batch sizes and other
+sizes of every other dynamic dimension, so that a graph that silently specialized to the example
+(a dim fixed by tracing, a data-dependent branch baked in) is caught here and not in production.
+Generated integer inputs stay in the range seen in the example (token ids, masks).
+
+An element is "bad" when ``|onnx - ref| > atol + rtol * |ref|`` (numpy.isclose semantics).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .data import Feed
+from .errors import InputError, UsageError, VerificationError
+from .signature import Signature
+
+__all__ = [
+    "CaseReport",
+    "OutputParity",
+    "VerifyConfig",
+    "VerifyReport",
+    "check_model",
+    "compare_outputs",
+    "make_cases",
+    "verify_model",
+]
+
+Reference = Callable[[Feed], Mapping[str, np.ndarray] | Sequence[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """What parity means.
+
+    atol, rtol: per-element tolerance (``|a-b| <= atol + rtol*|b|``); defaults fit fp32 exports.
+    batch_sizes: batch sizes to try besides the example's (1 and one larger size by default).
+    dim_sizes: sizes to try per named dynamic dim (e.g. {"sequence": (16, 128)}); dims not named
+        get two sizes derived from the example.
+    seed: seed for generated inputs.
+    output_tolerances: per-output (atol, rtol) overrides.
+    """
+
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    batch_sizes: tuple[int, ...] = (1, 4)
+    dim_sizes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    seed: int = 0
+    output_tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    batch_dim: str = "batch"
+
+    def __post_init__(self) -> None:
+        if self.atol < 0 or self.rtol < 0:
+            raise UsageError(f"atol and rtol must be >= 0 (got atol={self.atol}, rtol={self.rtol})")
+        if any(b < 1 for b in self.batch_sizes):
+            raise UsageError(f"batch sizes must be >= 1 (got {list(self.batch_sizes)})")
+
+    def tolerance(self, output: str) -> tuple[float, float]:
+        return tuple(self.output_tolerances.get(output, (self.atol, self.rtol)))  # type: ignore[return-value]
+
+
+@dataclass
+class OutputParity:
+    name: str
+    shape: list[int]
+    ref_shape: list[int]
+    dtype: str
+    ref_dtype: str
+    max_abs_diff: float
+    max_rel_diff: float
+    mismatched: int
+    total: int
+    atol: float
+    rtol: float
+    passed: bool
+    note: str = ""
+
+
+@dataclass
+class CaseReport:
+    label: str
+    input_shapes: dict[str, list[int]]
+    outputs: list[OutputParity]
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(o.passed for o in self.outputs)
+
+
+@dataclass
+class VerifyReport:
+    checker: str  # "passed" or the checker's message
+    cases: list[CaseReport]
+    atol: float
+    rtol: float
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.checker == "passed" and bool(self.cases) and all(c.passed for c in self.cases)
+
+    def failures(self) -> list[str]:
+        out = []
+        if self.checker != "passed":
+            out.append(f"onnx.checker: {self.checker}")
+        for c in self.cases:
+            shapes = ", ".join(f"{k}{v}" for k, v in c.input_shapes.items())
+            if c.error:
+                out.append(f"case '{c.label}' ({shapes}): {c.error}")
+            for o in c.outputs:
+                if not o.passed:
+                    why = o.note or (
+                        f"{o.mismatched}/{o.total} elements outside atol={o.atol:g} rtol={o.rtol:g}, "
+                        f"max abs diff {o.max_abs_diff:.3g}"
+                    )
+                    out.append(f"output '{o.name}' at {shapes}: {why}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "checker": self.checker,
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "seconds": round(self.seconds, 3),
+            "notes": list(self.notes),
+            "cases": [
+                {
+                    "label": c.label,
+                    "input_shapes": c.input_shapes,
+                    "passed": c.passed,
+                    "error": c.error,
+                    "outputs": [asdict(o) for o in c.outputs],
+                }
+                for c in self.cases
+            ],
+        }
+
+
+def check_model(model_or_path: Any) -> str:
+    """Run the full onnx.checker; return "passed" or the checker's message."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model_or_path, full_check=True)
+    except Exception as exc:  # ValidationError, InferenceError
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return "passed"
+
+
+def compare_outputs(
+    got: Mapping[str, np.ndarray],
+    ref: Mapping[str, np.ndarray],
+    config: VerifyConfig,
+) -> list[OutputParity]:
+    """Per-output parity of ``got`` (ONNX) against ``ref`` (the source model)."""
+    results = []
+    for name, r in ref.items():
+        atol, rtol = config.tolerance(name)
+        r = np.asarray(r)
+        if name not in got:
+            results.append(
+                OutputParity(name, [], list(r.shape), "-", str(r.dtype), np.inf, np.inf,
+                             int(r.size), int(r.size), atol, rtol, False, "missing in ONNX outputs")
+            )
+            continue
+        g = np.asarray(got[name])
+        base = dict(name=name, shape=list(g.shape), ref_shape=list(r.shape), dtype=str(g.dtype),
+                    ref_dtype=str(r.dtype), atol=atol, rtol=rtol)
+        if g.shape != r.shape:
+            results.append(OutputParity(**base, max_abs_diff=float("inf"), max_rel_diff=float("inf"),
+                                        mismatched=int(r.size), total=int(r.size), passed=False,
+                                        note=f"shape {list(g.shape)} != reference {list(r.shape)}"))
+            continue
+        if g.dtype.kind in "OUSb" or r.dtype.kind in "OUSb":
+            eq = g == r
+            bad = int(np.size(eq) - np.count_nonzero(eq))
+            results.append(OutputParity(**base, max_abs_diff=float(bad > 0), max_rel_diff=float(bad > 0),
+                                        mismatched=bad, total=int(r.size), passed=bad == 0))
+            continue
+        g64, r64 = g.astype(np.float64), r.astype(np.float64)
+        both_nan = np.isnan(g64) & np.isnan(r64)
+        diff = np.where(both_nan, 0.0, np.abs(g64 - r64))
+        rel = diff / (np.abs(r64) + 1e-12)
+        ok = (diff <= atol + rtol * np.abs(r64)) | both_nan
+        bad = int(ok.size - np.count_nonzero(ok))
+        note = ""
+        if g.dtype != r.dtype and not (g.dtype.kind == r.dtype.kind == "f"):
+            note = f"dtype {g.dtype} differs from reference {r.dtype}"
+        results.append(OutputParity(
+            **base,
+            max_abs_diff=float(np.nanmax(diff)) if diff.size else 0.0,
+            max_rel_diff=float(np.nanmax(rel)) if rel.size else 0.0,
+            mismatched=bad, total=int(r.size), passed=bad == 0 and not note, note=note,
+        ))
+    return results
+
+
+def _dim_bindings(signature: Signature, feed: Mapping[str, np.ndarray]) -> dict[str, int]:
+    dims: dict[str, int] = {}
+    for spec in signature.inputs:
+        if spec.name not in feed:
+            continue
+        for axis, d in spec.dynamic_axes.items():
+            dims.setdefault(d, int(np.shape(feed[spec.name])[axis]))
+    return dims
+
+
+def _resize_like(example: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator, name: str) -> np.ndarray:
+    """A new array of ``shape`` with values like ``example``'s (same dtype, same value range)."""
+    dt = example.dtype
+    if dt.kind == "f":
+        mean, std = float(example.mean()), float(example.std()) or 1.0
+        return (rng.standard_normal(shape) * std + mean).astype(dt)
+    if dt.kind == "b":
+        return rng.random(shape) < max(0.05, float(example.mean()))
+    if dt.kind in "iu":
+        lo, hi = int(example.min()), int(example.max())
+        if "mask" in name.lower():
+            arr = np.ones(shape, dtype=dt) * hi
+            if len(shape) == 2 and shape[0] > 1 and shape[1] > 2 and lo != hi:
+                arr[-1, shape[1] // 2 :] = lo
+            return arr
+        return rng.integers(lo, hi + 1, size=shape).astype(dt)
+    # strings: tile the example
+    flat = example.reshape(-1)
+    return np.resize(flat, int(np.prod(shape))).reshape(shape)
+
+
+def make_cases(
+    signature: Signature, example: Feed, config: VerifyConfig
+) -> list[tuple[str, Feed]]:
+    """The example plus generated feeds at other batch sizes and other dynamic-dim sizes."""
+    rng = np.random.default_rng(config.seed)
+    base = _dim_bindings(signature, example)
+    cases: list[tuple[str, Feed]] = [("example", dict(example))]
+    seen = {tuple(sorted(base.items()))}
+
+    def add(label: str, overrides: Mapping[str, int]) -> None:
+        dims = {**base, **overrides}
+        key = tuple(sorted(dims.items()))
+        if key in seen:
+            return
+        seen.add(key)
+        feed = {
+            spec.name: _resize_like(example[spec.name], spec.concrete_shape(dims), rng, spec.name)
+            for spec in signature.inputs
+        }
+        cases.append((label, feed))
+
+    batch = config.batch_dim if config.batch_dim in base else None
+    if batch is None:  # the first dynamic dim of the first input is the batch dim by convention
+        first = signature.inputs[0].dynamic_axes if signature.inputs else {}
+        batch = first.get(0)
+    if batch:
+        for b in config.batch_sizes:
+            add(f"{batch}={b}", {batch: b})
+    for dim, n in base.items():
+        if dim == batch:
+            continue
+        sizes = config.dim_sizes.get(dim) or (max(1, n // 2), n * 2 + 1)
+        for s in sizes:
+            add(f"{dim}={s}", {dim: int(s)})
+            if batch and config.batch_sizes:
+                add(f"{dim}={s},{batch}={max(config.batch_sizes)}", {dim: int(s), batch: max(config.batch_sizes)})
+    return cases
+
+
+def _as_dict(outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+    if isinstance(outputs, Mapping):
+        return {k: np.asarray(v) for k, v in outputs.items()}
+    outputs = list(outputs)
+    if len(outputs) != len(names):
+        raise VerificationError(
+            f"the reference returned {len(outputs)} outputs but the ONNX model has "
+            f"{len(names)}: {list(names)}"
+        )
+    return {n: np.asarray(v) for n, v in zip(names, outputs, strict=True)}
+
+
+def verify_model(
+    model: Any,
+    reference: Reference,
+    example: Feed,
+    config: VerifyConfig | None = None,
+    *,
+    declared_dynamic: Mapping[str, Mapping[int, str]] | None = None,
+) -> VerifyReport:
+    """Check ``model`` (ModelProto or path) and compare it with ``reference`` on several inputs.
+
+    ``declared_dynamic`` (input -> axis -> name) lists the axes the user asked to be dynamic;
+    an axis the exporter fixed anyway is reported as a failure of its own.
+    """
+    import onnx
+
+    from .runtime import make_session, run_session
+
+    config = config or VerifyConfig()
+    t0 = time.perf_counter()
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    checker = check_model(proto if proto.ByteSize() < 2_000_000_000 else str(model))
+    signature = Signature.from_onnx(proto)
+    notes: list[str] = []
+    specialized = []
+    for inp, axes in (declared_dynamic or {}).items():
+        try:
+            spec = signature.input(inp)
+        except InputError:
+            continue
+        for axis, name in axes.items():
+            if axis < len(spec.shape) and isinstance(spec.shape[axis], int):
+                specialized.append(
+                    f"input '{inp}' axis {axis} was declared dynamic ('{name}') but the exported "
+                    f"graph fixed it to {spec.shape[axis]}"
+                )
+    notes.extend(specialized)
+    session = make_session(proto if proto.ByteSize() < 2_000_000_000 else str(model))
+    out_names = [o.name for o in session.get_outputs()]
+    cases: list[CaseReport] = []
+    for label, feed in make_cases(signature, example, config):
+        shapes = {k: list(np.shape(v)) for k, v in feed.items()}
+        try:
+            got = run_session(session, feed)
+        except Exception as exc:
+            cases.append(CaseReport(label, shapes, [], error=f"ONNX Runtime failed: {exc}"))
+            continue
+        try:
+            ref = _as_dict(reference(feed), out_names)
+        except VerificationError:
+            raise
+        except Exception as exc:
+            cases.append(CaseReport(label, shapes, [], error=f"reference model failed: {exc}"))
+            continue
+        cases.append(CaseReport(label, shapes, compare_outputs(got, ref, config)))
+    report = VerifyReport(checker, cases, config.atol, config.rtol, time.perf_counter() - t0, notes)
+    if specialized:
+        cases.append(CaseReport("declared dynamic axes", {}, [], error="; ".join(specialized)))
+    return report
+
+
+def verify_package(
+    package: Any,
+    config: VerifyConfig | None = None,
+    reference: Reference | None = None,
+    example: Feed | None = None,
+) -> VerifyReport:
+    """Verify a ModelPackage.
+
+    With ``reference`` (the source model as a callable), parity is checked as after conversion.
+    Without it: the checker, the file's sha256 against the manifest, parity with the source
+    outputs stored in the package (samples/), and batch consistency at other batch sizes (every
+    row of a batched run must equal the same row run alone), which catches a graph specialized to
+    the example's batch without needing the source model.
+    """
+    from .data import generate_feed
+    from .package import file_sha256
+    from .runtime import make_session, run_session
+
+    config = config or VerifyConfig()
+    stored = package.samples()
+    if example is None:
+        if stored is not None:
+            example = stored[0]
+        else:
+            sig = package.signature
+            example = generate_feed(sig, {d: 2 for d in sig.symbolic_dims()})
+    if reference is not None:
+        return verify_model(str(package.model_path), reference, example, config)
+
+    notes = []
+    want_sha = (package.manifest.get("files", {}).get("model.onnx") or {}).get("sha256")
+    if want_sha and file_sha256(package.model_path) != want_sha:
+        notes.append("model.onnx does not match the sha256 in the manifest: it was changed after packaging")
+    session = make_session(str(package.model_path))
+    signature = package.signature
+    batch_inputs = [t.name for t in signature.inputs if t.shape and isinstance(t.shape[0], str)]
+
+    def self_reference(feed: Feed) -> dict[str, np.ndarray]:
+        if stored is not None and stored[1] and all(feed[k] is example[k] for k in example):
+            return stored[1]
+        n = int(np.shape(feed[batch_inputs[0]])[0]) if batch_inputs else 1
+        if n <= 1 or not batch_inputs:
+            return run_session(session, feed)
+        rows = [run_session(session, {k: (v[i : i + 1] if k in batch_inputs else v) for k, v in feed.items()})
+                for i in range(n)]
+        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+
+    report = verify_model(str(package.model_path), self_reference, example, config)
+    report.notes.extend(notes)
+    if notes:
+        report.cases.append(CaseReport("file integrity", {}, [], error=notes[0]))
+    return report
