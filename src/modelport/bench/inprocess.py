@@ -1,0 +1,110 @@
+"""In-process latency of ONNX models through ONNX Runtime.
+
+Several models are measured *interleaved* (run A, run B, run A, ...) so that drift of the machine
+(other processes, frequency scaling) hits all of them alike; ratios against the first are then
+fair on a noisy 2-core box.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..data import Feed, feed_batch_size
+from ..errors import UsageError
+
+__all__ = ["LatencyConfig", "LatencyStats", "compare_latency", "measure_session"]
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """warmup: untimed runs per model first. repeats: timed runs per model.
+    min_seconds: keep repeating (in rounds) until each model has run this long in total.
+    threads: ORT intra-op threads (0 = ORT default)."""
+
+    warmup: int = 5
+    repeats: int = 30
+    min_seconds: float = 0.0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.warmup < 0:
+            raise UsageError(f"repeats must be >= 1 and warmup >= 0 (got {self.repeats}, {self.warmup})")
+
+
+@dataclass
+class LatencyStats:
+    name: str
+    batch_size: int
+    times_ms: list[float] = field(repr=False)
+
+    @property
+    def p50(self) -> float:
+        return float(np.percentile(self.times_ms, 50))
+
+    @property
+    def p90(self) -> float:
+        return float(np.percentile(self.times_ms, 90))
+
+    @property
+    def p99(self) -> float:
+        return float(np.percentile(self.times_ms, 99))
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.times_ms))
+
+    @property
+    def throughput(self) -> float:
+        """Items per second at the median latency."""
+        return self.batch_size / (self.p50 / 1000.0) if self.p50 > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "batch_size": self.batch_size, "runs": len(self.times_ms),
+                "p50_ms": self.p50, "p90_ms": self.p90, "p99_ms": self.p99, "mean_ms": self.mean,
+                "throughput_items_s": self.throughput}
+
+
+def measure_session(session: Any, feed: Feed, config: LatencyConfig | None = None, name: str = "") -> LatencyStats:
+    """Latency of one session on one feed."""
+    return compare_latency({name or "model": session}, feed, config)[0]
+
+
+def compare_latency(
+    sessions: Mapping[str, Any] | Sequence[tuple[str, Any]],
+    feed: Feed | Mapping[str, Feed],
+    config: LatencyConfig | None = None,
+) -> list[LatencyStats]:
+    """Interleaved latency of several ORT sessions (name -> session, or (name, session) pairs).
+
+    ``feed`` is one feed for all, or a mapping name -> feed (when signatures differ).
+    Returns one LatencyStats per session, in the order given.
+    """
+    config = config or LatencyConfig()
+    items = list(sessions.items()) if isinstance(sessions, Mapping) else list(sessions)
+    per_model = isinstance(feed, Mapping) and all(isinstance(v, Mapping) for v in feed.values()) and feed
+    feeds = {n: dict(feed[n]) if per_model else dict(feed) for n, _ in items}  # type: ignore[index]
+    outs = {n: [o.name for o in s.get_outputs()] for n, s in items}
+    for _ in range(config.warmup):
+        for n, s in items:
+            s.run(outs[n], feeds[n])
+    times: dict[str, list[float]] = {n: [] for n, _ in items}
+    spent = dict.fromkeys(times, 0.0)
+    rounds = 0
+    while rounds < config.repeats or min(spent.values()) < config.min_seconds:
+        # alternate the order every round so no model always runs right after another
+        order = items if rounds % 2 == 0 else items[::-1]
+        for n, s in order:
+            t0 = time.perf_counter()
+            s.run(outs[n], feeds[n])
+            dt = time.perf_counter() - t0
+            times[n].append(dt * 1000.0)
+            spent[n] += dt
+        rounds += 1
+        if rounds > 100_000:
+            break
+    return [LatencyStats(n, feed_batch_size(feeds[n]), times[n]) for n, _ in items]
