@@ -8,7 +8,7 @@ fair on a noisy 2-core box.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,13 +17,22 @@ import numpy as np
 from ..data import Feed, feed_batch_size
 from ..errors import UsageError
 
-__all__ = ["LatencyConfig", "LatencyStats", "compare_latency", "measure_session"]
+__all__ = [
+    "Interleaved",
+    "LatencyConfig",
+    "LatencyStats",
+    "compare_latency",
+    "interleave",
+    "measure_session",
+    "session_runner",
+]
 
 
 @dataclass(frozen=True)
 class LatencyConfig:
     """warmup: untimed runs per model first. repeats: timed runs per model.
-    min_seconds: keep repeating (in rounds) until each model has run this long in total.
+    min_seconds: keep repeating (in rounds) until each model has run this long in total
+    (``LatencyConfig.timed(T)`` measures for T seconds instead of a count).
     threads: ORT intra-op threads (0 = ORT default)."""
 
     warmup: int = 5
@@ -33,7 +42,16 @@ class LatencyConfig:
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.warmup < 0:
-            raise UsageError(f"repeats must be >= 1 and warmup >= 0 (got {self.repeats}, {self.warmup})")
+            raise UsageError(
+                f"repeats must be >= 1 and warmup >= 0 (got {self.repeats}, {self.warmup})"
+            )
+        if self.min_seconds < 0 or self.threads < 0:
+            raise UsageError("min_seconds and threads must be >= 0")
+
+    @classmethod
+    def timed(cls, seconds: float, warmup: int = 5, threads: int = 0) -> LatencyConfig:
+        """Repeat for ``seconds`` per model (at least 3 runs each) instead of a fixed count."""
+        return cls(warmup=warmup, repeats=3, min_seconds=seconds, threads=threads)
 
 
 @dataclass
@@ -64,12 +82,23 @@ class LatencyStats:
         return self.batch_size / (self.p50 / 1000.0) if self.p50 > 0 else float("inf")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "batch_size": self.batch_size, "runs": len(self.times_ms),
-                "p50_ms": self.p50, "p90_ms": self.p90, "p99_ms": self.p99, "mean_ms": self.mean,
-                "throughput_items_s": self.throughput}
+        return {
+            "name": self.name,
+            "batch_size": self.batch_size,
+            "runs": len(self.times_ms),
+            "p50_ms": self.p50,
+            "p90_ms": self.p90,
+            "p99_ms": self.p99,
+            "mean_ms": self.mean,
+            "min_ms": float(np.min(self.times_ms)),
+            "max_ms": float(np.max(self.times_ms)),
+            "throughput_items_s": self.throughput,
+        }
 
 
-def measure_session(session: Any, feed: Feed, config: LatencyConfig | None = None, name: str = "") -> LatencyStats:
+def measure_session(
+    session: Any, feed: Feed, config: LatencyConfig | None = None, name: str = ""
+) -> LatencyStats:
     """Latency of one session on one feed."""
     return compare_latency({name or "model": session}, feed, config)[0]
 
@@ -84,27 +113,75 @@ def compare_latency(
     ``feed`` is one feed for all, or a mapping name -> feed (when signatures differ).
     Returns one LatencyStats per session, in the order given.
     """
-    config = config or LatencyConfig()
     items = list(sessions.items()) if isinstance(sessions, Mapping) else list(sessions)
-    per_model = isinstance(feed, Mapping) and all(isinstance(v, Mapping) for v in feed.values()) and feed
+    per_model = (
+        isinstance(feed, Mapping) and all(isinstance(v, Mapping) for v in feed.values()) and feed
+    )
     feeds = {n: dict(feed[n]) if per_model else dict(feed) for n, _ in items}  # type: ignore[index]
-    outs = {n: [o.name for o in s.get_outputs()] for n, s in items}
+    run = interleave([(n, session_runner(s, feeds[n])) for n, s in items], config)
+    return [LatencyStats(n, feed_batch_size(feeds[n]), run.times_ms[n]) for n, _ in items]
+
+
+def session_runner(session: Any, feed: Feed) -> Callable[[], Any]:
+    """A no-argument callable that runs ``session`` on ``feed`` (all outputs)."""
+    names = [o.name for o in session.get_outputs()]
+    feed = dict(feed)
+
+    def run() -> Any:
+        return session.run(names, feed)
+
+    return run
+
+
+@dataclass
+class Interleaved:
+    """Times of an interleaved run, by name, and the order the timed runs happened in.
+
+    ``order`` lists the names of the first ``ORDER_KEPT`` timed runs, in the order they ran;
+    ``rounds`` counts all rounds (a round runs every callable once).
+    """
+
+    times_ms: dict[str, list[float]]
+    order: list[str]
+    rounds: int
+
+
+ORDER_KEPT = 256
+
+
+def interleave(
+    runners: Sequence[tuple[str, Callable[[], Any]]], config: LatencyConfig | None = None
+) -> Interleaved:
+    """Time several callables interleaved: warm-up rounds, then timed rounds that run each once.
+
+    The order alternates every round (A B C, C B A, ...) so that no callable always runs right
+    after the same other one. Stops after ``config.repeats`` rounds once every callable has run
+    ``config.min_seconds`` in total (at most 100,000 rounds).
+    """
+    config = config or LatencyConfig()
+    items = list(runners)
+    if not items:
+        raise UsageError("nothing to measure: give at least one model")
+    if len({n for n, _ in items}) != len(items):
+        raise UsageError(f"names to measure must be unique, got {[n for n, _ in items]}")
     for _ in range(config.warmup):
-        for n, s in items:
-            s.run(outs[n], feeds[n])
+        for _n, fn in items:
+            fn()
     times: dict[str, list[float]] = {n: [] for n, _ in items}
     spent = dict.fromkeys(times, 0.0)
+    order: list[str] = []
     rounds = 0
     while rounds < config.repeats or min(spent.values()) < config.min_seconds:
         # alternate the order every round so no model always runs right after another
-        order = items if rounds % 2 == 0 else items[::-1]
-        for n, s in order:
+        for n, fn in items if rounds % 2 == 0 else items[::-1]:
             t0 = time.perf_counter()
-            s.run(outs[n], feeds[n])
+            fn()
             dt = time.perf_counter() - t0
             times[n].append(dt * 1000.0)
             spent[n] += dt
+            if len(order) < ORDER_KEPT:
+                order.append(n)
         rounds += 1
-        if rounds > 100_000:
+        if rounds >= 100_000:
             break
-    return [LatencyStats(n, feed_batch_size(feeds[n]), times[n]) for n, _ in items]
+    return Interleaved(times, order, rounds)

@@ -1,0 +1,284 @@
+"""In-process benchmark of one or more models over batch sizes, thread counts and providers.
+
+For every (provider, threads) pair each model gets a fresh session (its load time and memory are
+recorded); then for every batch size all models run *interleaved* (see ``inprocess.interleave``)
+on inputs generated from their signature or taken from data, and each row carries ratios against
+the first model of the same (provider, threads, batch size) group.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..data import Feed, generate_feed, load_feed
+from ..errors import InputError, UsageError
+from .inprocess import LatencyConfig, LatencyStats, interleave, session_runner
+from .machine import machine_info
+from .memory import measure_memory
+
+__all__ = ["BenchResult", "SweepConfig", "bench_models"]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What to sweep.
+
+    batch_sizes: sizes of the batch axis (the symbolic first dim of the inputs).
+    threads: ORT intra-op thread counts (0 = ORT's default); empty = ``latency.threads``.
+    providers: execution providers ("cpu", "cuda", ...).
+    dims: other symbolic dims, e.g. (("sequence", 128),); unnamed ones default to 1.
+    latency: warm-up and repeats (or seconds) per measurement.
+    data: an .npz/.npy/directory with real inputs (leading sample axis), cut or tiled to each
+        batch size; None generates inputs from the signature.
+    seed: seed of the generated inputs.
+    graph_optimization: ORT graph optimization level of the sessions.
+    """
+
+    batch_sizes: tuple[int, ...] = (1,)
+    threads: tuple[int, ...] = ()
+    providers: tuple[str, ...] = ("cpu",)
+    dims: tuple[tuple[str, int], ...] = ()
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    data: str | None = None
+    seed: int = 0
+    graph_optimization: str = "all"
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise UsageError(f"batch_sizes must be >= 1, e.g. (1, 8, 32); got {self.batch_sizes}")
+        if any(t < 0 for t in self.threads):
+            raise UsageError(f"threads must be >= 0 (0 = ORT's default); got {self.threads}")
+        if not self.providers:
+            raise UsageError("providers must name at least one execution provider, e.g. ('cpu',)")
+        if any(v < 1 for _, v in self.dims):
+            raise UsageError(f"dims must be >= 1; got {dict(self.dims)}")
+
+    @property
+    def thread_counts(self) -> tuple[int, ...]:
+        return self.threads or (self.latency.threads,)
+
+
+@dataclass
+class BenchResult:
+    """The result of ``bench_models``; ``to_dict()`` is what ``--json`` writes.
+
+    rows: one per (provider, threads, batch size, model), with ratios against the first model.
+    groups: one per interleaved measurement, with the order the timed runs happened in.
+    loads: session creation time and memory per (provider, threads, model).
+    """
+
+    variants: list[dict[str, Any]]
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    groups: list[dict[str, Any]]
+    loads: list[dict[str, Any]]
+    machine: dict[str, Any]
+    kind: str = "inprocess"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "variants": self.variants,
+            "config": self.config,
+            "rows": self.rows,
+            "groups": self.groups,
+            "loads": self.loads,
+            "machine": self.machine,
+        }
+
+
+def bench_models(models: Sequence[Any], config: SweepConfig | None = None) -> BenchResult:
+    """Benchmark packages, ``.onnx`` files or ModelPackage objects; the first is the baseline."""
+    from ..package import ModelPackage
+    from ..runtime import SessionConfig, make_session
+
+    config = config or SweepConfig()
+    if not models:
+        raise UsageError("give at least one model package or .onnx file to bench")
+    _warm_up_runtime()
+    pkgs = [m if isinstance(m, ModelPackage) else ModelPackage.load(m) for m in models]
+    names = _unique_names([p.name for p in pkgs])
+    _check_dims(pkgs, config)
+    data = [load_feed(config.data, p.signature) for p in pkgs] if config.data is not None else None
+    variants = [
+        {"name": n, "path": str(p.model_path), "size_bytes": p.size_bytes()}
+        for n, p in zip(names, pkgs, strict=True)
+    ]
+    rows: list[dict[str, Any]] = []
+    groups: list[dict[str, Any]] = []
+    loads: list[dict[str, Any]] = []
+    for provider in config.providers:
+        for threads in config.thread_counts:
+            sconf = SessionConfig(
+                intra_op_threads=threads,
+                providers=(provider,),
+                graph_optimization=config.graph_optimization,
+            )
+            sessions = []
+            for name, pkg in zip(names, pkgs, strict=True):
+                t0 = time.perf_counter()
+                session, mem = measure_memory(lambda p=pkg, c=sconf: make_session(p.model_path, c))
+                load_s = time.perf_counter() - t0
+                sessions.append(session)
+                loads.append(
+                    {
+                        "variant": name,
+                        "provider": provider,
+                        "threads": threads,
+                        "load_s": load_s,
+                        **mem.to_dict(),
+                    }  # fmt: skip
+                )
+            load_of = {row["variant"]: row for row in loads[-len(pkgs) :]}
+            for b in config.batch_sizes:
+                feeds = [_feed(p, b, config, data[i] if data else None) for i, p in enumerate(pkgs)]
+                runners = [
+                    (n, session_runner(s, f))
+                    for n, s, f in zip(names, sessions, feeds, strict=True)
+                ]
+                first_run = {}
+                for n, fn in runners:  # one run alone, before interleaving: its memory
+                    _, mem = measure_memory(fn)
+                    first_run[n] = mem
+                run = interleave(runners, config.latency)
+                stats = [LatencyStats(n, b, run.times_ms[n]) for n in names]
+                groups.append(
+                    {
+                        "provider": provider,
+                        "threads": threads,
+                        "batch_size": b,
+                        "variants": list(names),
+                        "rounds": run.rounds,
+                        "order": run.order,
+                    }  # fmt: skip
+                )
+                base = stats[0]
+                for st, v in zip(stats, variants, strict=True):
+                    rows.append(
+                        _row(
+                            st,
+                            v,
+                            provider,
+                            threads,
+                            base,
+                            variants[0]["size_bytes"],
+                            load_of[st.name],
+                            first_run[st.name],
+                        )  # fmt: skip
+                    )
+            del sessions
+    cfg = asdict(config)
+    cfg["latency"] = asdict(config.latency)
+    cfg["threads"] = list(config.thread_counts)
+    return BenchResult(variants, cfg, rows, groups, loads, machine_info())
+
+
+def _row(
+    st: LatencyStats,
+    variant: Mapping[str, Any],
+    provider: str,
+    threads: int,
+    base: LatencyStats,
+    base_size: int,
+    load: Mapping[str, Any],
+    first_run: Any,
+) -> dict[str, Any]:
+    d = st.to_dict()
+    name = d.pop("name")
+    return {
+        "variant": name,
+        "provider": provider,
+        "threads": threads,
+        **d,
+        "speedup_vs_first": base.p50 / st.p50 if st.p50 > 0 else None,
+        "p99_ratio_vs_first": st.p99 / base.p99 if base.p99 > 0 else None,
+        "size_bytes": variant["size_bytes"],
+        "size_ratio_vs_first": variant["size_bytes"] / base_size if base_size else None,
+        "load_s": load["load_s"],
+        "load_rss_bytes": load["grown_bytes"],
+        "first_run_peak_extra_bytes": first_run.peak_extra,
+        "peak_rss_bytes": first_run.peak,
+    }
+
+
+def _warm_up_runtime() -> None:
+    """Import ONNX Runtime and create one tiny session, so that the first model's load time and
+    memory do not include the runtime's own one-time start-up."""
+    from onnx import TensorProto, helper
+
+    from ..runtime import make_session
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "warm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = make_session(model)
+    session.run(None, {"x": np.zeros(1, np.float32)})
+
+
+def _unique_names(names: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        cand, k = n, 2
+        while cand in out:
+            cand, k = f"{n}#{k}", k + 1
+        out.append(cand)
+    return out
+
+
+def _batch_dim(pkg: Any) -> str | int | None:
+    """The name of the batch dim (symbolic first axis), or its fixed size."""
+    firsts = {t.shape[0] for t in pkg.signature.inputs if t.shape}
+    symbolic = sorted(d for d in firsts if isinstance(d, str))
+    if symbolic:
+        return symbolic[0]
+    return next(iter(firsts), None)
+
+
+def _check_dims(pkgs: Sequence[Any], config: SweepConfig) -> None:
+    known = {d for p in pkgs for t in p.signature.inputs for d in t.shape if isinstance(d, str)}
+    batch_names = {_batch_dim(p) for p in pkgs}
+    for name, _ in config.dims:
+        if name in batch_names:
+            raise UsageError(
+                f"'{name}' is the batch dim; set it with batch_sizes (--batch-sizes), not dims"
+            )
+        if name not in known:
+            raise UsageError(
+                f"no input has a symbolic dim '{name}'; the models' symbolic dims are "
+                f"{sorted(known) or 'none'}"
+            )
+    for p in pkgs:
+        bd = _batch_dim(p)
+        if isinstance(bd, int):
+            wrong = [b for b in config.batch_sizes if b != bd]
+            if wrong:
+                raise UsageError(
+                    f"model '{p.name}' has a fixed batch size of {bd}; use --batch-sizes {bd} "
+                    f"(got {list(config.batch_sizes)})"
+                )
+
+
+def _feed(pkg: Any, batch: int, config: SweepConfig, data: Feed | None) -> Feed:
+    if data is None:
+        dims: dict[str, int] = dict(config.dims)
+        bd = _batch_dim(pkg)
+        if isinstance(bd, str):
+            dims[bd] = batch
+        return generate_feed(pkg.signature, dims, seed=config.seed)
+    out: Feed = {}
+    for name, arr in data.items():
+        n = arr.shape[0] if arr.ndim else 0
+        if n < 1:
+            raise InputError(f"input '{name}' in {config.data} has no sample axis", input=name)
+        out[name] = arr[:batch] if n >= batch else np.take(arr, np.arange(batch) % n, axis=0)
+    return out
