@@ -17,11 +17,12 @@ import numpy as np
 
 from ..data import Feed, generate_feed, load_feed
 from ..errors import InputError, UsageError
+from ..signature import Signature
 from .inprocess import LatencyConfig, LatencyStats, interleave, session_runner
 from .machine import machine_info
 from .memory import measure_memory
 
-__all__ = ["BenchResult", "SweepConfig", "bench_models"]
+__all__ = ["BenchResult", "SweepConfig", "batch_dim", "bench_models", "make_feed"]
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,12 @@ def bench_models(models: Sequence[Any], config: SweepConfig | None = None) -> Be
                 )
             load_of = {row["variant"]: row for row in loads[-len(pkgs) :]}
             for b in config.batch_sizes:
-                feeds = [_feed(p, b, config, data[i] if data else None) for i, p in enumerate(pkgs)]
+                feeds = [
+                    make_feed(
+                        p.signature, b, dict(config.dims), data[i] if data else None, config.seed
+                    )
+                    for i, p in enumerate(pkgs)
+                ]
                 runners = [
                     (n, session_runner(s, f))
                     for n, s, f in zip(names, sessions, feeds, strict=True)
@@ -235,9 +241,9 @@ def _unique_names(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _batch_dim(pkg: Any) -> str | int | None:
-    """The name of the batch dim (symbolic first axis), or its fixed size."""
-    firsts = {t.shape[0] for t in pkg.signature.inputs if t.shape}
+def batch_dim(signature: Signature) -> str | int | None:
+    """The name of the batch dim (the symbolic first axis of the inputs), or its fixed size."""
+    firsts = {t.shape[0] for t in signature.inputs if t.shape}
     symbolic = sorted(d for d in firsts if isinstance(d, str))
     if symbolic:
         return symbolic[0]
@@ -246,7 +252,7 @@ def _batch_dim(pkg: Any) -> str | int | None:
 
 def _check_dims(pkgs: Sequence[Any], config: SweepConfig) -> None:
     known = {d for p in pkgs for t in p.signature.inputs for d in t.shape if isinstance(d, str)}
-    batch_names = {_batch_dim(p) for p in pkgs}
+    batch_names = {batch_dim(p.signature) for p in pkgs}
     for name, _ in config.dims:
         if name in batch_names:
             raise UsageError(
@@ -258,7 +264,7 @@ def _check_dims(pkgs: Sequence[Any], config: SweepConfig) -> None:
                 f"{sorted(known) or 'none'}"
             )
     for p in pkgs:
-        bd = _batch_dim(p)
+        bd = batch_dim(p.signature)
         if isinstance(bd, int):
             wrong = [b for b in config.batch_sizes if b != bd]
             if wrong:
@@ -268,17 +274,25 @@ def _check_dims(pkgs: Sequence[Any], config: SweepConfig) -> None:
                 )
 
 
-def _feed(pkg: Any, batch: int, config: SweepConfig, data: Feed | None) -> Feed:
+def make_feed(
+    signature: Signature,
+    batch: int,
+    dims: Mapping[str, int] | None = None,
+    data: Feed | None = None,
+    seed: int = 0,
+) -> Feed:
+    """Inputs for one batch: ``data`` cut (or tiled) to ``batch`` rows, else generated from
+    ``signature`` with the batch dim set to ``batch`` and other symbolic dims from ``dims``."""
     if data is None:
-        dims: dict[str, int] = dict(config.dims)
-        bd = _batch_dim(pkg)
+        full: dict[str, int] = dict(dims or {})
+        bd = batch_dim(signature)
         if isinstance(bd, str):
-            dims[bd] = batch
-        return generate_feed(pkg.signature, dims, seed=config.seed)
+            full[bd] = batch
+        return generate_feed(signature, full, seed=seed)
     out: Feed = {}
     for name, arr in data.items():
         n = arr.shape[0] if arr.ndim else 0
         if n < 1:
-            raise InputError(f"input '{name}' in {config.data} has no sample axis", input=name)
+            raise InputError(f"input '{name}' in the data has no sample axis", input=name)
         out[name] = arr[:batch] if n >= batch else np.take(arr, np.arange(batch) % n, axis=0)
     return out
