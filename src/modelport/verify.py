@@ -256,6 +256,21 @@ def make_cases(
         }
         cases.append((label, feed))
 
+    # Same shapes, other values: zero-centred floats spanning the example's range, so that a
+    # branch on the data that tracing baked in (if x.sum() > 0 ...) takes its other side.
+    if any(np.asarray(v).dtype.kind == "f" for v in example.values()):
+        values: Feed = {}
+        for spec in signature.inputs:
+            ex = np.asarray(example[spec.name])
+            if ex.dtype.kind == "f":
+                scale = float(np.max(np.abs(ex))) if ex.size else 1.0
+                values[spec.name] = (rng.standard_normal(ex.shape) * (scale or 1.0)).astype(ex.dtype)
+            else:
+                values[spec.name] = _resize_like(ex, ex.shape, rng, spec.name)
+        cases.append(("other values", values))
+        cases.append(("negated values", {k: (-np.asarray(v) if np.asarray(v).dtype.kind == "f" else v)
+                                         for k, v in example.items()}))
+
     batch = config.batch_dim if config.batch_dim in base else None
     if batch is None:  # the first dynamic dim of the first input is the batch dim by convention
         first = signature.inputs[0].dynamic_axes if signature.inputs else {}

@@ -246,6 +246,7 @@ def export_module(
     dynamic: DynamicAxes,
     opset: int | None,
     exporter: str,
+    varargs: bool = False,
 ) -> Any:
     """Export with one exporter ("dynamo" or "torchscript"); return an onnx.ModelProto."""
     torch = _torch()
@@ -268,8 +269,8 @@ def export_module(
                 output_names=list(output_names),
                 opset_version=opset,
                 dynamo=True,
-                # the wrapper's forward takes *args: one tuple holds every input's shapes
-                dynamic_shapes=(tuple(shapes),),
+                # a wrapper's forward takes *args: then one tuple holds every input's shapes
+                dynamic_shapes=(tuple(shapes),) if varargs else tuple(shapes),
                 external_data=False,
                 optimize=True,
                 verbose=False,
@@ -351,7 +352,9 @@ def export_with_fallback(
         raise UsageError(f"{len(output_names)} output names given but the model returns {len(tensors)} outputs")
     dynamic = _dynamic_axes(config, input_names, feed)
     export_feed = _widen_batch(feed, dynamic)
-    wrapped = _TupleOutputs.wrap(module)
+    # dict outputs (ModelOutput...) are flattened to a tuple by a wrapper; ScriptModules and
+    # plain tensor/tuple outputs are exported as they are.
+    wrapped = _TupleOutputs.wrap(module) if isinstance(sample, Mapping) else module
     order = ["dynamo", "torchscript"] if config.exporter == "auto" else [config.exporter]
     notes: list[str] = []
     last_error: Exception | None = None
@@ -359,7 +362,8 @@ def export_with_fallback(
     for exporter in order:
         try:
             proto = export_module(copy.deepcopy(wrapped) if exporter != order[-1] else wrapped,
-                                  export_feed, input_names, output_names, dynamic, config.opset, exporter)
+                                  export_feed, input_names, output_names, dynamic, config.opset, exporter,
+                                  varargs=wrapped is not module)
         except Exception as exc:
             last_error = exc
             msg = _error_summary(exc)
@@ -459,6 +463,9 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
         raise ConversionError(f"exporting the ExportedProgram failed: {exc}") from exc
     proto = onnx.load_from_string(proto.SerializeToString())
     sig = Signature.from_onnx(proto)
+    if sig.inputs and sig.inputs[0].shape and isinstance(sig.inputs[0].shape[0], str):
+        _rename_dims(proto, {sig.inputs[0].shape[0]: "batch"})  # torch.export names it s0, s77...
+        sig = Signature.from_onnx(proto)
     dynamic = {t.name: t.dynamic_axes for t in sig.inputs if t.dynamic_axes}
     notes = []
     if not dynamic:

@@ -1,0 +1,92 @@
+"""Tiny PyTorch models used by the conversion tests (importable as tests.convert.torch_models)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    def __init__(self, inputs: int = 4, hidden: int = 8, outputs: int = 3) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(inputs, hidden)
+        self.fc2 = nn.Linear(hidden, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def build_mlp() -> MLP:
+    torch.manual_seed(0)
+    return MLP()
+
+
+class TwoInputsTwoOutputs(nn.Module):
+    """Token ids + float features; returns a dict (named outputs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 6)
+        self.proj = nn.Linear(6 + 2, 4)
+
+    def forward(self, ids: torch.Tensor, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled = self.emb(ids).mean(1)  # (batch, 6), sequence averaged away
+        h = self.proj(torch.cat([pooled, feats], dim=1))
+        return {"scores": h, "probs": torch.softmax(h, dim=1)}
+
+
+def build_two_io() -> TwoInputsTwoOutputs:
+    torch.manual_seed(0)
+    return TwoInputsTwoOutputs()
+
+
+class DataDependentBranch(nn.Module):
+    """Tracing bakes in one branch; verification must catch it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return x * 2
+        return x - 100
+
+
+class FixedBatchReshape(nn.Module):
+    """Reads the batch size as a Python int: tracing bakes the example's size into the graph."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = int(x.shape[0])
+        return x.reshape(n, 2, 2).sum(-1) * 3
+
+
+class BatchNormDropout(nn.Module):
+    """Outputs depend on eval() (BatchNorm statistics, Dropout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(4)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.bn.running_mean.fill_(0.5)
+            self.bn.running_var.fill_(2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(self.bn(x)))
+
+
+@torch.library.custom_op("modelport_test::mystery", mutates_args=())
+def mystery(x: torch.Tensor) -> torch.Tensor:
+    return x.clone() + 1
+
+
+@mystery.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+class UnsupportedOp(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mystery(x)
+
+
+def not_a_module() -> str:
+    return "nope"
