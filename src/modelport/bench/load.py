@@ -604,6 +604,7 @@ def bench_server(
     config: LoadConfig | None = None,
     ceiling: bool = True,
     metadata: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ServerBenchResult:
     """Closed-loop load at each concurrency (or open loop at ``config.rate`` with each as the
     in-flight limit); with ``ceiling`` also the client's ceiling at the largest concurrency,
@@ -611,9 +612,17 @@ def bench_server(
     config = config or LoadConfig()
     if not concurrencies or any(c < 1 for c in concurrencies):
         raise UsageError(f"concurrencies must be >= 1, e.g. 1,8,32; got {list(concurrencies)}")
-    rows = [run_load(target, feed, replace(config, concurrency=c)) for c in concurrencies]
+    rows = []
+    for c in concurrencies:
+        if progress is not None:
+            progress(f"{target.protocol}, concurrency {c}")
+        rows.append(run_load(target, feed, replace(config, concurrency=c)))
     top = None
     if ceiling:
+        if progress is not None:
+            progress(
+                f"client ceiling: trivial {target.protocol} endpoint, concurrency {max(concurrencies)}"
+            )
         top = measure_ceiling(target.protocol, max(concurrencies), http_client=config.http_client)
         for r in rows:
             r["fraction_of_ceiling"] = (

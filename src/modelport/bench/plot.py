@@ -60,12 +60,10 @@ def _inprocess(result: Mapping[str, Any], ax1: Any, ax2: Any) -> None:
         ax1.fill_between(xs, [r["p50_ms"] for r in rows], [r["p90_ms"] for r in rows],
                          color=line.get_color(), alpha=0.15)  # fmt: skip
         ax2.plot(xs, [r["throughput_items_s"] for r in rows], marker="o", label=label)
-    for ax in (ax1, ax2):
-        ax.set_xlabel("batch size")
-        ax.set_xscale("log", base=2)
-        ax.grid(True, alpha=0.3)
-    ax1.set_ylabel("latency p50 (ms), band to p90")
+    _log_axes((ax1, ax2), sorted({r["batch_size"] for r in result["rows"]}), "batch size")
     ax1.set_yscale("log")
+    ax1.yaxis.set_major_formatter(_plain())
+    ax1.set_ylabel("latency p50 (ms), band to p90")
     ax2.set_ylabel("throughput (items/s)")
     ax1.set_title("Latency against batch size")
     ax2.set_title("Throughput against batch size")
@@ -88,12 +86,29 @@ def _server(result: Mapping[str, Any], ax1: Any, ax2: Any) -> None:
     if ceiling and ceiling.get("req_s"):
         ax1.axhline(ceiling["req_s"], color="grey", linestyle=":",
                     label=f"client ceiling ({ceiling['req_s']:.0f} req/s)")  # fmt: skip
+    _log_axes((ax1, ax2), sorted({r["concurrency"] for r in result["rows"]}), "concurrency")
     for ax in (ax1, ax2):
-        ax.set_xlabel("concurrency")
-        ax.set_xscale("log", base=2)
-        ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     ax1.set_ylabel("throughput (requests/s)")
     ax2.set_ylabel("latency (ms)")
     ax1.set_title("Throughput against concurrency")
     ax2.set_title("Latency against concurrency")
+
+
+def _plain() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _: f"{v:g}")
+
+
+def _log_axes(axes: tuple[Any, ...], ticks: list[int], label: str) -> None:
+    """A log2 x axis labelled with the values measured (1, 8, 32), not powers of two."""
+    from matplotlib.ticker import NullLocator
+
+    for ax in axes:
+        ax.set_xlabel(label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks)
+        ax.xaxis.set_major_formatter(_plain())
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.grid(True, alpha=0.3)

@@ -9,7 +9,7 @@ the first model of the same (provider, threads, batch size) group.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -93,8 +93,14 @@ class BenchResult:
         }
 
 
-def bench_models(models: Sequence[Any], config: SweepConfig | None = None) -> BenchResult:
-    """Benchmark packages, ``.onnx`` files or ModelPackage objects; the first is the baseline."""
+def bench_models(
+    models: Sequence[Any],
+    config: SweepConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Benchmark packages, ``.onnx`` files or ModelPackage objects; the first is the baseline.
+
+    ``progress`` is called with a short line before each measurement."""
     from ..package import ModelPackage
     from ..runtime import SessionConfig, make_session
 
@@ -137,6 +143,8 @@ def bench_models(models: Sequence[Any], config: SweepConfig | None = None) -> Be
                 )
             load_of = {row["variant"]: row for row in loads[-len(pkgs) :]}
             for b in config.batch_sizes:
+                if progress is not None:
+                    progress(f"{provider}, threads {threads or 'default'}, batch {b}")
                 feeds = [
                     make_feed(
                         p.signature, b, dict(config.dims), data[i] if data else None, config.seed

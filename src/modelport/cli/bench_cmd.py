@@ -1,0 +1,205 @@
+"""``modelport bench``: in-process (packages) or against a running V2 server (``--server``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from .ui import console, console_err, table, write_json
+
+
+def _ints(value: str | None, what: str) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(
+            f"{what} takes comma-separated integers, e.g. 1,8,32; got '{value}'"
+        ) from None
+    if not out:
+        raise UsageError(f"{what} is empty; e.g. 1,8,32")
+    return out
+
+
+def _dims(shapes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    out = []
+    for s in shapes:
+        name, sep, value = s.partition("=")
+        if not sep or not name or not value.strip().isdigit():
+            raise UsageError(
+                f"--shape takes NAME=VALUE (a symbolic dim), e.g. sequence=128; got '{s}'"
+            )
+        out.append((name.strip(), int(value)))
+    return tuple(out)
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("models", nargs=-1, type=click.Path(exists=True))
+@click.option("--batch-sizes", default="1", help="In-process: batch sizes, e.g. 1,8,32.")
+@click.option(
+    "--threads", default=None, help="In-process: ORT intra-op threads, e.g. 1,2 (0 = ORT default)."
+)
+@click.option("--providers", default="cpu", help="In-process: execution providers, e.g. cpu,cuda.")
+@click.option(
+    "--shape",
+    "shapes",
+    multiple=True,
+    help="A symbolic dim, NAME=VALUE (repeatable), e.g. sequence=128.",
+)
+@click.option(
+    "--data", type=click.Path(exists=True), help="Inputs (.npz/.npy/dir) instead of generated ones."
+)
+@click.option("--warmup", default=5, help="In-process: untimed runs per model first.")
+@click.option("--repeats", default=30, help="In-process: timed runs per model.")
+@click.option(
+    "--seconds",
+    type=float,
+    help="Measure for this long (per model in-process; per concurrency on a server).",
+)
+@click.option("--json", "json_file", type=click.Path(), help="Write the full result as JSON.")
+@click.option("--plot", type=click.Path(), help="Draw the plots to this PNG.")
+@click.option(
+    "--report",
+    type=click.Path(),
+    help="Write a Markdown (.md) or HTML (.html) report with the plots.",
+)
+@click.option(
+    "--server",
+    help="Bench a running V2 server instead, e.g. http://127.0.0.1:8000 (loopback only).",
+)
+@click.option("--model", help="Server: the model name.")
+@click.option("--model-version", help="Server: the model version (default: the server's choice).")
+@click.option(
+    "--protocol",
+    type=click.Choice(["http-json", "http-binary", "grpc"]),
+    default="http-json",
+    help="Server: protocol.",
+)
+@click.option("--concurrency", default="1", help="Server: concurrencies, e.g. 1,8,32.")
+@click.option("--requests", type=int, help="Server: requests per concurrency (default: 5 seconds).")
+@click.option(
+    "--rate",
+    type=float,
+    help="Server: open loop at this many requests/s (concurrency = max in flight).",
+)
+@click.option("--batch-size", default=1, help="Server: batch size of each request.")
+@click.option(
+    "--package",
+    type=click.Path(exists=True),
+    help="Server: take the input signature from this package.",
+)
+@click.option(
+    "--http-client", type=click.Choice(["raw", "httpx"]), default="raw", help="Server: HTTP client."
+)
+@click.option("--timeout", type=float, default=30.0, help="Server: seconds a request may take.")
+@click.option(
+    "--no-ceiling",
+    is_flag=True,
+    help="Server: skip measuring the client against a trivial endpoint.",
+)
+def bench(models: tuple[str, ...], **opts: Any) -> int:
+    """Latency, throughput and memory of MODELS (packages or .onnx files, interleaved in one
+    process, ratios against the first), or of a running server with --server."""
+    if models and opts["server"]:
+        raise UsageError("give either packages to bench in-process or --server, not both")
+    if not models and not opts["server"]:
+        raise UsageError("give one or more packages (or .onnx files), or --server URL --model NAME")
+    result = _server(opts) if opts["server"] else _inprocess(models, opts)
+    d = result.to_dict()
+    _show(d)
+    if opts["json_file"]:
+        write_json(opts["json_file"], d)
+        console.print(f"wrote {opts['json_file']}")
+    if opts["plot"]:
+        from ..bench.plot import plot_result
+
+        plot_result(d, opts["plot"])
+        console.print(f"wrote {opts['plot']}")
+    if opts["report"]:
+        from ..bench.report import write_report
+
+        out = write_report(d, opts["report"], opts["plot"])
+        console.print(f"wrote {out}")
+    if d["kind"] == "server" and not any(r["ok"] for r in d["rows"]):
+        console_err.print("[red]no request succeeded[/]")
+        return 1
+    return 0
+
+
+def _progress(line: str) -> None:
+    console_err.print(f"[dim]… {line}[/]")
+
+
+def _inprocess(models: tuple[str, ...], opts: dict[str, Any]):
+    from ..bench import LatencyConfig, SweepConfig, bench_models
+
+    if opts["seconds"] is not None:
+        latency = LatencyConfig.timed(opts["seconds"], warmup=opts["warmup"])
+    else:
+        latency = LatencyConfig(warmup=opts["warmup"], repeats=opts["repeats"])
+    config = SweepConfig(
+        batch_sizes=_ints(opts["batch_sizes"], "--batch-sizes"),
+        threads=_ints(opts["threads"], "--threads"),
+        providers=tuple(p.strip() for p in opts["providers"].split(",") if p.strip()),
+        dims=_dims(opts["shapes"]),
+        latency=latency,
+        data=opts["data"],
+    )
+    return bench_models(list(models), config, progress=_progress)
+
+
+def _server(opts: dict[str, Any]):
+    from ..bench.load import LoadConfig, LoadTarget, bench_server, fetch_metadata
+    from ..bench.sweep import make_feed
+    from ..bench.v2 import signature_from_metadata
+    from ..data import load_feed
+    from ..package import ModelPackage
+
+    if not opts["model"]:
+        raise UsageError("--server needs --model NAME (the model to send requests to)")
+    target = LoadTarget(opts["server"], opts["model"], opts["model_version"], opts["protocol"])
+    meta = fetch_metadata(target)
+    signature = (
+        ModelPackage.load(opts["package"]).signature
+        if opts["package"]
+        else signature_from_metadata(meta)
+    )
+    data = load_feed(opts["data"], signature) if opts["data"] else None
+    feed = make_feed(signature, opts["batch_size"], dict(_dims(opts["shapes"])), data)
+    config = LoadConfig(
+        requests=opts["requests"],
+        seconds=opts["seconds"],
+        rate=opts["rate"],
+        timeout_s=opts["timeout"],
+        http_client=opts["http_client"],
+    )
+    conc = _ints(opts["concurrency"], "--concurrency")
+    return bench_server(target, feed, conc, config, ceiling=not opts["no_ceiling"],
+                        metadata=meta, progress=_progress)  # fmt: skip
+
+
+def _show(d: dict[str, Any]) -> None:
+    from ..bench.report import result_table
+
+    cols, rows = result_table(d)
+    if d["kind"] == "server":
+        t = d["target"]
+        title = f"{t['model']} at {t['url']} ({t['protocol']})"
+    else:
+        title = "interleaved in one process; speed-up = first model's p50 / this p50"
+    console.print(table(title, cols, rows))
+    if d["kind"] == "server" and d.get("ceiling"):
+        c = d["ceiling"]
+        console.print(
+            f"load generator ceiling (trivial {c['protocol']} endpoint, concurrency "
+            f"{c['concurrency']}): {c['req_s']:.0f} req/s"
+        )
+    for r in d["rows"]:
+        if d["kind"] == "server" and r["client_cpu_cores"] > 0.9 and r["protocol"] != "grpc":
+            console_err.print(
+                f"[yellow]warning:[/] the load generator used {r['client_cpu_cores']:.2f} cores at "
+                f"concurrency {r['concurrency']}; it may have been the bottleneck"
+            )
