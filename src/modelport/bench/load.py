@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -225,6 +226,16 @@ def _http_request_bytes(target: LoadTarget, feed: Feed) -> tuple[bytes, dict[str
     return "\r\n".join(lines).encode() + body, {**headers}
 
 
+if sys.version_info >= (3, 11):
+
+    async def _within(aw: Awaitable[Any], seconds: float) -> Any:
+        async with asyncio.timeout(seconds):
+            return await aw
+
+else:  # pragma: no cover
+    _within = asyncio.wait_for
+
+
 def _http_status(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return "timeout"
@@ -244,6 +255,7 @@ async def _make_senders(
     if config.http_client == "httpx":
         return [await _httpx_sender(target, data, headers, config, stack)] * n
     host, port = target.address
+    timeout = config.timeout_s
     senders: list[Sender] = []
     for _ in range(n):
         conn = _HttpConnection(host, port)
@@ -251,7 +263,7 @@ async def _make_senders(
 
         async def send(conn: _HttpConnection = conn) -> tuple[str, Any]:
             try:
-                status, body, hlen = await conn.request(data)
+                status, body, hlen = await _within(conn.request(data), timeout)
             except (Exception, asyncio.TimeoutError) as exc:
                 return _http_status(exc), None
             return str(status), (body, hlen)
