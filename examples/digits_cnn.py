@@ -55,8 +55,9 @@ def load_digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return x[train], y[train], x[test], y[test]
 
 
-def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 8, seed: int = 0,
-          lr: float = 3e-3) -> nn.Module:
+def train(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 8, seed: int = 0, lr: float = 3e-3
+) -> nn.Module:
     """Plain Adam training; a few seconds on 2 CPU cores."""
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -95,7 +96,9 @@ def main(out_dir: str) -> None:
     np.savez(out / "digits_calib.npz", x=x_train[:256])
     np.savez(out / "digits_test.npz", x=x_test)
     np.save(out / "digits_labels.npy", y_test)
-    print(f"trained DigitsCNN: test accuracy {accuracy(model, x_test, y_test):.4f} -> {out}/digits_cnn.pt")
+    print(
+        f"trained DigitsCNN: test accuracy {accuracy(model, x_test, y_test):.4f} -> {out}/digits_cnn.pt"
+    )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ def digits_package(tmp_path_factory, digits_cnn, digits_data):
     out = tmp_path_factory.mktemp("digits") / "digits-cnn"
     _, _, x_test, _ = digits_data
     return convert(
-        Source.torch_module(copy.deepcopy(digits_cnn)), out, ConvertConfig(example={"x": x_test[:16]})
+        Source.torch_module(copy.deepcopy(digits_cnn)),
+        out,
+        ConvertConfig(example={"x": x_test[:16]}),
     ).package
 
 

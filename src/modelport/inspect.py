@@ -15,7 +15,8 @@ def describe(path: str) -> dict[str, Any]:
     pkg = ModelPackage.load(path)
     model = pkg.load_onnx(load_external_data=False)
     ops = collections.Counter(
-        (f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type) for n in model.graph.node
+        (f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type)
+        for n in model.graph.node
     )
     n_params = 0
     for init in model.graph.initializer:
@@ -50,5 +51,10 @@ def _verification_summary(v: Any) -> Any:
     for case in v.get("cases", []):
         for o in case.get("outputs", []):
             worst[o["name"]] = max(worst.get(o["name"], 0.0), float(o["max_abs_diff"]))
-    return {"passed": v.get("passed"), "cases": len(v.get("cases", [])), "atol": v.get("atol"),
-            "rtol": v.get("rtol"), "max_abs_diff": worst}
+    return {
+        "passed": v.get("passed"),
+        "cases": len(v.get("cases", [])),
+        "atol": v.get("atol"),
+        "rtol": v.get("rtol"),
+        "max_abs_diff": worst,
+    }

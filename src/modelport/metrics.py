@@ -51,7 +51,9 @@ def fidelity(reference: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray])
         if r.dtype.kind not in "fc":
             out[name] = {"exact_match": float(np.mean(r == g))}
             continue
-        d: dict[str, Any] = {"max_abs_err": float(np.max(np.abs(g.astype(np.float64) - r))) if r.size else 0.0}
+        d: dict[str, Any] = {
+            "max_abs_err": float(np.max(np.abs(g.astype(np.float64) - r))) if r.size else 0.0
+        }
         if r.ndim >= 2:
             cos = cosine_rows(r, g)
             d.update(cos_mean=float(cos.mean()), cos_min=float(cos.min()))

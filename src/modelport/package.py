@@ -39,7 +39,9 @@ __all__ = [
 MANIFEST_NAME = "modelport.json"
 MODEL_NAME = "model.onnx"
 EXTERNAL_DATA_NAME = "model.onnx.data"
-SAMPLES_DIR = "samples"  # inputs.npz (example inputs) and outputs.npz (the source's outputs on them)
+SAMPLES_DIR = (
+    "samples"  # inputs.npz (example inputs) and outputs.npz (the source's outputs on them)
+)
 MAX_SAMPLE_BYTES = 16_000_000
 FORMAT_VERSION = 1
 # ONNX protobufs cannot exceed 2 GiB; above this weights go to an external data file.
@@ -252,6 +254,7 @@ def save_onnx(model: Any, path: Path, external_data: bool | None = None) -> None
     """Save a ModelProto, moving weights to ``model.onnx.data`` when large or asked to."""
     import onnx
 
+    asked = bool(external_data)
     if external_data is None:
         external_data = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
     if external_data:
@@ -261,7 +264,7 @@ def save_onnx(model: Any, path: Path, external_data: bool | None = None) -> None
             save_as_external_data=True,
             all_tensors_to_one_file=True,
             location=EXTERNAL_DATA_NAME,
-            size_threshold=1024,
+            size_threshold=0 if asked else 1024,
         )
     else:
         onnx.save_model(model, str(path))

@@ -227,4 +227,3 @@ class Signature:
             tuple(spec(vi) for vi in graph.input if vi.name not in inits),
             tuple(spec(vi) for vi in graph.output),
         )
-

@@ -168,23 +168,59 @@ def compare_outputs(
         r = np.asarray(r)
         if name not in got:
             results.append(
-                OutputParity(name, [], list(r.shape), "-", str(r.dtype), np.inf, np.inf,
-                             int(r.size), int(r.size), atol, rtol, False, "missing in ONNX outputs")
+                OutputParity(
+                    name,
+                    [],
+                    list(r.shape),
+                    "-",
+                    str(r.dtype),
+                    np.inf,
+                    np.inf,
+                    int(r.size),
+                    int(r.size),
+                    atol,
+                    rtol,
+                    False,
+                    "missing in ONNX outputs",
+                )
             )
             continue
         g = np.asarray(got[name])
-        base = dict(name=name, shape=list(g.shape), ref_shape=list(r.shape), dtype=str(g.dtype),
-                    ref_dtype=str(r.dtype), atol=atol, rtol=rtol)
+        base = dict(
+            name=name,
+            shape=list(g.shape),
+            ref_shape=list(r.shape),
+            dtype=str(g.dtype),
+            ref_dtype=str(r.dtype),
+            atol=atol,
+            rtol=rtol,
+        )
         if g.shape != r.shape:
-            results.append(OutputParity(**base, max_abs_diff=float("inf"), max_rel_diff=float("inf"),
-                                        mismatched=int(r.size), total=int(r.size), passed=False,
-                                        note=f"shape {list(g.shape)} != reference {list(r.shape)}"))
+            results.append(
+                OutputParity(
+                    **base,
+                    max_abs_diff=float("inf"),
+                    max_rel_diff=float("inf"),
+                    mismatched=int(r.size),
+                    total=int(r.size),
+                    passed=False,
+                    note=f"shape {list(g.shape)} != reference {list(r.shape)}",
+                )
+            )
             continue
         if g.dtype.kind in "OUSb" or r.dtype.kind in "OUSb":
             eq = g == r
             bad = int(np.size(eq) - np.count_nonzero(eq))
-            results.append(OutputParity(**base, max_abs_diff=float(bad > 0), max_rel_diff=float(bad > 0),
-                                        mismatched=bad, total=int(r.size), passed=bad == 0))
+            results.append(
+                OutputParity(
+                    **base,
+                    max_abs_diff=float(bad > 0),
+                    max_rel_diff=float(bad > 0),
+                    mismatched=bad,
+                    total=int(r.size),
+                    passed=bad == 0,
+                )
+            )
             continue
         g64, r64 = g.astype(np.float64), r.astype(np.float64)
         both_nan = np.isnan(g64) & np.isnan(r64)
@@ -195,12 +231,17 @@ def compare_outputs(
         note = ""
         if g.dtype != r.dtype and not (g.dtype.kind == r.dtype.kind == "f"):
             note = f"dtype {g.dtype} differs from reference {r.dtype}"
-        results.append(OutputParity(
-            **base,
-            max_abs_diff=float(np.nanmax(diff)) if diff.size else 0.0,
-            max_rel_diff=float(np.nanmax(rel)) if rel.size else 0.0,
-            mismatched=bad, total=int(r.size), passed=bad == 0 and not note, note=note,
-        ))
+        results.append(
+            OutputParity(
+                **base,
+                max_abs_diff=float(np.nanmax(diff)) if diff.size else 0.0,
+                max_rel_diff=float(np.nanmax(rel)) if rel.size else 0.0,
+                mismatched=bad,
+                total=int(r.size),
+                passed=bad == 0 and not note,
+                note=note,
+            )
+        )
     return results
 
 
@@ -214,7 +255,9 @@ def _dim_bindings(signature: Signature, feed: Mapping[str, np.ndarray]) -> dict[
     return dims
 
 
-def _resize_like(example: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator, name: str) -> np.ndarray:
+def _resize_like(
+    example: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator, name: str
+) -> np.ndarray:
     """A new array of ``shape`` with values like ``example``'s (same dtype, same value range)."""
     dt = example.dtype
     if dt.kind == "f":
@@ -235,9 +278,7 @@ def _resize_like(example: np.ndarray, shape: tuple[int, ...], rng: np.random.Gen
     return np.resize(flat, int(np.prod(shape))).reshape(shape)
 
 
-def make_cases(
-    signature: Signature, example: Feed, config: VerifyConfig
-) -> list[tuple[str, Feed]]:
+def make_cases(signature: Signature, example: Feed, config: VerifyConfig) -> list[tuple[str, Feed]]:
     """The example plus generated feeds at other batch sizes and other dynamic-dim sizes."""
     rng = np.random.default_rng(config.seed)
     base = _dim_bindings(signature, example)
@@ -264,12 +305,21 @@ def make_cases(
             ex = np.asarray(example[spec.name])
             if ex.dtype.kind == "f":
                 scale = float(np.max(np.abs(ex))) if ex.size else 1.0
-                values[spec.name] = (rng.standard_normal(ex.shape) * (scale or 1.0)).astype(ex.dtype)
+                values[spec.name] = (rng.standard_normal(ex.shape) * (scale or 1.0)).astype(
+                    ex.dtype
+                )
             else:
                 values[spec.name] = _resize_like(ex, ex.shape, rng, spec.name)
         cases.append(("other values", values))
-        cases.append(("negated values", {k: (-np.asarray(v) if np.asarray(v).dtype.kind == "f" else v)
-                                         for k, v in example.items()}))
+        cases.append(
+            (
+                "negated values",
+                {
+                    k: (-np.asarray(v) if np.asarray(v).dtype.kind == "f" else v)
+                    for k, v in example.items()
+                },
+            )
+        )
 
     batch = config.batch_dim if config.batch_dim in base else None
     if batch is None:  # the first dynamic dim of the first input is the batch dim by convention
@@ -285,11 +335,16 @@ def make_cases(
         for s in sizes:
             add(f"{dim}={s}", {dim: int(s)})
             if batch and config.batch_sizes:
-                add(f"{dim}={s},{batch}={max(config.batch_sizes)}", {dim: int(s), batch: max(config.batch_sizes)})
+                add(
+                    f"{dim}={s},{batch}={max(config.batch_sizes)}",
+                    {dim: int(s), batch: max(config.batch_sizes)},
+                )
     return cases
 
 
-def _as_dict(outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+def _as_dict(
+    outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray], names: Sequence[str]
+) -> dict[str, np.ndarray]:
     if isinstance(outputs, Mapping):
         return {k: np.asarray(v) for k, v in outputs.items()}
     outputs = list(outputs)
@@ -393,7 +448,9 @@ def verify_package(
     notes = []
     want_sha = (package.manifest.get("files", {}).get("model.onnx") or {}).get("sha256")
     if want_sha and file_sha256(package.model_path) != want_sha:
-        notes.append("model.onnx does not match the sha256 in the manifest: it was changed after packaging")
+        notes.append(
+            "model.onnx does not match the sha256 in the manifest: it was changed after packaging"
+        )
     session = make_session(str(package.model_path))
     signature = package.signature
     batch_inputs = [t.name for t in signature.inputs if t.shape and isinstance(t.shape[0], str)]
@@ -404,8 +461,12 @@ def verify_package(
         n = int(np.shape(feed[batch_inputs[0]])[0]) if batch_inputs else 1
         if n <= 1 or not batch_inputs:
             return run_session(session, feed)
-        rows = [run_session(session, {k: (v[i : i + 1] if k in batch_inputs else v) for k, v in feed.items()})
-                for i in range(n)]
+        rows = [
+            run_session(
+                session, {k: (v[i : i + 1] if k in batch_inputs else v) for k, v in feed.items()}
+            )
+            for i in range(n)
+        ]
         return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
     report = verify_model(str(package.model_path), self_reference, example, config)

@@ -25,8 +25,11 @@ def _run(pkg: ModelPackage, feed: dict) -> dict:
 
 
 def test_factory_converts_with_dynamic_batch_and_parity(tmp_path):
-    res = convert(Source.torch_factory("tests.convert.torch_models:build_mlp"), tmp_path / "mlp",
-                  ConvertConfig(inputs=X_SPEC))
+    res = convert(
+        Source.torch_factory("tests.convert.torch_models:build_mlp"),
+        tmp_path / "mlp",
+        ConvertConfig(inputs=X_SPEC),
+    )
     pkg = res.package
     assert res.report.passed
     assert res.exporter in ("dynamo", "torchscript")
@@ -41,8 +44,11 @@ def test_factory_converts_with_dynamic_batch_and_parity(tmp_path):
 
 
 def test_manifest_provenance_and_metadata_props(tmp_path):
-    pkg = convert(Source.torch_factory("tests.convert.torch_models:build_mlp"), tmp_path / "mlp",
-                  ConvertConfig(inputs=X_SPEC)).package
+    pkg = convert(
+        Source.torch_factory("tests.convert.torch_models:build_mlp"),
+        tmp_path / "mlp",
+        ConvertConfig(inputs=X_SPEC),
+    ).package
     manifest = json.loads((tmp_path / "mlp" / "modelport.json").read_text())
     prov = manifest["provenance"]
     assert prov["source_kind"] == "torch"
@@ -67,22 +73,36 @@ def test_state_dict_plus_class_with_init_args(tmp_path):
     weights = tmp_path / "w.pt"
     torch.save(model.state_dict(), weights)
     res = convert(
-        Source.torch_class("tests.convert.torch_models:MLP", str(weights), {"inputs": 5, "hidden": 16, "outputs": 2}),
+        Source.torch_class(
+            "tests.convert.torch_models:MLP",
+            str(weights),
+            {"inputs": 5, "hidden": 16, "outputs": 2},
+        ),
         tmp_path / "pkg",
         ConvertConfig(inputs=(spec_from_string("x:batch,5:float32"),)),
     )
     x = np.ones((3, 5), np.float32)
-    np.testing.assert_allclose(_run(res.package, {"x": x})["output"],
-                               model(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
-    assert res.package.manifest["provenance"]["init_args"] == {"inputs": 5, "hidden": 16, "outputs": 2}
+    np.testing.assert_allclose(
+        _run(res.package, {"x": x})["output"],
+        model(torch.from_numpy(x)).detach().numpy(),
+        atol=1e-5,
+    )
+    assert res.package.manifest["provenance"]["init_args"] == {
+        "inputs": 5,
+        "hidden": 16,
+        "outputs": 2,
+    }
 
 
 def test_weights_that_do_not_fit_the_class(tmp_path):
     weights = tmp_path / "w.pt"
     torch.save(tm.MLP(hidden=32).state_dict(), weights)
     with pytest.raises(ConversionError, match="do not fit .*--init-args"):
-        convert(Source.torch_class("tests.convert.torch_models:MLP", str(weights)), tmp_path / "o",
-                ConvertConfig(inputs=X_SPEC))
+        convert(
+            Source.torch_class("tests.convert.torch_models:MLP", str(weights)),
+            tmp_path / "o",
+            ConvertConfig(inputs=X_SPEC),
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -90,8 +110,11 @@ def test_pickled_full_module_is_refused_by_weights_only(tmp_path):
     weights = tmp_path / "full.pt"
     torch.save(tm.MLP(), weights)  # a pickled module, not a state_dict
     with pytest.raises(ConversionError, match="weights_only=True"):
-        convert(Source.torch_class("tests.convert.torch_models:MLP", str(weights)), tmp_path / "o",
-                ConvertConfig(inputs=X_SPEC))
+        convert(
+            Source.torch_class("tests.convert.torch_models:MLP", str(weights)),
+            tmp_path / "o",
+            ConvertConfig(inputs=X_SPEC),
+        )
 
 
 @pytest.mark.parametrize(
@@ -111,10 +134,15 @@ def test_bad_module_targets(tmp_path, target, match):
 
 def test_module_object_with_named_dict_outputs_and_two_inputs(tmp_path):
     rng = np.random.default_rng(0)
-    example = {"ids": rng.integers(0, 50, (2, 5)).astype(np.int64),
-               "feats": rng.standard_normal((2, 2)).astype(np.float32)}
-    res = convert(Source.torch_module(tm.build_two_io()), tmp_path / "p",
-                  ConvertConfig(example=example, dynamic={"ids": {1: "sequence"}}))
+    example = {
+        "ids": rng.integers(0, 50, (2, 5)).astype(np.int64),
+        "feats": rng.standard_normal((2, 2)).astype(np.float32),
+    }
+    res = convert(
+        Source.torch_module(tm.build_two_io()),
+        tmp_path / "p",
+        ConvertConfig(example=example, dynamic={"ids": {1: "sequence"}}),
+    )
     sig = res.package.signature
     assert sig.input_names == ["ids", "feats"]
     assert sig.output_names == ["scores", "probs"]
@@ -130,14 +158,21 @@ def test_eval_mode_is_used_for_export_and_reference(tmp_path):
     x = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
     res = convert(Source.torch_module(model), tmp_path / "p", ConvertConfig(example={"x": x}))
     model.eval()
-    np.testing.assert_allclose(_run(res.package, {"x": x})["output"],
-                               model(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        _run(res.package, {"x": x})["output"],
+        model(torch.from_numpy(x)).detach().numpy(),
+        atol=1e-5,
+    )
 
 
 def test_data_dependent_branch_is_caught_and_nothing_written(tmp_path):
     x = np.abs(np.random.default_rng(0).standard_normal((2, 4))).astype(np.float32)  # sum > 0
     with pytest.raises(VerificationError) as info:
-        convert(Source.torch_module(tm.DataDependentBranch()), tmp_path / "p", ConvertConfig(example={"x": x}))
+        convert(
+            Source.torch_module(tm.DataDependentBranch()),
+            tmp_path / "p",
+            ConvertConfig(example={"x": x}),
+        )
     assert "does not match the source" in str(info.value)
     assert not info.value.report.passed
     assert not (tmp_path / "p").exists()
@@ -145,8 +180,11 @@ def test_data_dependent_branch_is_caught_and_nothing_written(tmp_path):
 
 def test_allow_mismatch_writes_and_records_failure(tmp_path):
     x = np.abs(np.random.default_rng(0).standard_normal((2, 4))).astype(np.float32)
-    res = convert(Source.torch_module(tm.DataDependentBranch()), tmp_path / "p",
-                  ConvertConfig(example={"x": x}, allow_mismatch=True))
+    res = convert(
+        Source.torch_module(tm.DataDependentBranch()),
+        tmp_path / "p",
+        ConvertConfig(example={"x": x}, allow_mismatch=True),
+    )
     manifest = json.loads((tmp_path / "p" / "modelport.json").read_text())
     assert manifest["verification"]["passed"] is False
     assert res.report.failures()
@@ -155,15 +193,22 @@ def test_allow_mismatch_writes_and_records_failure(tmp_path):
 def test_specialized_batch_dim_is_caught(tmp_path):
     x = np.ones((2, 4), np.float32)
     with pytest.raises(VerificationError) as info:
-        convert(Source.torch_module(tm.FixedBatchReshape()), tmp_path / "p", ConvertConfig(example={"x": x}))
+        convert(
+            Source.torch_module(tm.FixedBatchReshape()),
+            tmp_path / "p",
+            ConvertConfig(example={"x": x}),
+        )
     failures = "\n".join(info.value.report.failures())
     assert "batch=1" in failures or "fixed it to 2" in failures
 
 
 def test_unsupported_op_gives_a_clear_error(tmp_path):
     with pytest.raises(ConversionError, match="no exporter could convert") as info:
-        convert(Source.torch_module(tm.UnsupportedOp()), tmp_path / "p",
-                ConvertConfig(example={"x": np.ones((2, 3), np.float32)}))
+        convert(
+            Source.torch_module(tm.UnsupportedOp()),
+            tmp_path / "p",
+            ConvertConfig(example={"x": np.ones((2, 3), np.float32)}),
+        )
     assert "mystery" in str(info.value)
     assert not (tmp_path / "p").exists()
 
@@ -188,15 +233,21 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(package, "_write_samples", boom)
     with pytest.raises(KeyboardInterrupt):
-        convert(Source.torch_factory("tests.convert.torch_models:build_mlp"), tmp_path / "p",
-                ConvertConfig(inputs=X_SPEC))
+        convert(
+            Source.torch_factory("tests.convert.torch_models:build_mlp"),
+            tmp_path / "p",
+            ConvertConfig(inputs=X_SPEC),
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_forced_exporter_is_used_and_recorded(tmp_path, exporter):
-    res = convert(Source.torch_factory("tests.convert.torch_models:build_mlp"), tmp_path / "p",
-                  ConvertConfig(inputs=X_SPEC, exporter=exporter))
+    res = convert(
+        Source.torch_factory("tests.convert.torch_models:build_mlp"),
+        tmp_path / "p",
+        ConvertConfig(inputs=X_SPEC, exporter=exporter),
+    )
     assert res.exporter == exporter
     assert res.package.manifest["provenance"]["exporter"] == exporter
 
@@ -223,8 +274,11 @@ def test_exported_program_with_dynamic_batch(tmp_path):
     program = torch.export.export(tm.build_mlp(), (torch.ones(2, 4),), dynamic_shapes=({0: batch},))
     path = tmp_path / "m.pt2"
     torch.export.save(program, str(path))
-    res = convert(Source.exported_program(str(path)), tmp_path / "p",
-                  ConvertConfig(example={"x": np.ones((2, 4), np.float32)}))
+    res = convert(
+        Source.exported_program(str(path)),
+        tmp_path / "p",
+        ConvertConfig(example={"x": np.ones((2, 4), np.float32)}),
+    )
     assert res.report.passed
     assert isinstance(res.package.signature.inputs[0].shape[0], str)
     assert any(c.label.startswith("batch=") for c in res.report.cases)

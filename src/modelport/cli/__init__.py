@@ -22,13 +22,37 @@ __all__ = ["COMMANDS", "main"]
 
 # command name -> (module, attribute, one-line help). A plain dict: grep it.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "convert": ("modelport.cli.convert_cmd", "convert", "Convert a model to a verified ONNX package."),
+    "convert": (
+        "modelport.cli.convert_cmd",
+        "convert",
+        "Convert a model to a verified ONNX package.",
+    ),
     "verify": ("modelport.cli.convert_cmd", "verify", "Check a package: onnx.checker and parity."),
-    "inspect": ("modelport.cli.inspect_cmd", "inspect", "Show a package's signature, ops and history."),
-    "quantize": ("modelport.cli.quantize_cmd", "quantize", "Quantize a package (dynamic, static, partial, fp16)."),
-    "prune": ("modelport.cli.prune_cmd", "prune", "Prune weights or whole channels, and measure it."),
-    "optimize": ("modelport.cli.optimize_cmd", "optimize", "Graph optimizations (ORT levels, fusions)."),
-    "bench": ("modelport.cli.bench_cmd", "bench", "Latency and throughput, in-process or against a server."),
+    "inspect": (
+        "modelport.cli.inspect_cmd",
+        "inspect",
+        "Show a package's signature, ops and history.",
+    ),
+    "quantize": (
+        "modelport.cli.quantize_cmd",
+        "quantize",
+        "Quantize a package (dynamic, static, partial, fp16).",
+    ),
+    "prune": (
+        "modelport.cli.prune_cmd",
+        "prune",
+        "Prune weights or whole channels, and measure it.",
+    ),
+    "optimize": (
+        "modelport.cli.optimize_cmd",
+        "optimize",
+        "Graph optimizations (ORT levels, fusions).",
+    ),
+    "bench": (
+        "modelport.cli.bench_cmd",
+        "bench",
+        "Latency and throughput, in-process or against a server.",
+    ),
     "serve": ("modelport.cli.serve_cmd", "serve", "Serve a model repository over HTTP and gRPC."),
     "plan": ("modelport.cli.plan_cmd", "plan", "Find the best variant under a budget."),
     "package": ("modelport.cli.package_cmd", "package", "Package a model for a deployment target."),
@@ -69,8 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .ui import console_err
 
     try:
-        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="modelport",
-                      standalone_mode=False)
+        rv = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="modelport",
+            standalone_mode=False,
+        )
     except ModelportError as exc:
         console_err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
         return exc.exit_code

@@ -12,7 +12,16 @@ from ..errors import UsageError, VerificationError
 from ..verify import VerifyConfig, VerifyReport
 from .ui import console, table, write_json
 
-SOURCE_OPTIONS = ("torch", "torchscript", "exported_program", "hf", "onnx", "savedmodel", "keras", "sklearn")
+SOURCE_OPTIONS = (
+    "torch",
+    "torchscript",
+    "exported_program",
+    "hf",
+    "onnx",
+    "savedmodel",
+    "keras",
+    "sklearn",
+)
 
 
 def parse_dynamic(values: tuple[str, ...]) -> dict[str, dict[int, str]]:
@@ -21,7 +30,9 @@ def parse_dynamic(values: tuple[str, ...]) -> dict[str, dict[int, str]]:
     for v in values:
         name, sep, rest = v.partition(":")
         if not sep or not rest:
-            raise UsageError(f"--dynamic '{v}': expected input:axis=name[,axis=name], e.g. input_ids:1=sequence")
+            raise UsageError(
+                f"--dynamic '{v}': expected input:axis=name[,axis=name], e.g. input_ids:1=sequence"
+            )
         for part in rest.split(","):
             axis, eq, dim = part.partition("=")
             if not eq or not axis.strip().isdigit() or not dim.strip():
@@ -38,7 +49,9 @@ def parse_dim_sizes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
         try:
             out[name.strip()] = tuple(int(s) for s in sizes.split(",") if s.strip())
         except ValueError:
-            raise UsageError(f"--verify-dim '{v}': expected name=size[,size], e.g. sequence=16,128") from None
+            raise UsageError(
+                f"--verify-dim '{v}': expected name=size[,size], e.g. sequence=16,128"
+            ) from None
         if not eq or not out[name.strip()]:
             raise UsageError(f"--verify-dim '{v}': expected name=size[,size], e.g. sequence=16,128")
     return out
@@ -52,42 +65,112 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
 
 
 def verify_options(f: Any) -> Any:
-    for opt in reversed([
-        click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance."),
-        click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance."),
-        click.option("--verify-batch-sizes", default="1,4", show_default=True,
-                     help="Batch sizes to verify besides the example's."),
-        click.option("--verify-dim", "verify_dims", multiple=True,
-                     help="Sizes of a named dynamic dim to verify, e.g. sequence=16,128."),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance."
+            ),
+            click.option(
+                "--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance."
+            ),
+            click.option(
+                "--verify-batch-sizes",
+                default="1,4",
+                show_default=True,
+                help="Batch sizes to verify besides the example's.",
+            ),
+            click.option(
+                "--verify-dim",
+                "verify_dims",
+                multiple=True,
+                help="Sizes of a named dynamic dim to verify, e.g. sequence=16,128.",
+            ),
+        ]
+    ):
         f = opt(f)
     return f
 
 
-def make_verify_config(atol: float, rtol: float, verify_batch_sizes: str, verify_dims: tuple[str, ...]) -> VerifyConfig:
-    return VerifyConfig(atol=atol, rtol=rtol, batch_sizes=parse_ints(verify_batch_sizes, "--verify-batch-sizes"),
-                        dim_sizes=parse_dim_sizes(verify_dims))
+def make_verify_config(
+    atol: float, rtol: float, verify_batch_sizes: str, verify_dims: tuple[str, ...]
+) -> VerifyConfig:
+    return VerifyConfig(
+        atol=atol,
+        rtol=rtol,
+        batch_sizes=parse_ints(verify_batch_sizes, "--verify-batch-sizes"),
+        dim_sizes=parse_dim_sizes(verify_dims),
+    )
 
 
 def source_options(f: Any) -> Any:
     opts = [
-        click.option("--torch", "torch_target", metavar="MODULE:NAME",
-                     help="nn.Module factory (or class, with --weights), e.g. mymodels:build."),
-        click.option("--weights", type=click.Path(dir_okay=False),
-                     help="state_dict file for the --torch class (loaded with weights_only=True)."),
-        click.option("--init-args", default=None, metavar="JSON", help="Constructor kwargs for --torch, as JSON."),
-        click.option("--torchscript", type=click.Path(dir_okay=False), help="TorchScript file (torch.jit.save)."),
-        click.option("--exported-program", type=click.Path(dir_okay=False), help="ExportedProgram .pt2 (torch.export.save)."),
-        click.option("--hf", "hf_dir", type=click.Path(file_okay=False), help="Local Hugging Face model directory."),
-        click.option("--task", default=None, help="HF task: feature-extraction or text-classification."),
-        click.option("--onnx", "onnx_file", type=click.Path(dir_okay=False), help="An existing ONNX file."),
-        click.option("--savedmodel", type=click.Path(file_okay=False), help="TensorFlow SavedModel directory."),
-        click.option("--signature", "signature_name", default="serving_default", show_default=True,
-                     help="SavedModel signature."),
+        click.option(
+            "--torch",
+            "torch_target",
+            metavar="MODULE:NAME",
+            help="nn.Module factory (or class, with --weights), e.g. mymodels:build.",
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(dir_okay=False),
+            help="state_dict file for the --torch class (loaded with weights_only=True).",
+        ),
+        click.option(
+            "--init-args",
+            default=None,
+            metavar="JSON",
+            help="Constructor kwargs for --torch, as JSON.",
+        ),
+        click.option(
+            "--torchscript",
+            type=click.Path(dir_okay=False),
+            help="TorchScript file (torch.jit.save).",
+        ),
+        click.option(
+            "--exported-program",
+            type=click.Path(dir_okay=False),
+            help="ExportedProgram .pt2 (torch.export.save).",
+        ),
+        click.option(
+            "--hf",
+            "hf_dir",
+            type=click.Path(file_okay=False),
+            help="Local Hugging Face model directory.",
+        ),
+        click.option(
+            "--task", default=None, help="HF task: feature-extraction or text-classification."
+        ),
+        click.option(
+            "--onnx", "onnx_file", type=click.Path(dir_okay=False), help="An existing ONNX file."
+        ),
+        click.option(
+            "--savedmodel",
+            type=click.Path(file_okay=False),
+            help="TensorFlow SavedModel directory.",
+        ),
+        click.option(
+            "--signature",
+            "signature_name",
+            default="serving_default",
+            show_default=True,
+            help="SavedModel signature.",
+        ),
         click.option("--tag", default="serve", show_default=True, help="SavedModel tag set."),
-        click.option("--keras", "keras_file", type=click.Path(dir_okay=False), help="Keras model file (.keras or .h5)."),
-        click.option("--sklearn", "sklearn_file", type=click.Path(dir_okay=False), help="scikit-learn model (joblib/pickle)."),
-        click.option("--trust", is_flag=True, help="Allow unpickling the --sklearn file (it can run code)."),
+        click.option(
+            "--keras",
+            "keras_file",
+            type=click.Path(dir_okay=False),
+            help="Keras model file (.keras or .h5).",
+        ),
+        click.option(
+            "--sklearn",
+            "sklearn_file",
+            type=click.Path(dir_okay=False),
+            help="scikit-learn model (joblib/pickle).",
+        ),
+        click.option(
+            "--trust", is_flag=True, help="Allow unpickling the --sklearn file (it can run code)."
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -97,8 +180,19 @@ def source_options(f: Any) -> Any:
 def make_source(kw: dict[str, Any]) -> Any:
     from ..convert import Source
 
-    chosen = {k: kw.get(k) for k in ("torch_target", "torchscript", "exported_program", "hf_dir",
-                                     "onnx_file", "savedmodel", "keras_file", "sklearn_file")}
+    chosen = {
+        k: kw.get(k)
+        for k in (
+            "torch_target",
+            "torchscript",
+            "exported_program",
+            "hf_dir",
+            "onnx_file",
+            "savedmodel",
+            "keras_file",
+            "sklearn_file",
+        )
+    }
     given = [k for k, v in chosen.items() if v]
     if len(given) != 1:
         raise UsageError(
@@ -128,7 +222,11 @@ def make_source(kw: dict[str, Any]) -> Any:
     if kw.get("onnx_file"):
         return Source.onnx(kw["onnx_file"])
     if kw.get("savedmodel"):
-        return Source.savedmodel(kw["savedmodel"], kw.get("signature_name") or "serving_default", kw.get("tag") or "serve")
+        return Source.savedmodel(
+            kw["savedmodel"],
+            kw.get("signature_name") or "serving_default",
+            kw.get("tag") or "serve",
+        )
     if kw.get("keras_file"):
         return Source.keras(kw["keras_file"])
     return Source.sklearn(kw["sklearn_file"], trust=bool(kw.get("trust")))
@@ -141,33 +239,76 @@ def print_report(report: VerifyReport, title: str = "Parity") -> None:
         if c.error:
             rows.append((c.label, shapes, "-", "-", "-", "-", "-", f"[red]{c.error}[/]"))
         for o in c.outputs:
-            rows.append((c.label, shapes, o.name, "x".join(map(str, o.shape)), o.max_abs_diff,
-                         o.max_rel_diff, f"{o.mismatched}/{o.total}",
-                         "[green]ok[/]" if o.passed else f"[red]FAIL[/] {o.note}"))
-    console.print(table(f"{title} (atol={report.atol:g}, rtol={report.rtol:g})",
-                        ["case", "inputs", "output", "shape", "max abs", "max rel", "outside tol", "result"], rows))
-    console.print(f"onnx.checker: {'[green]passed[/]' if report.checker == 'passed' else '[red]' + report.checker + '[/]'}")
+            rows.append(
+                (
+                    c.label,
+                    shapes,
+                    o.name,
+                    "x".join(map(str, o.shape)),
+                    o.max_abs_diff,
+                    o.max_rel_diff,
+                    f"{o.mismatched}/{o.total}",
+                    "[green]ok[/]" if o.passed else f"[red]FAIL[/] {o.note}",
+                )
+            )
+    console.print(
+        table(
+            f"{title} (atol={report.atol:g}, rtol={report.rtol:g})",
+            ["case", "inputs", "output", "shape", "max abs", "max rel", "outside tol", "result"],
+            rows,
+        )
+    )
+    console.print(
+        f"onnx.checker: {'[green]passed[/]' if report.checker == 'passed' else '[red]' + report.checker + '[/]'}"
+    )
     for n in report.notes:
         console.print(f"[yellow]note:[/] {n}")
 
 
 @click.command()
 @source_options
-@click.option("-o", "--output", "out", required=True, type=click.Path(), help="Package directory to write.")
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(), help="Package directory to write."
+)
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
-@click.option("--example-inputs", type=click.Path(exists=True), help="Example inputs (.npz by input name, or .npy).")
-@click.option("--input", "input_specs", multiple=True, metavar="NAME:SHAPE:DTYPE",
-              help="Describe an input instead of --example-inputs, e.g. x:batch,3,32,32:float32.")
-@click.option("--dynamic", multiple=True, metavar="INPUT:AXIS=NAME,...", help="Dynamic axes, e.g. input_ids:0=batch,1=sequence.")
+@click.option(
+    "--example-inputs",
+    type=click.Path(exists=True),
+    help="Example inputs (.npz by input name, or .npy).",
+)
+@click.option(
+    "--input",
+    "input_specs",
+    multiple=True,
+    metavar="NAME:SHAPE:DTYPE",
+    help="Describe an input instead of --example-inputs, e.g. x:batch,3,32,32:float32.",
+)
+@click.option(
+    "--dynamic",
+    multiple=True,
+    metavar="INPUT:AXIS=NAME,...",
+    help="Dynamic axes, e.g. input_ids:0=batch,1=sequence.",
+)
 @click.option("--static", is_flag=True, help="Do not make the batch axis dynamic.")
 @click.option("--output-names", default=None, help="Comma-separated names for the outputs.")
 @click.option("--opset", type=int, default=None, help="Target opset.")
-@click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True)
+@click.option(
+    "--exporter",
+    type=click.Choice(["auto", "dynamo", "torchscript"]),
+    default="auto",
+    show_default=True,
+)
 @verify_options
-@click.option("--allow-mismatch", is_flag=True, help="Write the package even if parity fails (recorded).")
-@click.option("--external-data", is_flag=True, help="Store weights in model.onnx.data beside the graph.")
+@click.option(
+    "--allow-mismatch", is_flag=True, help="Write the package even if parity fails (recorded)."
+)
+@click.option(
+    "--external-data", is_flag=True, help="Store weights in model.onnx.data beside the graph."
+)
 @click.option("--name", default=None, help="Package name (default: the output directory name).")
-@click.option("--json", "json_out", type=click.Path(), help="Write the verification report as JSON.")
+@click.option(
+    "--json", "json_out", type=click.Path(), help="Write the verification report as JSON."
+)
 def convert(**kw: Any) -> int:
     """Convert a PyTorch, Hugging Face, TensorFlow, scikit-learn or ONNX model into a verified
     ONNX model package (model.onnx + modelport.json)."""
@@ -189,10 +330,14 @@ def convert(**kw: Any) -> int:
         example=example,
         dynamic=parse_dynamic(kw["dynamic"]),
         dynamic_batch=not kw["static"],
-        output_names=tuple(n.strip() for n in kw["output_names"].split(",")) if kw["output_names"] else (),
+        output_names=tuple(n.strip() for n in kw["output_names"].split(","))
+        if kw["output_names"]
+        else (),
         opset=kw["opset"],
         exporter=kw["exporter"],
-        verify=make_verify_config(kw["atol"], kw["rtol"], kw["verify_batch_sizes"], kw["verify_dims"]),
+        verify=make_verify_config(
+            kw["atol"], kw["rtol"], kw["verify_batch_sizes"], kw["verify_dims"]
+        ),
         allow_mismatch=kw["allow_mismatch"],
         external_data=True if kw["external_data"] else None,
         name=kw["name"],
@@ -211,11 +356,22 @@ def convert(**kw: Any) -> int:
     for n in result.notes:
         console.print(f"[yellow]note:[/] {n}")
     pkg = result.package
-    status = "[green]verified[/]" if result.report.passed else "[red]NOT verified (--allow-mismatch)[/]"
-    console.print(f"wrote {pkg.path} ({status}; exporter {result.exporter}; {result.seconds:.1f} s)")
+    status = (
+        "[green]verified[/]" if result.report.passed else "[red]NOT verified (--allow-mismatch)[/]"
+    )
+    console.print(
+        f"wrote {pkg.path} ({status}; exporter {result.exporter}; {result.seconds:.1f} s)"
+    )
     if kw["json_out"]:
-        write_json(kw["json_out"], {"package": str(pkg.path), "exporter": result.exporter,
-                                    "seconds": result.seconds, "verification": result.report.to_dict()})
+        write_json(
+            kw["json_out"],
+            {
+                "package": str(pkg.path),
+                "exporter": result.exporter,
+                "seconds": result.seconds,
+                "verification": result.report.to_dict(),
+            },
+        )
     return 0 if result.report.passed else 1
 
 
@@ -226,7 +382,9 @@ def _load_any(path: str) -> dict[str, Any]:
 
     p = Path(path)
     if p.suffix != ".npz":
-        raise InputError(f"--example-inputs '{p}': without --input specs give an .npz keyed by input name")
+        raise InputError(
+            f"--example-inputs '{p}': without --input specs give an .npz keyed by input name"
+        )
     with np.load(p, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
@@ -235,6 +393,13 @@ def _load_any(path: str) -> dict[str, Any]:
 @click.argument("package", type=click.Path(exists=True))
 @source_options
 @click.option("--example-inputs", type=click.Path(exists=True), help="Inputs to verify on (.npz).")
+@click.option(
+    "--input",
+    "input_specs",
+    multiple=True,
+    metavar="NAME:SHAPE:DTYPE",
+    help="Describe the source's inputs (when the package stores no samples).",
+)
 @verify_options
 @click.option("--json", "json_out", type=click.Path(), help="Write the report as JSON.")
 def verify(package: str, **kw: Any) -> int:
@@ -250,12 +415,28 @@ def verify(package: str, **kw: Any) -> int:
     config = make_verify_config(kw["atol"], kw["rtol"], kw["verify_batch_sizes"], kw["verify_dims"])
     example = load_feed(kw["example_inputs"], pkg.signature) if kw["example_inputs"] else None
     reference = None
-    if any(kw.get(k) for k in ("torch_target", "torchscript", "exported_program", "hf_dir", "onnx_file",
-                               "savedmodel", "keras_file", "sklearn_file")):
+    if any(
+        kw.get(k)
+        for k in (
+            "torch_target",
+            "torchscript",
+            "exported_program",
+            "hf_dir",
+            "onnx_file",
+            "savedmodel",
+            "keras_file",
+            "sklearn_file",
+        )
+    ):
         source = make_source(kw)
         stored = pkg.samples()
         ex = example or (stored[0] if stored else None)
-        exported = CONVERTERS[source.kind](source, ConvertConfig(example=ex, verify=config))
+        from ..convert.torch import spec_from_string
+
+        specs = tuple(spec_from_string(t) for t in kw["input_specs"])
+        exported = CONVERTERS[source.kind](
+            source, ConvertConfig(inputs=specs, example=ex, verify=config)
+        )
         reference, example = exported.reference, ex or exported.example
     report = verify_package(pkg, config, reference=reference, example=example)
     print_report(report, f"Verify {pkg.path}")

@@ -114,37 +114,50 @@ def convert(
     exported = CONVERTERS[source.kind](source, config)
     export_seconds = time.perf_counter() - t0
     report = exported.report or verify_model(
-        exported.model, exported.reference, exported.example, exported.verify_config or config.verify,
+        exported.model,
+        exported.reference,
+        exported.example,
+        exported.verify_config or config.verify,
         declared_dynamic=exported.declared_dynamic,
     )
     seconds = time.perf_counter() - t0
     if not report.passed and not config.allow_mismatch:
         raise VerificationError(
-            "the converted model does not match the source:\n  - " + "\n  - ".join(report.failures())
+            "the converted model does not match the source:\n  - "
+            + "\n  - ".join(report.failures())
             + "\nNothing was written. Loosen --atol/--rtol if the differences are expected, try "
             "--exporter torchscript|dynamo, or pass --allow-mismatch to write the package anyway.",
             report=report,
         )
     name = config.name or os.path.basename(os.path.normpath(os.fspath(out)))
-    manifest = base_manifest(name, Signature.from_onnx(exported.model), opset_of(exported.model),
-                             exported.provenance)
+    manifest = base_manifest(
+        name, Signature.from_onnx(exported.model), opset_of(exported.model), exported.provenance
+    )
     manifest["verification"] = report.to_dict()
-    manifest["history"] = [{
-        "step": "convert",
-        "time": manifest["provenance"]["created"],
-        "source": source.describe(),
-        "exporter": exported.exporter,
-        "seconds": round(seconds, 3),
-        "export_seconds": round(export_seconds, 3),
-        "notes": exported.notes,
-        "verified": report.passed,
-    }]
+    manifest["history"] = [
+        {
+            "step": "convert",
+            "time": manifest["provenance"]["created"],
+            "source": source.describe(),
+            "exporter": exported.exporter,
+            "seconds": round(seconds, 3),
+            "export_seconds": round(export_seconds, 3),
+            "notes": exported.notes,
+            "verified": report.passed,
+        }
+    ]
     samples = None
     try:
         ref_out = _as_named(exported.reference(exported.example), manifest["signature"]["outputs"])
         samples = (exported.example, ref_out)
     except Exception as exc:  # samples are a convenience; the conversion stands without them
         exported.notes.append(f"sample outputs not stored: {exc}")
-    package = write_package(exported.model, manifest, out, force=force,
-                            external_data=config.external_data, samples=samples)
+    package = write_package(
+        exported.model,
+        manifest,
+        out,
+        force=force,
+        external_data=config.external_data,
+        samples=samples,
+    )
     return ConvertResult(package, report, exported.exporter, seconds, exported.notes)

@@ -54,7 +54,9 @@ class Source:
         return cls("torch", target=target)
 
     @classmethod
-    def torch_class(cls, target: str, weights: str, init_args: Mapping[str, Any] | None = None) -> Source:
+    def torch_class(
+        cls, target: str, weights: str, init_args: Mapping[str, Any] | None = None
+    ) -> Source:
         return cls("torch", target=target, weights=weights, init_args=dict(init_args or {}))
 
     @classmethod
@@ -74,7 +76,9 @@ class Source:
         return cls("onnx", path=str(path))
 
     @classmethod
-    def savedmodel(cls, path: str, signature_name: str = "serving_default", tag: str = "serve") -> Source:
+    def savedmodel(
+        cls, path: str, signature_name: str = "serving_default", tag: str = "serve"
+    ) -> Source:
         return cls("savedmodel", path=str(path), signature_name=signature_name, tag=tag)
 
     @classmethod

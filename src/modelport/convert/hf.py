@@ -68,7 +68,9 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
             str(path), local_files_only=True, attn_implementation="eager"
         )
     except Exception as exc:
-        raise ConversionError(f"cannot load the model in '{path}' for {task}: {exc}", path=str(path)) from exc
+        raise ConversionError(
+            f"cannot load the model in '{path}' for {task}: {exc}", path=str(path)
+        ) from exc
     model.eval()
     use_types = int(getattr(hf_config, "type_vocab_size", 0) or 0) > 0
     input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if use_types else [])
@@ -93,11 +95,15 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
     vcfg = config.verify
     if "sequence" not in vcfg.dim_sizes:
         vcfg = dataclasses.replace(
-            vcfg, dim_sizes={**vcfg.dim_sizes, "sequence": tuple(s for s in (16, 128) if s <= max_len)}
+            vcfg,
+            dim_sizes={**vcfg.dim_sizes, "sequence": tuple(s for s in (16, 128) if s <= max_len)},
         )
     dynamic = {n: {0: "batch", 1: "sequence"} for n in input_names}
-    cfg = dataclasses.replace(config, dynamic={**dynamic, **config.dynamic},
-                              output_names=config.output_names or (output_name,))
+    cfg = dataclasses.replace(
+        config,
+        dynamic={**dynamic, **config.dynamic},
+        output_names=config.output_names or (output_name,),
+    )
     proto, exporter, _, report, dyn, notes = export_with_fallback(
         wrapper, reference_module, cfg, feed, input_names, verify_config=vcfg
     )
@@ -113,20 +119,40 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
         "vocab_size": int(getattr(hf_config, "vocab_size", 0) or 0),
         "max_sequence_length": max_len,
     }
-    return Exported(proto, torch_reference(reference_module, input_names), feed, dyn, prov,
-                    exporter, notes, verify_config=vcfg, report=report)
+    return Exported(
+        proto,
+        torch_reference(reference_module, input_names),
+        feed,
+        dyn,
+        prov,
+        exporter,
+        notes,
+        verify_config=vcfg,
+        report=report,
+    )
 
 
-def _example(path: Path, config: ConvertConfig, input_names: list[str], hf_config: Any) -> dict[str, np.ndarray]:
+def _example(
+    path: Path, config: ConvertConfig, input_names: list[str], hf_config: Any
+) -> dict[str, np.ndarray]:
     if config.example is not None:
         return {k: np.asarray(v).astype(np.int64) for k, v in config.example.items()}
     transformers = require("transformers", "torch")
     try:
         tok = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        enc = tok(SAMPLE_SENTENCES[:2], padding="max_length", truncation=True, max_length=16,
-                  return_tensors="np")
-        return {n: enc[n].astype(np.int64) if n in enc else np.zeros_like(enc["input_ids"], dtype=np.int64)
-                for n in input_names}
+        enc = tok(
+            SAMPLE_SENTENCES[:2],
+            padding="max_length",
+            truncation=True,
+            max_length=16,
+            return_tensors="np",
+        )
+        return {
+            n: enc[n].astype(np.int64)
+            if n in enc
+            else np.zeros_like(enc["input_ids"], dtype=np.int64)
+            for n in input_names
+        }
     except Exception:  # no tokenizer: random ids in the vocabulary
         rng = np.random.default_rng(0)
         vocab = int(getattr(hf_config, "vocab_size", 1000))

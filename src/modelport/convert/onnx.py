@@ -64,7 +64,12 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
         dims = {d: 2 for d in sig.symbolic_dims()}
         feed = generate_feed(sig, dims)
     dynamic = {t.name: t.dynamic_axes for t in sig.inputs if t.dynamic_axes}
-    prov = {"source_kind": "onnx", "source_path": str(path), "source_sha256": file_sha256(path),
-            "frameworks": {"onnx": onnx.__version__}, "source_opset": src_opset,
-            "source_producer": f"{original.producer_name} {original.producer_version}".strip()}
+    prov = {
+        "source_kind": "onnx",
+        "source_path": str(path),
+        "source_sha256": file_sha256(path),
+        "frameworks": {"onnx": onnx.__version__},
+        "source_opset": src_opset,
+        "source_producer": f"{original.producer_name} {original.producer_version}".strip(),
+    }
     return Exported(model, reference, feed, dynamic, prov, "onnx", notes)

@@ -29,7 +29,13 @@ from ..signature import Signature, TensorSpec
 from ..verify import verify_model
 from .base import ConvertConfig, DynamicAxes, Exported, Source
 
-__all__ = ["convert_torch", "convert_torchscript", "convert_exported_program", "export_module", "import_target"]
+__all__ = [
+    "convert_torch",
+    "convert_torchscript",
+    "convert_exported_program",
+    "export_module",
+    "import_target",
+]
 
 
 def import_target(target: str) -> Any:
@@ -43,7 +49,9 @@ def import_target(target: str) -> Any:
         if mod_name.endswith(".py") or "/" in mod_name:
             path = Path(mod_name)
             if not path.is_file():
-                raise ConversionError(f"no Python file at '{path}' (from '{target}')", path=str(path))
+                raise ConversionError(
+                    f"no Python file at '{path}' (from '{target}')", path=str(path)
+                )
             spec = importlib.util.spec_from_file_location(f"_modelport_user_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
             sys.modules[spec.name] = module  # type: ignore[union-attr]
@@ -61,7 +69,9 @@ def import_target(target: str) -> Any:
             path=mod_name,
         ) from exc
     except Exception as exc:
-        raise ConversionError(f"importing '{mod_name}' failed: {type(exc).__name__}: {exc}") from exc
+        raise ConversionError(
+            f"importing '{mod_name}' failed: {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -104,7 +114,11 @@ def load_module(source: Source) -> tuple[Any, dict[str, Any]]:
                 "torch.save(model.state_dict(), path).",
                 path=str(weights),
             ) from exc
-        if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        if (
+            isinstance(state, Mapping)
+            and "state_dict" in state
+            and isinstance(state["state_dict"], Mapping)
+        ):
             state = state["state_dict"]
         if not isinstance(state, Mapping):
             raise ConversionError(f"'{weights}' holds a {type(state).__name__}, not a state_dict")
@@ -116,15 +130,25 @@ def load_module(source: Source) -> tuple[Any, dict[str, Any]]:
                 f"{str(exc).splitlines()[0]} — check --init-args (layer sizes) and the class.",
                 path=str(weights),
             ) from exc
-        prov.update(source_path=str(weights), source_sha256=file_sha256(weights), source_class=source.target)
+        prov.update(
+            source_path=str(weights), source_sha256=file_sha256(weights), source_class=source.target
+        )
     elif source.target:
         factory = import_target(source.target)
         try:
-            module = factory(**dict(source.init_args)) if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+            module = (
+                factory(**dict(source.init_args))
+                if callable(factory) and not isinstance(factory, torch.nn.Module)
+                else factory
+            )
         except Exception as exc:
-            raise ConversionError(f"calling {source.target}() failed: {type(exc).__name__}: {exc}") from exc
+            raise ConversionError(
+                f"calling {source.target}() failed: {type(exc).__name__}: {exc}"
+            ) from exc
         prov["source_path"] = source.target
-        mod_file = getattr(sys.modules.get(getattr(factory, "__module__", ""), None), "__file__", None)
+        mod_file = getattr(
+            sys.modules.get(getattr(factory, "__module__", ""), None), "__file__", None
+        )
         if mod_file:
             prov["source_sha256"] = file_sha256(mod_file)
     else:
@@ -209,7 +233,9 @@ def _example_feed(config: ConvertConfig) -> Feed:
     return generate_feed(sig, dims)
 
 
-def _dynamic_axes(config: ConvertConfig, input_names: Sequence[str], feed: Feed) -> dict[str, dict[int, str]]:
+def _dynamic_axes(
+    config: ConvertConfig, input_names: Sequence[str], feed: Feed
+) -> dict[str, dict[int, str]]:
     axes: dict[str, dict[int, str]] = {n: {} for n in input_names}
     for spec in config.inputs:
         for axis, name in spec.dynamic_axes.items():
@@ -223,7 +249,9 @@ def _dynamic_axes(config: ConvertConfig, input_names: Sequence[str], feed: Feed)
             raise UsageError(f"--dynamic names input '{n}', but the inputs are {list(input_names)}")
         for axis, name in m.items():
             if axis >= np.ndim(feed[n]):
-                raise UsageError(f"--dynamic {n}:{axis}: input '{n}' has only {np.ndim(feed[n])} dims")
+                raise UsageError(
+                    f"--dynamic {n}:{axis}: input '{n}' has only {np.ndim(feed[n])} dims"
+                )
             axes[n][int(axis)] = name
     return {k: v for k, v in axes.items() if v}
 
@@ -261,7 +289,13 @@ def export_module(
             shapes = []
             for n in input_names:
                 m = dynamic.get(n, {})
-                shapes.append({a: dims.setdefault(d, torch.export.Dim(_ident(d), min=1)) for a, d in m.items()} or None)
+                shapes.append(
+                    {
+                        a: dims.setdefault(d, torch.export.Dim(_ident(d), min=1))
+                        for a, d in m.items()
+                    }
+                    or None
+                )
             program = torch.onnx.export(
                 module,
                 args,
@@ -278,9 +312,11 @@ def export_module(
             proto = program.model_proto
             _rename_dims(proto, {(_ident(d)): d for m in dynamic.values() for d in m.values()})
         else:
-            out_axes = {n: {0: "batch"} for n in output_names} if any(
-                d == "batch" for m in dynamic.values() for d in m.values()
-            ) else {}
+            out_axes = (
+                {n: {0: "batch"} for n in output_names}
+                if any(d == "batch" for m in dynamic.values() for d in m.values())
+                else {}
+            )
             buf = io.BytesIO()
             torch.onnx.export(
                 module,
@@ -343,13 +379,20 @@ def export_with_fallback(
     or broken parity. Returns (proto, exporter, output_names, report, dynamic axes, notes)."""
     reference = torch_reference(reference_module, input_names)
     with _torch().no_grad():
-        sample = reference_module(*[_torch().from_numpy(np.ascontiguousarray(feed[n])) for n in input_names])
+        sample = reference_module(
+            *[_torch().from_numpy(np.ascontiguousarray(feed[n])) for n in input_names]
+        )
     names, tensors = _flatten_outputs(sample)
-    output_names = list(config.output_names) or names or list(default_output_names or []) or (
-        ["output"] if len(tensors) == 1 else [f"output_{i}" for i in range(len(tensors))]
+    output_names = (
+        list(config.output_names)
+        or names
+        or list(default_output_names or [])
+        or (["output"] if len(tensors) == 1 else [f"output_{i}" for i in range(len(tensors))])
     )
     if len(output_names) != len(tensors):
-        raise UsageError(f"{len(output_names)} output names given but the model returns {len(tensors)} outputs")
+        raise UsageError(
+            f"{len(output_names)} output names given but the model returns {len(tensors)} outputs"
+        )
     dynamic = _dynamic_axes(config, input_names, feed)
     export_feed = _widen_batch(feed, dynamic)
     # dict outputs (ModelOutput...) are flattened to a tuple by a wrapper; ScriptModules and
@@ -361,28 +404,42 @@ def export_with_fallback(
     fallback: tuple | None = None
     for exporter in order:
         try:
-            proto = export_module(copy.deepcopy(wrapped) if exporter != order[-1] else wrapped,
-                                  export_feed, input_names, output_names, dynamic, config.opset, exporter,
-                                  varargs=wrapped is not module)
+            proto = export_module(
+                copy.deepcopy(wrapped) if exporter != order[-1] else wrapped,
+                export_feed,
+                input_names,
+                output_names,
+                dynamic,
+                config.opset,
+                exporter,
+                varargs=wrapped is not module,
+            )
         except Exception as exc:
             last_error = exc
             msg = _error_summary(exc)
             notes.append(f"{exporter} exporter failed: {type(exc).__name__}: {msg}")
             continue
-        report = verify_model(proto, reference, feed, verify_config or config.verify, declared_dynamic=dynamic)
+        report = verify_model(
+            proto, reference, feed, verify_config or config.verify, declared_dynamic=dynamic
+        )
         if report.passed or exporter == order[-1]:
             if not report.passed and fallback is not None:
                 # both exporters produced graphs; keep the one with fewer failures
                 if len(fallback[3].failures()) <= len(report.failures()):
-                    notes.append(f"{exporter} exporter's graph failed parity too; kept {fallback[1]}'s")
+                    notes.append(
+                        f"{exporter} exporter's graph failed parity too; kept {fallback[1]}'s"
+                    )
                     return (*fallback, dynamic, notes)
             return proto, exporter, output_names, report, dynamic, notes
-        notes.append(f"{exporter} exporter's graph failed parity ({report.failures()[0]}); trying the next exporter")
+        notes.append(
+            f"{exporter} exporter's graph failed parity ({report.failures()[0]}); trying the next exporter"
+        )
         fallback = (proto, exporter, output_names, report)
     if fallback is not None:
         return (*fallback, dynamic, notes)
     raise ConversionError(
-        "no exporter could convert the model: " + "; ".join(notes)
+        "no exporter could convert the model: "
+        + "; ".join(notes)
         + ". If an op is unsupported, try another --opset or rewrite that part of the model."
     ) from last_error
 
@@ -401,8 +458,16 @@ def convert_torch(source: Source, config: ConvertConfig) -> Exported:
     prov.update(source_kind="torch", frameworks=_torch_versions(), exporter=exporter)
     if source.init_args:
         prov["init_args"] = json.loads(json.dumps(dict(source.init_args), default=str))
-    return Exported(proto, torch_reference(reference_module, input_names), feed, dynamic, prov,
-                    exporter, notes, report=report)
+    return Exported(
+        proto,
+        torch_reference(reference_module, input_names),
+        feed,
+        dynamic,
+        prov,
+        exporter,
+        notes,
+        report=report,
+    )
 
 
 def convert_torchscript(source: Source, config: ConvertConfig) -> Exported:
@@ -427,10 +492,23 @@ def convert_torchscript(source: Source, config: ConvertConfig) -> Exported:
     proto, exporter, _, report, dynamic, notes = export_with_fallback(
         module, reference_module, cfg, feed, input_names
     )
-    prov = {"source_kind": "torchscript", "source_path": str(path), "source_sha256": file_sha256(path),
-            "frameworks": _torch_versions(), "exporter": exporter}
-    return Exported(proto, torch_reference(reference_module, input_names), feed, dynamic, prov,
-                    exporter, notes, report=report)
+    prov = {
+        "source_kind": "torchscript",
+        "source_path": str(path),
+        "source_sha256": file_sha256(path),
+        "frameworks": _torch_versions(),
+        "exporter": exporter,
+    }
+    return Exported(
+        proto,
+        torch_reference(reference_module, input_names),
+        feed,
+        dynamic,
+        prov,
+        exporter,
+        notes,
+        report=report,
+    )
 
 
 def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
@@ -455,9 +533,14 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            onnx_program = torch.onnx.export(program, input_names=input_names,
-                                             output_names=list(config.output_names) or None,
-                                             opset_version=config.opset, dynamo=True, external_data=False)
+            onnx_program = torch.onnx.export(
+                program,
+                input_names=input_names,
+                output_names=list(config.output_names) or None,
+                opset_version=config.opset,
+                dynamo=True,
+                external_data=False,
+            )
         proto = onnx_program.model_proto
     except Exception as exc:
         raise ConversionError(f"exporting the ExportedProgram failed: {exc}") from exc
@@ -469,10 +552,17 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
     dynamic = {t.name: t.dynamic_axes for t in sig.inputs if t.dynamic_axes}
     notes = []
     if not dynamic:
-        notes.append("the ExportedProgram has no dynamic dims (export it with dynamic_shapes to get them); "
-                     "only the example's shapes are verified")
-    prov = {"source_kind": "exported_program", "source_path": str(path), "source_sha256": file_sha256(path),
-            "frameworks": _torch_versions(), "exporter": "dynamo"}
+        notes.append(
+            "the ExportedProgram has no dynamic dims (export it with dynamic_shapes to get them); "
+            "only the example's shapes are verified"
+        )
+    prov = {
+        "source_kind": "exported_program",
+        "source_path": str(path),
+        "source_sha256": file_sha256(path),
+        "frameworks": _torch_versions(),
+        "exporter": "dynamo",
+    }
     vcfg = config.verify
     if not dynamic:
         vcfg = _replace(vcfg, batch_sizes=())
@@ -489,13 +579,17 @@ def spec_from_string(text: str) -> TensorSpec:
     """Parse ``name:dim,dim,...:dtype`` (dims are ints or names), e.g. ``x:batch,3,32,32:float32``."""
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0]:
-        raise UsageError(f"--input '{text}': expected name:shape:dtype, e.g. x:batch,3,32,32:float32")
+        raise UsageError(
+            f"--input '{text}': expected name:shape:dtype, e.g. x:batch,3,32,32:float32"
+        )
     name, shape_s = parts[0], parts[1]
     dtype = parts[2] if len(parts) == 3 else "float32"
     try:
         np.dtype(dtype)
     except TypeError:
-        raise UsageError(f"--input '{text}': unknown dtype '{dtype}' (e.g. float32, int64)") from None
+        raise UsageError(
+            f"--input '{text}': unknown dtype '{dtype}' (e.g. float32, int64)"
+        ) from None
     dims: list[int | str] = []
     for d in filter(None, shape_s.split(",")):
         d = d.strip()

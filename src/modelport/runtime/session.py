@@ -100,8 +100,12 @@ def make_session(model: str | os.PathLike[str] | bytes | Any, config: SessionCon
     so.execution_mode = (
         ort.ExecutionMode.ORT_PARALLEL if config.parallel else ort.ExecutionMode.ORT_SEQUENTIAL
     )
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.allow_spinning else "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "1" if config.allow_spinning else "0")
+    so.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if config.allow_spinning else "0"
+    )
+    so.add_session_config_entry(
+        "session.inter_op.allow_spinning", "1" if config.allow_spinning else "0"
+    )
     for k, v in config.extra_session_options:
         so.add_session_config_entry(k, v)
     if config.optimized_model_path:

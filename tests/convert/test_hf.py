@@ -1,0 +1,96 @@
+"""The packaged all-MiniLM-L6-v2 from its Hugging Face directory, and HF error cases."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from modelport.convert import Source, convert
+from modelport.errors import ConversionError, UsageError
+from modelport.runtime import make_session, run_session
+
+
+def test_minilm_package_signature_and_provenance(minilm_package):
+    sig = minilm_package.signature
+    assert sig.input_names == ["input_ids", "attention_mask", "token_type_ids"]
+    for spec in sig.inputs:
+        assert spec.shape == ("batch", "sequence") and spec.dtype == "int64"
+    assert sig.outputs[0].name == "last_hidden_state"
+    assert sig.outputs[0].shape == ("batch", "sequence", 384)
+    prov = minilm_package.manifest["provenance"]
+    assert prov["source_kind"] == "hf" and prov["task"] == "feature-extraction"
+    assert prov["architecture"] == "BertModel" and prov["vocab_size"] == 30522
+
+
+def test_minilm_verified_at_batch_1_and_4_sequence_16_and_128(minilm_package):
+    v = minilm_package.manifest["verification"]
+    assert v["passed"] is True
+    shapes = {tuple(c["input_shapes"]["input_ids"]) for c in v["cases"]}
+    assert {(1, 16), (4, 16), (4, 128)} <= shapes
+    for case in v["cases"]:
+        for out in case["outputs"]:
+            assert out["max_abs_diff"] < 1e-4, case["label"]
+
+
+def test_minilm_embeddings_match_sentence_transformers(minilm_package, minilm_dir):
+    """The ONNX graph + mean pooling reproduces the sentence-transformers embedding."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    from modelport.metrics import mean_pool
+
+    sentences = ["ONNX makes models portable.", "A cat sat on the mat while it rained outside."]
+    tok = AutoTokenizer.from_pretrained(str(minilm_dir), local_files_only=True)
+    enc = tok(sentences, padding=True, return_tensors="np")
+    feed = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    hidden = run_session(make_session(minilm_package.model_path), feed)["last_hidden_state"]
+    ours = mean_pool(hidden, feed["attention_mask"])
+    st = SentenceTransformer(str(minilm_dir), device="cpu").encode(
+        sentences, normalize_embeddings=True
+    )
+    assert np.allclose(ours, st, atol=1e-4)
+
+
+def test_text_classification_task(tmp_path, minilm_dir):
+    """A sequence-classification head on a tiny BERT config built locally (no download)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=160,
+        num_labels=3,
+    )
+    model = BertForSequenceClassification(cfg).eval()
+    d = tmp_path / "tinybert"
+    model.save_pretrained(d)
+    res = convert(Source.hf(str(d)), tmp_path / "pkg")
+    sig = res.package.signature
+    assert sig.output_names == ["logits"] and sig.outputs[0].shape == ("batch", 3)
+    assert res.package.manifest["provenance"]["task"] == "text-classification"
+    # random ids stayed in the vocabulary: every case ran and passed
+    assert all(c.passed for c in res.report.cases)
+    assert {c.input_shapes["input_ids"][1] for c in res.report.cases} >= {16, 128}
+
+
+def test_hf_dir_without_config(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConversionError, match="no config.json"):
+        convert(Source.hf(str(tmp_path / "empty")), tmp_path / "out")
+
+
+def test_hf_unknown_task(tmp_path, minilm_dir):
+    with pytest.raises(UsageError, match="not supported"):
+        convert(Source.hf(str(minilm_dir), task="translation"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_minilm_manifest_is_json_and_lists_history(minilm_package):
+    manifest = json.loads((minilm_package.path / "modelport.json").read_text())
+    assert manifest["history"][0]["step"] == "convert"
+    assert manifest["history"][0]["exporter"] in ("dynamo", "torchscript")
