@@ -1,0 +1,419 @@
+"""Pruning: weight (unstructured magnitude) and parameter (structured) pruning, with a report that
+says what each one buys.
+
+    from modelport.optimize.prune import PruneConfig, prune
+    result = prune("out/digits", "out/digits-sparse", PruneConfig.magnitude(0.8))
+    result = prune(Source.torch_module(model), "out/resnet-half",
+                   PruneConfig.structured(0.5), example={"x": x}, finetune=my_finetune)
+
+- magnitude: zeroes the smallest weights, per layer or globally. On an ONNX package it works on
+  the weight initializers of any model; on a PyTorch source the masks stay during fine-tuning.
+  Shapes do not change, so a dense runtime (ONNX Runtime's CPU kernels) is *not* faster: the gain
+  is the compressed size on disk. The report measures and says so.
+- structured: removes whole channels/neurons, so the model gets smaller and faster. PyTorch
+  sources go through torch-pruning (residual adds, concatenations, BatchNorm, grouped convs);
+  ONNX packages only when they are plain MLP/Conv chains.
+
+The result is a model package whose history holds the report. Since the structure (or the
+weights) changed, parity with the source is replaced by fidelity and accuracy on eval data.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+from ..package import ModelPackage
+
+__all__ = ["METHODS", "PruneConfig", "PruneResult", "prune"]
+
+METHODS = ("magnitude", "structured")
+SCOPES = ("layer", "global")
+IMPORTANCES = ("l1", "l2")
+
+DENSE_NOTE = (
+    "unstructured sparsity does not make a dense runtime faster: ONNX Runtime's dense kernels "
+    "still multiply the zeros, so latency stays the same. It pays in compressed size on disk "
+    "(gzip), and in speed only on a sparse runtime. Use --method structured for speed."
+)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """How to prune.
+
+    method: "magnitude" (unstructured: zero the smallest weights) or "structured" (remove whole
+        output channels / neurons).
+    sparsity: fraction to remove, in [0, 1): of the weights (magnitude) or of each layer's
+        channels (structured; parameters then drop by about 1-(1-s)^2).
+    scope: "layer" (every layer gets the same sparsity) or "global" (one ranking over all layers;
+        structured ranks channel importances normalized per layer).
+    importance: channel importance for structured pruning: "l1" or "l2" norm of the weights.
+    exclude: layer names to leave alone (see the docs for how layers are named).
+    exclude_head: leave the classifier head (the last linear layer) alone.
+    steps: prune-then-fine-tune rounds; the sparsity grows linearly to ``sparsity``.
+    round_to: keep channel counts multiples of this (structured), e.g. 8 for SIMD-friendly sizes.
+    batch_sizes: batch sizes at which latency before/after is measured.
+    latency_repeats: timed runs per model and batch size (interleaved).
+    """
+
+    method: str = "magnitude"
+    sparsity: float = 0.5
+    scope: str = "layer"
+    importance: str = "l1"
+    exclude: tuple[str, ...] = ()
+    exclude_head: bool = True
+    steps: int = 1
+    round_to: int | None = None
+    batch_sizes: tuple[int, ...] = (1, 8)
+    latency_repeats: int = 50
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"method={self.method!r}: choose one of {list(METHODS)}")
+        if (
+            isinstance(self.sparsity, bool)
+            or not isinstance(self.sparsity, int | float)
+            or not (math.isfinite(self.sparsity) and 0.0 <= self.sparsity < 1.0)
+        ):
+            raise UsageError(
+                f"sparsity={self.sparsity!r} is outside [0, 1): it is the fraction of weights "
+                "(magnitude) or channels (structured) to remove, e.g. 0.5",
+                field="sparsity",
+            )
+        if self.scope not in SCOPES:
+            raise UsageError(f"scope={self.scope!r}: choose one of {list(SCOPES)}")
+        if self.importance not in IMPORTANCES:
+            raise UsageError(f"importance={self.importance!r}: choose one of {list(IMPORTANCES)}")
+        if isinstance(self.exclude, str):
+            raise UsageError("exclude is a tuple of layer names, e.g. ('fc',), not a string")
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
+        if self.steps < 1:
+            raise UsageError(f"steps={self.steps}: give at least 1 prune(-then-fine-tune) round")
+        if self.round_to is not None and self.round_to < 1:
+            raise UsageError(f"round_to={self.round_to}: give a positive channel multiple, e.g. 8")
+        if self.round_to is not None and self.method != "structured":
+            raise UsageError("round_to applies to method='structured' only")
+        if any(b < 1 for b in self.batch_sizes) or self.latency_repeats < 1:
+            raise UsageError("batch_sizes must be >= 1 and latency_repeats >= 1")
+
+    @classmethod
+    def magnitude(cls, sparsity: float, **kw: Any) -> PruneConfig:
+        return cls(method="magnitude", sparsity=sparsity, **kw)
+
+    @classmethod
+    def structured(cls, sparsity: float, **kw: Any) -> PruneConfig:
+        return cls(method="structured", sparsity=sparsity, **kw)
+
+
+@dataclass
+class PruneResult:
+    """package: the written package. report: what went into its history. module: the pruned
+    nn.Module (PyTorch sources only)."""
+
+    package: ModelPackage
+    report: dict[str, Any]
+    module: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _describe_fn(fn: Any) -> str | None:
+    if fn is None:
+        return None
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def prune(
+    model: Any,
+    out: str | os.PathLike[str],
+    config: PruneConfig | None = None,
+    *,
+    example: Mapping[str, np.ndarray] | None = None,
+    eval_data: Mapping[str, np.ndarray] | None = None,
+    labels: np.ndarray | None = None,
+    finetune: Any = None,
+    force: bool = False,
+) -> PruneResult:
+    """Prune ``model`` and write the result as a package at ``out``.
+
+    model: a ModelPackage, a package directory / .onnx path, a torch ``convert.Source`` or an
+        ``nn.Module``. PyTorch models are pruned before export, then converted and verified.
+    example: example inputs by name (PyTorch; default: the first 16 rows of ``eval_data``).
+    eval_data, labels: data for fidelity and accuracy (default: the package's stored samples,
+        else random inputs from the signature).
+    finetune: a callable that receives the pruned nn.Module and returns it trained (PyTorch).
+    """
+    config = config or PruneConfig()
+    if os.path.exists(out) and not force:
+        raise UsageError(f"output path '{out}' already exists; choose another path or pass --force")
+    source = _as_torch_source(model)
+    if source is not None:
+        return _prune_torch(source, out, config, example, eval_data, labels, finetune, force)
+    if finetune is not None:
+        raise UsageError(
+            "fine-tuning needs the PyTorch model: give it as the source (--torch MODULE:CLASS "
+            "--weights W.pt) instead of an ONNX package"
+        )
+    pkg = model if isinstance(model, ModelPackage) else ModelPackage.load(model)
+    return _prune_onnx(pkg, out, config, eval_data, labels, force)
+
+
+def _as_torch_source(model: Any) -> Any:
+    from ..convert import Source
+
+    if isinstance(model, Source):
+        if model.kind != "torch":
+            raise UsageError(
+                f"prune works on PyTorch modules and ONNX packages, not on a {model.kind} source; "
+                f"convert it first (modelport convert ...) and prune the package"
+            )
+        return model
+    if isinstance(model, ModelPackage | str | os.PathLike):
+        return None
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return Source.torch_module(model)
+    raise UsageError(
+        f"cannot prune a {type(model).__name__}: give a package path, a ModelPackage, "
+        "a torch Source or an nn.Module"
+    )
+
+
+def _eval_feed(
+    pkg_or_sig: Any, eval_data: Mapping[str, np.ndarray] | None, notes: list[str]
+) -> dict:
+    from ..data import conform_feed, generate_feed
+
+    sig = pkg_or_sig.signature
+    if eval_data is not None:
+        return conform_feed(eval_data, sig, source="eval data")
+    stored = pkg_or_sig.samples() if isinstance(pkg_or_sig, ModelPackage) else None
+    if stored is not None:
+        notes.append(
+            "no eval data given: fidelity is measured on the package's stored example inputs"
+        )
+        return stored[0]
+    notes.append(
+        "no eval data given: fidelity is measured on random inputs; pass --eval for real data"
+    )
+    return generate_feed(sig, {d: 8 for d in sig.symbolic_dims()})
+
+
+def _prune_onnx(
+    pkg: ModelPackage, out: Any, config: PruneConfig, eval_data: Any, labels: Any, force: bool
+) -> PruneResult:
+    import onnx
+
+    from ..errors import OptimizationError
+    from ..package import derive_package
+    from .prune_onnx import (
+        find_layers,
+        head_layer,
+        magnitude_prune_onnx,
+        resolve_layers,
+        structured_prune_onnx,
+    )
+    from .prune_report import measure, onnx_layer_rows
+
+    notes: list[str] = []
+    original = pkg.load_onnx()
+    layers = find_layers(original)
+    if not layers:
+        raise OptimizationError(
+            "the model has no Conv, Gemm or MatMul layer with constant weights to prune"
+        )
+    targets = resolve_layers(layers, config.exclude, config.exclude_head)
+    if not targets:
+        raise UsageError(
+            f"every prunable layer is excluded ({[la.name for la in layers]}); nothing to prune"
+        )
+    if config.steps > 1:
+        notes.append("steps > 1 without fine-tuning prunes to the same result as one step")
+    if config.method == "magnitude":
+        pruned = magnitude_prune_onnx(original, targets, config.sparsity, config.scope == "global")
+    else:
+        pruned = structured_prune_onnx(
+            original,
+            targets,
+            config.sparsity,
+            global_scope=config.scope == "global",
+            p=1 if config.importance == "l1" else 2,
+            round_to=config.round_to,
+        )
+    try:
+        onnx.checker.check_model(pruned, full_check=True)
+    except Exception as exc:
+        raise OptimizationError(f"the pruned graph fails onnx.checker: {exc}") from exc
+    feed = _eval_feed(pkg, eval_data, notes)
+    names = [t.name for t in targets]
+    rows = onnx_layer_rows(original, pruned, names)
+    head = head_layer(layers)
+    report = _report(
+        config,
+        rows,
+        measure(original, pruned, feed, labels, config.batch_sizes, config.latency_repeats),
+        excluded=sorted({la.name for la in layers} - set(names)),
+        head=head.name if head else None,
+        finetune=None,
+        notes=notes,
+        source="onnx",
+    )
+    step = {
+        "step": "prune",
+        "method": config.method,
+        "sparsity": config.sparsity,
+        "scope": config.scope,
+        "report": report,
+        "notes": report["notes"],
+    }
+    package = derive_package(pkg, pruned, out, step, force=force)
+    return PruneResult(package, report, None, report["notes"])
+
+
+def _report(
+    config: PruneConfig,
+    rows: list,
+    measured: dict,
+    *,
+    excluded: list,
+    head: str | None,
+    finetune: str | None,
+    notes: list[str],
+    source: str,
+) -> dict[str, Any]:
+    from .prune_report import global_sparsity
+
+    notes = list(notes)
+    if config.method == "magnitude":
+        lat = measured.get("latency", {})
+        speed = ", ".join(f"batch {k.split('_')[1]}: {v['speedup']:.2f}x" for k, v in lat.items())
+        s = measured["size_bytes"]
+        notes.insert(
+            0,
+            DENSE_NOTE
+            + (f" Measured latency ratio {speed}; " if speed else " ")
+            + f"gzip size {s['gzip_before']:,} -> {s['gzip_after']:,} bytes "
+            f"(raw {s['raw_before']:,} -> {s['raw_after']:,}).",
+        )
+    else:
+        notes.append(
+            "the structure changed, so parity with the source is replaced by fidelity and "
+            "accuracy on the eval data"
+        )
+    return {
+        "source": source,
+        "config": {
+            **dataclasses.asdict(config),
+            "exclude": list(config.exclude),
+            "batch_sizes": list(config.batch_sizes),
+        },
+        "finetune": finetune,
+        "head": head,
+        "excluded": excluded,
+        "global_sparsity": global_sparsity(rows),
+        "layers": rows,
+        **measured,
+        "notes": notes,
+    }
+
+
+def _prune_torch(
+    source: Any,
+    out: Any,
+    config: PruneConfig,
+    example: Any,
+    eval_data: Any,
+    labels: Any,
+    finetune: Any,
+    force: bool,
+) -> PruneResult:
+    from ..convert import ConvertConfig, Source, convert
+    from ..convert.torch import load_module
+    from ..package import now_iso, write_package
+    from .prune_torch import prune_module
+
+    if source.obj is not None:  # never touch the caller's module
+        source = dataclasses.replace(source, obj=copy.deepcopy(source.obj))
+    if example is None and eval_data is not None:
+        example = {k: np.asarray(v)[:16] for k, v in eval_data.items()}
+    if example is None:
+        raise UsageError(
+            "pruning a PyTorch model needs example inputs: give --example-inputs FILE.npz (or --eval)"
+        )
+    example = {k: np.asarray(v) for k, v in example.items()}
+    notes: list[str] = []
+    module, _ = load_module(
+        dataclasses.replace(source, obj=copy.deepcopy(source.obj))
+        if source.obj is not None
+        else source
+    )
+    with tempfile.TemporaryDirectory(prefix="modelport-prune-") as tmp:
+        base = convert(source, Path(tmp) / "source", ConvertConfig(example=example))
+        pruned_module, info = prune_module(module, example, config, finetune)
+        after = convert(
+            Source.torch_module(copy.deepcopy(pruned_module)),
+            Path(tmp) / "pruned",
+            ConvertConfig(example=example),
+        )
+        before_model, after_model = base.package.load_onnx(), after.package.load_onnx()
+        feed = _eval_feed(base.package, eval_data, notes)
+        measured = measure_models(before_model, after_model, feed, labels, config)
+        pruned_names = [r["name"] for r in info["layers"] if r["pruned"]]
+        report = _report(
+            config,
+            info["layers"],
+            measured,
+            excluded=info["excluded"],
+            head=info["head"],
+            finetune=_describe_fn(finetune),
+            notes=notes + after.notes,
+            source="torch",
+        )
+        report["torch_params"] = {
+            "before": info["torch_params_before"],
+            "after": info["torch_params_after"],
+        }
+        report["pruned_layers"] = pruned_names
+        manifest = copy.deepcopy(base.package.manifest)
+        manifest["verification"] = after.report.to_dict()
+        manifest["signature"] = after.package.manifest["signature"]
+        manifest["history"] = [
+            *manifest.get("history", []),
+            {
+                "step": "prune",
+                "time": now_iso(),
+                "method": config.method,
+                "sparsity": config.sparsity,
+                "scope": config.scope,
+                "finetune": report["finetune"],
+                "exporter": after.exporter,
+                "verified": after.report.passed,
+                "report": report,
+                "notes": report["notes"],
+            },
+        ]
+        manifest.pop("files", None)
+        package = write_package(after_model, manifest, out, force=force, samples_from=base.package)
+    return PruneResult(package, report, pruned_module, report["notes"])
+
+
+def measure_models(
+    before: Any, after: Any, feed: Any, labels: Any, config: PruneConfig
+) -> dict[str, Any]:
+    from .prune_report import measure
+
+    return measure(before, after, feed, labels, config.batch_sizes, config.latency_repeats)
