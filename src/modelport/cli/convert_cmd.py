@@ -268,6 +268,13 @@ def print_report(report: VerifyReport, title: str = "Parity") -> None:
 @click.command()
 @source_options
 @click.option(
+    "--savedmodel-repo",
+    type=click.Path(file_okay=False),
+    metavar="BASE",
+    help="TF Serving model base (BASE/<version>/saved_model.pb): convert every version into "
+    "the repository entry -o REPO/NAME (REPO/NAME/<version>/).",
+)
+@click.option(
     "-o", "--output", "out", required=True, type=click.Path(), help="Package directory to write."
 )
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
@@ -317,7 +324,7 @@ def convert(**kw: Any) -> int:
     from ..convert.torch import spec_from_string
     from ..data import load_feed
 
-    source = make_source(kw)
+    source = None if kw.get("savedmodel_repo") else make_source(kw)
     specs = tuple(spec_from_string(s) for s in kw["input_specs"])
     example = None
     if kw["example_inputs"]:
@@ -342,6 +349,8 @@ def convert(**kw: Any) -> int:
         external_data=True if kw["external_data"] else None,
         name=kw["name"],
     )
+    if source is None:
+        return _convert_savedmodel_repo(kw, config)
     console.print(f"converting {source.describe()} -> {kw['out']}")
     try:
         with console.status("exporting and verifying..."):
@@ -373,6 +382,57 @@ def convert(**kw: Any) -> int:
             },
         )
     return 0 if result.report.passed else 1
+
+
+def _convert_savedmodel_repo(kw: dict[str, Any], config: Any) -> int:
+    """``--savedmodel-repo BASE -o REPO/NAME``: every version, all or nothing."""
+    from ..convert.tensorflow import convert_savedmodel_repo
+
+    keys = ("torch_target", "torchscript", "exported_program", "hf_dir", "onnx_file")
+    others = [k for k in (*keys, "savedmodel", "keras_file", "sklearn_file") if kw.get(k)]
+    if others:
+        raise UsageError("--savedmodel-repo is a source of its own; drop the other source options")
+    console.print(f"converting TF Serving model base {kw['savedmodel_repo']} -> {kw['out']}")
+    try:
+        with console.status("exporting and verifying every version..."):
+            results = convert_savedmodel_repo(
+                kw["savedmodel_repo"],
+                kw["out"],
+                config,
+                force=kw["force"],
+                signature_name=kw.get("signature_name") or "serving_default",
+                tag=kw.get("tag") or "serve",
+            )
+    except VerificationError as exc:
+        if getattr(exc, "report", None) is not None:
+            print_report(exc.report)
+        raise
+    for r in results:
+        print_report(r.report, f"Version {r.package.path.name}: parity")
+        for n in r.notes:
+            console.print(f"[yellow]note:[/] {n}")
+    passed = all(r.report.passed for r in results)
+    versions = ", ".join(r.package.path.name for r in results)
+    status = "[green]verified[/]" if passed else "[red]NOT verified (--allow-mismatch)[/]"
+    console.print(f"wrote {kw['out']} (versions {versions}; {status})")
+    if kw["json_out"]:
+        write_json(
+            kw["json_out"],
+            {
+                "entry": str(kw["out"]),
+                "versions": [
+                    {
+                        "version": r.package.path.name,
+                        "package": str(r.package.path),
+                        "exporter": r.exporter,
+                        "seconds": r.seconds,
+                        "verification": r.report.to_dict(),
+                    }
+                    for r in results
+                ],
+            },
+        )
+    return 0 if passed else 1
 
 
 def _load_any(path: str) -> dict[str, Any]:

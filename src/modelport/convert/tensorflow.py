@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Feed, conform_feed, generate_feed
-from ..errors import ConversionError, UsageError, require
+from ..errors import ConversionError, UsageError, VerificationError, require
 from ..package import file_sha256
 from ..signature import Signature, TensorSpec
 from ..verify import VerifyConfig, VerifyReport, verify_model
@@ -834,8 +834,8 @@ def convert_savedmodel_repo(
             source = Source.savedmodel(str(base_path / v), signature_name, tag)
             try:
                 results.append(convert(source, tmp / v, cfg))
-            except ConversionError as exc:
-                raise ConversionError(f"version {v}: {exc.message}", **exc.fields) from exc
+            except (ConversionError, VerificationError) as exc:  # say which version failed
+                raise type(exc)(f"version {v}: {exc.message}", **exc.fields) from exc
     for v, result in zip(versions, results, strict=True):
         result.package = ModelPackage(Path(out) / v, result.package.manifest)
     return results
