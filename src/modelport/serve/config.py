@@ -1,0 +1,235 @@
+"""Serving configuration: per-model settings and the server's settings.
+
+Per-model settings come from, in increasing precedence: the built-in defaults, the command line
+(defaults for every model), the ``serving`` section of the package's ``modelport.json``, and a
+``config.json`` / ``config.yaml`` in the model's directory beside its version directories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+__all__ = [
+    "EXECUTION_MODES",
+    "ModelConfig",
+    "ServerConfig",
+    "VersionPolicy",
+    "available_cores",
+]
+
+EXECUTION_MODES = ("auto", "inline", "thread")
+# "auto" runs a model on the event loop when a warm-up batch takes less than this: for small
+# models handing the work to a thread costs more than the run itself (measured, docs/serve.md).
+INLINE_THRESHOLD_S = 0.0005
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """Which numeric versions of a model to serve.
+
+    kind: "latest" (the ``num_versions`` highest), "all", or "specific" (``versions``).
+    """
+
+    kind: str = "latest"
+    num_versions: int = 1
+    versions: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("latest", "all", "specific"):
+            raise UsageError(
+                f"version_policy kind {self.kind!r} is not one of 'latest', 'all', 'specific'"
+            )
+        if self.kind == "latest" and self.num_versions < 1:
+            raise UsageError("version_policy latest needs num_versions >= 1, e.g. 'latest:2'")
+        if self.kind == "specific" and not self.versions:
+            raise UsageError("version_policy specific needs versions, e.g. 'specific:1,3'")
+
+    def select(self, available: list[int]) -> list[int]:
+        """The versions to serve among ``available``, highest first."""
+        ordered = sorted(set(available), reverse=True)
+        if self.kind == "all":
+            return ordered
+        if self.kind == "latest":
+            return ordered[: self.num_versions]
+        return [v for v in ordered if v in self.versions]
+
+    @classmethod
+    def parse(cls, value: Any) -> VersionPolicy:
+        """From "latest", "latest:2", "all", "specific:1,3", or the Triton/TF Serving mapping
+        form ``{"latest": {"num_versions": 2}}``, ``{"all": {}}``, ``{"specific": {"versions": [1]}}``."""
+        if isinstance(value, VersionPolicy):
+            return value
+        if isinstance(value, Mapping) and len(value) == 1:
+            kind, body = next(iter(value.items()))
+            body = body or {}
+            if kind == "latest":
+                return cls("latest", num_versions=int(body.get("num_versions", 1)))
+            if kind == "specific":
+                return cls("specific", versions=tuple(int(v) for v in body.get("versions", ())))
+            return cls(str(kind))
+        if isinstance(value, str):
+            kind, _, arg = value.partition(":")
+            try:
+                if kind == "latest":
+                    return cls("latest", num_versions=int(arg) if arg else 1)
+                if kind == "specific":
+                    return cls("specific", versions=tuple(int(v) for v in arg.split(",") if v))
+            except ValueError:
+                pass
+            else:
+                return cls(kind)
+        raise UsageError(
+            f"cannot read version_policy {value!r}; use 'latest', 'latest:N', 'all' or "
+            "'specific:1,3'"
+        )
+
+    def __str__(self) -> str:
+        if self.kind == "latest":
+            return f"latest:{self.num_versions}"
+        if self.kind == "specific":
+            return "specific:" + ",".join(map(str, self.versions))
+        return "all"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """How one model is served.
+
+    max_batch_size: most rows merged into one ONNX Runtime call by dynamic batching (1 = off).
+        Only models whose inputs and outputs all have a dynamic first axis are batched.
+    max_queue_delay_ms: how long the first queued request may wait for others to fill a batch
+        (0 = batch only what is already queued, never wait).
+    max_queue_size: requests that may wait for this model; more are refused at once (503).
+    instances: ONNX Runtime calls that may run at the same time for this model.
+    intra_op_threads: ORT threads per call (0 = the available cores divided by ``instances``).
+    execution: "thread" runs calls in a thread pool, "inline" on the event loop (small models),
+        "auto" picks "inline" when a warm-up batch takes under 0.5 ms.
+    timeout_ms: a request not answered within this is failed with 504 / DEADLINE_EXCEEDED.
+    version_policy: which versions to serve (see VersionPolicy).
+    warmup: run generated inputs through the model before it is marked ready.
+    """
+
+    max_batch_size: int = 32
+    max_queue_delay_ms: float = 0.0
+    max_queue_size: int = 512
+    instances: int = 1
+    intra_op_threads: int = 0
+    execution: str = "auto"
+    timeout_ms: float = 30_000.0
+    version_policy: VersionPolicy = field(default_factory=VersionPolicy)
+    warmup: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.version_policy, str | Mapping):
+            object.__setattr__(self, "version_policy", VersionPolicy.parse(self.version_policy))
+        problems = []
+        if self.max_batch_size < 1:
+            problems.append(
+                f"max_batch_size must be >= 1 (1 turns batching off), got {self.max_batch_size}"
+            )
+        if self.max_queue_delay_ms < 0:
+            problems.append(f"max_queue_delay_ms must be >= 0, got {self.max_queue_delay_ms}")
+        if self.max_queue_size < 1:
+            problems.append(f"max_queue_size must be >= 1, got {self.max_queue_size}")
+        if self.instances < 1:
+            problems.append(f"instances must be >= 1, got {self.instances}")
+        if self.intra_op_threads < 0:
+            problems.append(
+                f"intra_op_threads must be >= 0 (0 = automatic), got {self.intra_op_threads}"
+            )
+        if self.execution not in EXECUTION_MODES:
+            problems.append(f"execution must be one of {EXECUTION_MODES}, got {self.execution!r}")
+        if self.timeout_ms <= 0:
+            problems.append(f"timeout_ms must be > 0, got {self.timeout_ms}")
+        if problems:
+            raise UsageError("invalid serving config: " + "; ".join(problems))
+
+    @property
+    def threads(self) -> int:
+        """ORT intra-op threads per call: the cores shared by the instances, at least 1."""
+        return self.intra_op_threads or max(1, available_cores() // self.instances)
+
+    def merged(self, overrides: Mapping[str, Any], source: str = "") -> ModelConfig:
+        """A copy with ``overrides`` applied; unknown keys are an error naming ``source``."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            where = f" in {source}" if source else ""
+            raise UsageError(
+                f"unknown serving setting(s) {unknown}{where}; known settings: {sorted(names)}"
+            )
+        try:
+            return dataclasses.replace(self, **dict(overrides))
+        except TypeError as exc:
+            raise UsageError(
+                f"invalid serving setting{' in ' + source if source else ''}: {exc}"
+            ) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["version_policy"] = str(self.version_policy)
+        return d
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The server.
+
+    repository: a model repository (REPO/<name>/<version>/) or one model package.
+    host: the address HTTP and gRPC listen on (loopback by default; management calls are only
+        accepted from loopback peers whatever the host).
+    http_port / grpc_port: 0 picks a free port; grpc_port None turns gRPC off.
+    poll_s: re-scan the repository every this many seconds (None = only explicit load/unload).
+    model_defaults: settings for models that do not set their own.
+    max_request_bytes: largest HTTP body and gRPC message accepted.
+    shutdown_grace_s: how long SIGTERM waits for requests in flight.
+    log_json: log one JSON object per line.
+    """
+
+    repository: Path
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int | None = 8001
+    poll_s: float | None = None
+    model_defaults: ModelConfig = field(default_factory=ModelConfig)
+    max_request_bytes: int = 256 * 1024 * 1024
+    shutdown_grace_s: float = 30.0
+    log_json: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "repository", Path(self.repository))
+        if not self.repository.exists():
+            raise UsageError(
+                f"model repository '{self.repository}' does not exist; give a directory laid "
+                "out as REPO/<model>/<version>/ or one model package",
+                path=str(self.repository),
+            )
+        for name in ("http_port", "grpc_port"):
+            port = getattr(self, name)
+            if port is not None and not 0 <= port <= 65535:
+                raise UsageError(f"{name} must be between 0 and 65535, got {port}")
+        if self.http_port is not None and self.http_port == self.grpc_port and self.http_port:
+            raise UsageError(f"http_port and grpc_port are both {self.http_port}; pick two ports")
+        if self.poll_s is not None and self.poll_s <= 0:
+            raise UsageError(f"poll_s must be > 0 seconds, got {self.poll_s}")
+        if self.max_request_bytes < 1024:
+            raise UsageError(
+                f"max_request_bytes must be at least 1024, got {self.max_request_bytes}"
+            )
+        if self.shutdown_grace_s < 0:
+            raise UsageError("shutdown_grace_s must be >= 0")

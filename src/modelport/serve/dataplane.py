@@ -1,0 +1,281 @@
+"""The data plane: one implementation of health, metadata, readiness and inference that every
+protocol adapter (HTTP, gRPC) calls with the internal types."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError
+from .errors import RequestTimeoutError, status_of
+from .metrics import Metrics
+from .repository import READY, ModelRepository, VersionState
+from .types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
+
+__all__ = ["DataPlane", "EXTENSIONS", "PLATFORM"]
+
+log = logging.getLogger("modelport.serve")
+
+PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration"]
+_UNKNOWN = "(unknown)"  # metrics label for names that are not models (bounded cardinality)
+
+
+class DataPlane:
+    """Health, metadata and inference over a ModelRepository, in the internal types."""
+
+    def __init__(self, repository: ModelRepository, metrics: Metrics | None = None) -> None:
+        self.repository = repository
+        self.metrics = metrics or repository.metrics
+        self.started = False
+        self.draining = False
+
+    # --- health and metadata --------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        """Ready once the initial load (with warm-up) is done, until shutdown starts."""
+        return self.started and not self.draining
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "modelport", "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        try:
+            return self.repository.get(name, version).state == READY
+        except Exception:
+            return False
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        vs = self.repository.get(name, version)
+        entry = self.repository.entry(name)
+        model = vs.model
+        return {
+            "name": name,
+            "versions": [str(v) for v, s in sorted(entry.versions.items()) if s.state == READY],
+            "platform": PLATFORM,
+            "inputs": [
+                {"name": n, "datatype": dt, "shape": list(shape)}
+                for n, (dt, shape) in model.input_specs.items()
+            ],
+            "outputs": [
+                {
+                    "name": t.name,
+                    "datatype": model.output_types[t.name],
+                    "shape": _v2_shape(t.shape),
+                }
+                for t in model.signature.outputs
+            ],
+        }
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """A Triton-style model configuration (what ``get_model_config`` expects)."""
+        vs = self.repository.get(name, version)
+        model, batcher = vs.model, vs.batcher
+        batched = batcher.max_batch_size > 1
+
+        def dims(shape):
+            shape = _v2_shape(shape)
+            return shape[1:] if batched else shape
+
+        def typ(dt: str) -> str:
+            return "TYPE_STRING" if dt == "BYTES" else f"TYPE_{dt}"
+
+        cfg = model.config
+        return {
+            "name": name,
+            "platform": PLATFORM,
+            "backend": "onnxruntime",
+            "max_batch_size": batcher.max_batch_size if batched else 0,
+            "input": [
+                {
+                    "name": t.name,
+                    "data_type": typ(model.input_specs[t.name][0]),
+                    "dims": dims(t.shape),
+                }
+                for t in model.signature.inputs
+            ],
+            "output": [
+                {
+                    "name": t.name,
+                    "data_type": typ(model.output_types[t.name]),
+                    "dims": dims(t.shape),
+                }
+                for t in model.signature.outputs
+            ],
+            "version_policy": str(cfg.version_policy),
+            "dynamic_batching": {
+                "max_queue_delay_microseconds": int(cfg.max_queue_delay_ms * 1000),
+                "max_queue_size": cfg.max_queue_size,
+            },
+            "instance_group": [{"count": batcher.instances, "kind": "KIND_CPU"}],
+            "parameters": {
+                "execution": "inline" if batcher.inline else "thread",
+                "intra_op_threads": cfg.threads,
+                "timeout_ms": cfg.timeout_ms,
+            },
+        }
+
+    # --- inference ------------------------------------------------------------------------
+
+    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        """Validate, queue for the model's batcher, wait (bounded by the timeout), answer."""
+        t0 = time.perf_counter()
+        metrics = self.metrics
+        name = request.model_name
+        version = request.model_version or ""
+        inflight = None
+        status = "internal"
+        try:
+            vs = self.repository.get(name, request.model_version)
+            version = vs.version_str
+            inflight = metrics.child("inflight", name)
+            inflight.inc()
+            model = vs.model
+            feed = _feed(model, request.inputs)
+            wanted = _wanted_outputs(model, request.outputs)
+            outputs = await self._wait(vs, feed, request)
+            response = InferenceResponse(
+                name,
+                version,
+                [
+                    Tensor(n, model.output_types[n], list(outputs[n].shape), outputs[n])
+                    for n in wanted
+                ],
+                request.id,
+            )
+            status = "success"
+            return response
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
+        except Exception as exc:
+            status = status_of(exc).label
+            if status == "not_found":
+                name = _UNKNOWN if name not in self.repository.models else name
+            if status == "internal":
+                log.error("request %s for model %s failed: %s", request.id or "-", name, exc)
+            raise
+        finally:
+            if inflight is not None:
+                inflight.dec()
+                metrics.child("duration", name, version).observe(time.perf_counter() - t0)
+            metrics.child("requests", name, version, status).inc()
+
+    async def _wait(self, vs: VersionState, feed: dict[str, np.ndarray], request: InferenceRequest):
+        timeout = vs.model.config.timeout_ms / 1000.0
+        asked = request.parameters.get("timeout")  # microseconds, as tritonclient sends it
+        if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > 0:
+            timeout = min(timeout, asked / 1e6)
+        fut = vs.batcher.submit(feed)
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, fut, timeout)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+
+    # --- repository extension ------------------------------------------------------------
+
+    def repository_index(self) -> list[dict[str, str]]:
+        return self.repository.index()
+
+    async def load(self, name: str) -> None:
+        await self.repository.load(name)
+
+    async def unload(self, name: str) -> None:
+        await self.repository.unload(name)
+
+
+def _expire(fut: asyncio.Future, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(
+            RequestTimeoutError(
+                f"no answer within the {timeout * 1000:.0f} ms timeout; the server is overloaded "
+                "or the model is slow for this input"
+            )
+        )
+
+
+def _v2_shape(shape) -> list[int]:
+    return [d if isinstance(d, int) else -1 for d in shape]
+
+
+def _feed(model, inputs: list[Tensor]) -> dict[str, np.ndarray]:
+    """The model's feed from request tensors, in signature order; InputError on any mismatch."""
+    specs = model.input_specs
+    given: dict[str, np.ndarray] = {}
+    for t in inputs:
+        spec = specs.get(t.name)
+        if spec is None:
+            raise InputError(
+                f"model '{model.name}' has no input named '{t.name}'; its inputs are {list(specs)}",
+                input=t.name,
+            )
+        if t.name in given:
+            raise InputError(f"input '{t.name}' is given twice", input=t.name)
+        datatype, shape = spec
+        if t.datatype != datatype:
+            raise InputError(
+                f"input '{t.name}' has datatype {t.datatype}, the model expects {datatype}",
+                input=t.name,
+                expected=datatype,
+                got=t.datatype,
+            )
+        arr = t.data
+        if arr.ndim != len(shape) or any(
+            d != -1 and d != n for d, n in zip(shape, arr.shape, strict=True)
+        ):
+            raise InputError(
+                f"input '{t.name}' has shape {list(arr.shape)}, the model expects {list(shape)} "
+                "(-1 = any size)",
+                input=t.name,
+                expected=list(shape),
+                got=list(arr.shape),
+            )
+        if datatype == "BYTES":
+            arr = _as_str(t.name, arr)
+        given[t.name] = arr
+    if len(given) != len(specs):
+        missing = [n for n in specs if n not in given]
+        raise InputError(
+            f"missing input(s) {missing} for model '{model.name}'; its inputs are {list(specs)}",
+            input=missing[0],
+        )
+    return given if list(given) == list(specs) else {n: given[n] for n in specs}
+
+
+def _as_str(name: str, arr: np.ndarray) -> np.ndarray:
+    """ONNX STRING tensors are handed to ONNX Runtime as Python str (UTF-8)."""
+    flat = arr.ravel()
+    try:
+        out = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in flat]
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"input '{name}' holds bytes that are not UTF-8; ONNX string tensors need UTF-8 text",
+            input=name,
+        ) from exc
+    result = np.empty(len(out), dtype=object)
+    result[:] = out
+    return result.reshape(arr.shape)
+
+
+def _wanted_outputs(model, requested: list[RequestedOutput] | None) -> list[str]:
+    if not requested:
+        return list(model.output_types)
+    names = []
+    for r in requested:
+        if r.name not in model.output_types:
+            raise InputError(
+                f"model '{model.name}' has no output named '{r.name}'; its outputs are "
+                f"{list(model.output_types)}",
+                output=r.name,
+            )
+        names.append(r.name)
+    return names

@@ -1,0 +1,55 @@
+"""The HTTP application: the route lists of the registered API families on one router, plus
+``/metrics``.
+
+To add an API family (e.g. TF Serving REST or TorchServe), write a module with
+``routes(plane, settings) -> list[starlette.routing.BaseRoute]`` and add it to ``HTTP_APIS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from starlette.routing import Route, Router
+
+from ..dataplane import DataPlane
+from .common import send_bytes, send_json
+
+__all__ = ["HTTP_APIS", "HttpSettings", "build_app"]
+
+# API family -> "module:function" returning its routes. A plain dict: grep it.
+HTTP_APIS: dict[str, str] = {
+    "v2": "modelport.serve.http.v2:routes",
+}
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """What route factories may need. max_request_bytes: the largest body accepted."""
+
+    max_request_bytes: int = 256 * 1024 * 1024
+
+
+def build_app(
+    plane: DataPlane, settings: HttpSettings | None = None, apis: tuple[str, ...] | None = None
+) -> Router:
+    """One ASGI app serving the ``apis`` (all registered ones by default) and ``/metrics``."""
+    settings = settings or HttpSettings()
+    routes = []
+    for api in apis or tuple(HTTP_APIS):
+        module_name, _, attr = HTTP_APIS[api].partition(":")
+        routes.extend(getattr(importlib.import_module(module_name), attr)(plane, settings))
+
+    class Metrics:
+        async def __call__(self, scope, receive, send) -> None:
+            body, content_type = plane.metrics.render()
+            await send_bytes(send, 200, body, [(b"content-type", content_type.encode())])
+
+    routes.append(Route("/metrics", Metrics(), methods=["GET"]))
+    return Router(routes=routes, default=_not_found)
+
+
+async def _not_found(scope, receive, send) -> None:
+    if scope["type"] == "lifespan":
+        return
+    await send_json(send, {"error": f"no route for {scope.get('path')}; see docs/serve.md"}, 404)

@@ -1,0 +1,202 @@
+"""KServe V2 / Open Inference Protocol REST routes, with Triton's binary tensor extension and the
+repository extension (index, load, unload; loopback peers only).
+
+Endpoints are plain ASGI callables (no per-request Request/Response objects on the hot path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.routing import BaseRoute, Route
+
+from ...errors import ModelportError
+from ..dataplane import DataPlane
+from ..errors import ClientDisconnected
+from .codec import decode_request, encode_response
+from .common import header, read_body, require_loopback, send_bytes, send_error, send_json
+
+__all__ = ["routes"]
+
+log = logging.getLogger("modelport.serve")
+
+# A request still waiting after this long starts listening for its client going away.
+WATCH_DISCONNECT_AFTER_S = 0.005
+
+Handler = Callable[[dict, Any, Any], Awaitable[None]]
+
+
+class Endpoint:
+    """An ASGI endpoint that answers errors as ``{"error": ...}`` (Starlette mounts class
+    instances as raw ASGI apps)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.handler(scope, receive, send)
+        except (ModelportError, ConnectionResetError, ClientDisconnected) as exc:
+            if isinstance(exc, ConnectionResetError | ClientDisconnected):
+                return
+            await send_error(send, exc)
+        except Exception as exc:
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            await send_error(send, exc)
+
+
+def _version(scope) -> str | None:
+    return scope["path_params"].get("version")
+
+
+async def _empty(send, ok: bool) -> None:
+    await send_bytes(send, 200 if ok else 400, b"", [])
+
+
+def routes(plane: DataPlane, settings) -> list[BaseRoute]:
+    """The V2 routes for ``plane``; ``settings`` carries ``max_request_bytes``."""
+    limit = settings.max_request_bytes
+
+    async def live(scope, receive, send):
+        await _empty(send, plane.live())
+
+    async def ready(scope, receive, send):
+        await _empty(send, plane.ready())
+
+    async def server_metadata(scope, receive, send):
+        await send_json(send, plane.server_metadata())
+
+    async def model_metadata(scope, receive, send):
+        await send_json(send, plane.model_metadata(scope["path_params"]["name"], _version(scope)))
+
+    async def model_ready(scope, receive, send):
+        await _empty(send, plane.model_ready(scope["path_params"]["name"], _version(scope)))
+
+    async def model_config(scope, receive, send):
+        await send_json(send, plane.model_config(scope["path_params"]["name"], _version(scope)))
+
+    async def repository_index(scope, receive, send):
+        require_loopback(scope)
+        await read_body(scope, receive, limit)
+        await send_json(send, plane.repository_index())
+
+    async def load(scope, receive, send):
+        require_loopback(scope)
+        _check_load_body(await read_body(scope, receive, limit))
+        await plane.load(scope["path_params"]["name"])
+        await send_bytes(send, 200, b"", [])
+
+    async def unload(scope, receive, send):
+        require_loopback(scope)
+        await read_body(scope, receive, limit)
+        await plane.unload(scope["path_params"]["name"])
+        await send_bytes(send, 200, b"", [])
+
+    infer = Endpoint(_infer_handler(plane, limit))
+    get = ["GET"]
+    post = ["POST"]
+    m = "/v2/models/{name}"
+    mv = "/v2/models/{name}/versions/{version}"
+    return [
+        Route("/v2/health/live", Endpoint(live), methods=get),
+        Route("/v2/health/ready", Endpoint(ready), methods=get),
+        Route("/v2", Endpoint(server_metadata), methods=get),
+        Route(m, Endpoint(model_metadata), methods=get),
+        Route(mv, Endpoint(model_metadata), methods=get),
+        Route(m + "/ready", Endpoint(model_ready), methods=get),
+        Route(mv + "/ready", Endpoint(model_ready), methods=get),
+        Route(m + "/config", Endpoint(model_config), methods=get),
+        Route(mv + "/config", Endpoint(model_config), methods=get),
+        Route(m + "/infer", infer, methods=post),
+        Route(mv + "/infer", infer, methods=post),
+        Route("/v2/repository/index", Endpoint(repository_index), methods=post),
+        Route("/v2/repository/models/{name}/load", Endpoint(load), methods=post),
+        Route("/v2/repository/models/{name}/unload", Endpoint(unload), methods=post),
+    ]
+
+
+def _check_load_body(body: bytes) -> None:
+    if not body.strip():
+        return
+    import orjson
+
+    from ..errors import UnsupportedError
+
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        from ...errors import InputError
+
+        raise InputError("the load request body must be JSON (or empty)") from None
+    params = doc.get("parameters") if isinstance(doc, dict) else None
+    if params:
+        raise UnsupportedError(
+            f"load parameters {sorted(params)} are not supported; put the serving config in "
+            "REPO/<model>/config.json and the files in the repository, then load"
+        )
+
+
+def _infer_handler(plane: DataPlane, limit: int) -> Handler:
+    async def infer(scope, receive, send) -> None:
+        params = scope["path_params"]
+        body = await read_body(scope, receive, limit)
+        hl = header(scope, b"inference-header-content-length")
+        if hl is not None:
+            try:
+                header_length: int | None = int(hl)
+            except ValueError:
+                from ...errors import InputError
+
+                raise InputError(
+                    f"Inference-Header-Content-Length must be an integer, got {hl!r}"
+                ) from None
+        else:
+            header_length = None
+        request = decode_request(body, header_length, params["name"], params.get("version"))
+        if request.id is None:
+            rid = header(scope, b"x-request-id")
+            request.id = rid.decode("latin-1") if rid else None
+        response = await _infer_watching(plane, request, receive)
+        out, out_header_length, content_type = encode_response(response, request)
+        headers = [(b"content-type", content_type.encode())]
+        if out_header_length is not None:
+            headers.append((b"inference-header-content-length", str(out_header_length).encode()))
+        await send_bytes(send, 200, out, headers)
+
+    return infer
+
+
+async def _infer_watching(plane: DataPlane, request, receive):
+    """Run the inference; if it waits long enough to matter, watch for the client leaving and
+    then cancel it (work not yet started is dropped from the queue)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    state: dict[str, Any] = {"gone": False, "watcher": None}
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                state["gone"] = True
+                task.cancel()
+                return
+
+    def start_watching() -> None:
+        state["watcher"] = loop.create_task(watch())
+
+    timer = loop.call_later(WATCH_DISCONNECT_AFTER_S, start_watching)
+    try:
+        return await plane.infer(request)
+    except asyncio.CancelledError:
+        if state["gone"]:
+            log.info("request %s: client disconnected; cancelled", request.id or "-")
+            raise ClientDisconnected() from None
+        raise
+    finally:
+        timer.cancel()
+        watcher = state["watcher"]
+        if watcher is not None:
+            watcher.cancel()

@@ -1,0 +1,122 @@
+"""Tiny ONNX models for the serving tests, built with onnx.helper, and a repository of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _model(nodes, inputs, outputs, inits=()):
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def mlp_model(seed: int = 0, scale: float = 1.0):
+    """x FP32 [batch, 4] -> y FP32 [batch, 3]: MatMul, Add, Relu, MatMul (times ``scale``)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((4, 8)).astype(np.float32)
+    b1 = rng.standard_normal(8).astype(np.float32)
+    w2 = (rng.standard_normal((8, 3)) * scale).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h0"]),
+        helper.make_node("Add", ["h0", "b1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "w2"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        inits,
+    )
+    return model, lambda x: np.maximum(x @ w1 + b1, 0) @ w2
+
+
+def int64_model():
+    """ids INT64 [batch, 3] -> doubled INT64 [batch, 3] and total INT64 [batch, 1]."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")
+    nodes = [
+        helper.make_node("Add", ["ids", "ids"], ["doubled"]),
+        helper.make_node("ReduceSum", ["ids", "axes"], ["total"], keepdims=1),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 3])],
+        [
+            helper.make_tensor_value_info("doubled", TensorProto.INT64, ["batch", 3]),
+            helper.make_tensor_value_info("total", TensorProto.INT64, ["batch", 1]),
+        ],
+        [axes],
+    )
+
+
+def bool_model():
+    """flags BOOL [batch, 4] -> negated BOOL [batch, 4]."""
+    from onnx import TensorProto, helper
+
+    return _model(
+        [helper.make_node("Not", ["flags"], ["negated"])],
+        [helper.make_tensor_value_info("flags", TensorProto.BOOL, ["batch", 4])],
+        [helper.make_tensor_value_info("negated", TensorProto.BOOL, ["batch", 4])],
+    )
+
+
+def string_model():
+    """text STRING [batch, 2] -> same STRING [batch, 2] (Identity)."""
+    from onnx import TensorProto, helper
+
+    return _model(
+        [helper.make_node("Identity", ["text"], ["same"])],
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch", 2])],
+        [helper.make_tensor_value_info("same", TensorProto.STRING, ["batch", 2])],
+    )
+
+
+def fixed_model():
+    """x FP32 [2, 2] (no batch axis) -> y = x + 1."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    one = numpy_helper.from_array(np.ones((2, 2), dtype=np.float32), "one")
+    return _model(
+        [helper.make_node("Add", ["x", "one"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+        [one],
+    )
+
+
+def write(model, out: Path, name: str, serving: dict | None = None) -> Path:
+    from modelport.package import base_manifest, opset_of, write_package
+    from modelport.signature import Signature
+
+    manifest = base_manifest(name, Signature.from_onnx(model), opset_of(model), {"source_kind": "onnx"})
+    if serving:
+        manifest["serving"] = serving
+    write_package(model, manifest, out, force=True)
+    return out
+
+
+def make_repo(root: Path) -> Path:
+    """REPO with mlp (versions 1 and 2, scaled so answers differ), ints, flags, text, fixed."""
+    root.mkdir(parents=True, exist_ok=True)
+    write(mlp_model(scale=1.0)[0], root / "mlp" / "1", "mlp")
+    write(mlp_model(scale=2.0)[0], root / "mlp" / "2", "mlp")
+    (root / "mlp" / "config.json").write_text(json.dumps({"version_policy": "all"}))
+    write(int64_model(), root / "ints" / "1", "ints")
+    write(bool_model(), root / "flags" / "1", "flags")
+    write(string_model(), root / "text" / "1", "text")
+    write(fixed_model(), root / "fixed" / "1", "fixed")
+    return root
