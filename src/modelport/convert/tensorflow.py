@@ -152,6 +152,20 @@ def _rename_tensor(model: Any, old: str, new: str) -> None:
             vi.name = new
 
 
+def _reorder(values: Any, names: Sequence[str]) -> None:
+    """Order a repeated ValueInfoProto field (graph inputs/outputs) like ``names``."""
+    by_name = {v.name: v for v in values}
+    if set(by_name) != set(names) or [v.name for v in values] == list(names):
+        return
+    ordered = []
+    for n in names:
+        copy_ = type(by_name[n])()
+        copy_.CopyFrom(by_name[n])
+        ordered.append(copy_)
+    del values[:]
+    values.extend(ordered)
+
+
 def _finish_graph(
     model: Any,
     input_names: Sequence[str],
@@ -159,7 +173,8 @@ def _finish_graph(
     dims: Mapping[str, Mapping[int, str]],
     static_batch: int | None,
 ) -> Any:
-    """Name outputs and dims, order outputs like the model; returns the model (edited in place).
+    """Name outputs and dims, order inputs and outputs like the model; returns the model
+    (edited in place).
 
     Outputs whose names are not the model's are renamed by position (Keras' own export calls
     list outputs "Identity:0"). Unknown dims of inputs get the names in ``dims``; the leading
@@ -171,13 +186,8 @@ def _finish_graph(
         for old, new in zip(got, output_names, strict=True):
             if old != new:
                 _rename_tensor(model, old, new)
-    by_name = {o.name: o for o in g.output}
-    if set(by_name) == set(output_names):
-        ordered = [type(by_name[n])() for n in output_names]
-        for copy_, n in zip(ordered, output_names, strict=True):
-            copy_.CopyFrom(by_name[n])
-        del g.output[:]
-        g.output.extend(ordered)
+    _reorder(g.output, output_names)
+    _reorder(g.input, input_names)
     missing = [n for n in input_names if n not in {i.name for i in g.input}]
     if missing:
         raise ConversionError(
