@@ -18,8 +18,10 @@ from ..errors import UsageError
 
 __all__ = [
     "EXECUTION_MODES",
+    "ManagementConfig",
     "ModelConfig",
     "ServerConfig",
+    "TLSConfig",
     "VersionPolicy",
     "available_cores",
 ]
@@ -122,6 +124,8 @@ class ModelConfig:
     timeout_ms: a request not answered within this is failed with 504 / DEADLINE_EXCEEDED.
     version_policy: which versions to serve (see VersionPolicy).
     warmup: run generated inputs through the model before it is marked ready.
+    version_labels: names for versions, e.g. {"stable": 1, "canary": 2} (TF Serving's labels:
+        GET /v1/models/<m>/labels/canary, ModelSpec.version_label).
     """
 
     max_batch_size: int = 32
@@ -133,10 +137,14 @@ class ModelConfig:
     timeout_ms: float = 30_000.0
     version_policy: VersionPolicy = field(default_factory=VersionPolicy)
     warmup: bool = True
+    version_labels: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.version_policy, str | Mapping):
             object.__setattr__(self, "version_policy", VersionPolicy.parse(self.version_policy))
+        from .names import check_version_labels
+
+        object.__setattr__(self, "version_labels", check_version_labels(self.version_labels))
         problems = []
         if self.max_batch_size < 1:
             problems.append(
@@ -183,7 +191,69 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["version_policy"] = str(self.version_policy)
+        d["version_labels"] = dict(self.version_labels)
         return d
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def _check_token(token: str | None, what: str) -> None:
+    if token is not None and (len(token) < MIN_TOKEN_CHARS or not token.isprintable()):
+        raise UsageError(
+            f"{what} must be at least {MIN_TOKEN_CHARS} printable characters; generate one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Serve HTTP (every port) and gRPC over TLS with this certificate and its private key (PEM)."""
+
+    certfile: Path
+    keyfile: Path
+
+    def __post_init__(self) -> None:
+        for name in ("certfile", "keyfile"):
+            path = Path(getattr(self, name))
+            object.__setattr__(self, name, path)
+            if not path.is_file():
+                raise UsageError(f"TLS {name} '{path}' is not a file", path=str(path))
+
+
+@dataclass(frozen=True)
+class ManagementConfig:
+    """The management API (TorchServe-compatible + V2 repository extension) on its own port.
+
+    host / port: where it listens; loopback by default (0 picks a free port).
+    token: the bearer token every call must carry; None = generate one at start and write it to
+        ``token_file`` (mode 0600).
+    token_file: where a generated token is written (default ~/.modelport/management-<port>.token).
+    allow_url_hosts: hosts that ``POST /models?url=http(s)://...`` may download from; empty = no
+        registering from URLs at all (only local package directories and .onnx files).
+    max_download_bytes: the largest model a URL registration may download.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    token: str | None = None
+    token_file: Path | None = None
+    allow_url_hosts: tuple[str, ...] = ()
+    max_download_bytes: int = 2 * 1024**3
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise UsageError(f"management port must be between 0 and 65535, got {self.port}")
+        _check_token(self.token, "the management token")
+        if self.token_file is not None:
+            object.__setattr__(self, "token_file", Path(self.token_file))
+        from .names import check_url_host
+
+        object.__setattr__(
+            self, "allow_url_hosts", tuple(check_url_host(h) for h in self.allow_url_hosts)
+        )
+        if self.max_download_bytes < 1:
+            raise UsageError("max_download_bytes must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -199,6 +269,12 @@ class ServerConfig:
     max_request_bytes: largest HTTP body and gRPC message accepted.
     shutdown_grace_s: how long SIGTERM waits for requests in flight.
     log_json: log one JSON object per line.
+    auth_token: when set, every inference call (HTTP and gRPC, all protocols) must carry
+        ``Authorization: Bearer <token>``; health checks are exempt. None = no auth.
+    tls: serve HTTP, gRPC and the management API over TLS (None = plain text).
+    tfserving_grpc_port: TF Serving's gRPC API (PredictionService, ModelService) on this port;
+        None = off (it needs the tensorflow-serving-api package, which imports tensorflow).
+    management: the management API on its own port (None = off).
     """
 
     repository: Path
@@ -210,6 +286,10 @@ class ServerConfig:
     max_request_bytes: int = 256 * 1024 * 1024
     shutdown_grace_s: float = 30.0
     log_json: bool = False
+    auth_token: str | None = None
+    tls: TLSConfig | None = None
+    tfserving_grpc_port: int | None = None
+    management: ManagementConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repository", Path(self.repository))
@@ -219,12 +299,21 @@ class ServerConfig:
                 "out as REPO/<model>/<version>/ or one model package",
                 path=str(self.repository),
             )
-        for name in ("http_port", "grpc_port"):
-            port = getattr(self, name)
+        ports = {
+            "http_port": self.http_port,
+            "grpc_port": self.grpc_port,
+            "tfserving_grpc_port": self.tfserving_grpc_port,
+            "management port": self.management.port if self.management else None,
+        }
+        seen: dict[int, str] = {}
+        for name, port in ports.items():
             if port is not None and not 0 <= port <= 65535:
                 raise UsageError(f"{name} must be between 0 and 65535, got {port}")
-        if self.http_port is not None and self.http_port == self.grpc_port and self.http_port:
-            raise UsageError(f"http_port and grpc_port are both {self.http_port}; pick two ports")
+            if port and port in seen:
+                raise UsageError(f"{seen[port]} and {name} are both {port}; pick different ports")
+            if port:
+                seen[port] = name
+        _check_token(self.auth_token, "the inference auth token")
         if self.poll_s is not None and self.poll_s <= 0:
             raise UsageError(f"poll_s must be > 0 seconds, got {self.poll_s}")
         if self.max_request_bytes < 1024:

@@ -70,9 +70,14 @@ class ModelEntry:
     unloaded: bool = False  # explicitly unloaded: the poller leaves it alone until a load
     reason: str = ""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pinned: int | None = None  # default version set by the management API (while it is ready)
 
     def refresh_default(self) -> None:
         ready = [vs for vs in self.versions.values() if vs.state == READY]
+        pinned = self.versions.get(self.pinned) if self.pinned is not None else None
+        if pinned is not None and pinned.state == READY:
+            self.default = pinned
+            return
         self.default = max(ready, key=lambda vs: vs.version) if ready else None
 
 
