@@ -5,7 +5,7 @@
 
 The input is (batch, 1, 8, 8) float32 in [0, 1], like ``examples.digits_cnn``; the network first
 upsamples it (nearest, ``upsample`` times) so that the convolutions have enough work for latency to
-be meaningful on ONNX Runtime (at the defaults: about 2 ms at batch 8 on 2 CPU cores).
+be meaningful on ONNX Runtime (at the defaults: over 1 ms at batch 8 on 2 CPU cores).
 
 ``finetune`` is the recovery hook for ``modelport prune --finetune examples.resnet_digits:finetune``:
 it receives a (pruned) module and returns it trained for a few epochs on the digits training split.
@@ -59,7 +59,7 @@ class ResNetDigits(nn.Module):
     second convolution grouped (to exercise grouped-conv pruning)."""
 
     def __init__(
-        self, width: int = 32, upsample: int = 2, classes: int = 10, groups: int = 1
+        self, width: int = 24, upsample: int = 2, classes: int = 10, groups: int = 1
     ) -> None:
         super().__init__()
         self.upsample = (
@@ -86,7 +86,7 @@ def finetune(model: nn.Module, epochs: int = 2, lr: float = 1e-3) -> nn.Module:
     return train(model, x, y, epochs=epochs, lr=lr)
 
 
-def build_trained(width: int = 32, upsample: int = 2, epochs: int = 6, seed: int = 0) -> nn.Module:
+def build_trained(width: int = 24, upsample: int = 2, epochs: int = 4, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     x, y, _, _ = load_digits_split(seed)
     return train(ResNetDigits(width, upsample), x, y, epochs=epochs, seed=seed)

@@ -380,7 +380,7 @@ def _prune_torch(
             excluded=info["excluded"],
             head=info["head"],
             finetune=_describe_fn(finetune),
-            notes=notes + after.notes,
+            notes=notes + info["notes"] + after.notes,
             source="torch",
         )
         report["torch_params"] = {

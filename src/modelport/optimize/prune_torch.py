@@ -12,6 +12,7 @@ A layer's name is its module's qualified name (``layer1.conv1``). The input modu
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -130,29 +131,38 @@ def _run_finetune(finetune: FineTune, model: Any, step: int) -> Any:
 
 
 def _check_runs(model: Any, args: tuple[Any, ...], shapes: list[tuple[int, ...]]) -> None:
-    """Run the pruned model; on failure name the last layer that ran and the one that failed."""
+    """Run the pruned model; on failure name the module it failed in (or the last one that ran)."""
     torch = require("torch", "torch")
     entered: list[str] = []
-    handles = [
-        m.register_forward_pre_hook(lambda _m, _i, n=n: entered.append(n))
-        for n, m in model.named_modules()
-        if n
-    ]
+    done: list[str] = []
+    handles = []
+    for n, m in model.named_modules():
+        if n and not list(m.children()):
+            handles.append(m.register_forward_pre_hook(lambda _m, _i, n=n: entered.append(n)))
+            handles.append(m.register_forward_hook(lambda _m, _i, _o, n=n: done.append(n)))
     try:
         with torch.no_grad():
             out = model(*args)
     except Exception as exc:
-        where = (
-            f"in or after module '{entered[-1]}' ({type(model.get_submodule(entered[-1])).__name__})"
-            if entered
-            else "before any module"
-        )
+        if entered and (not done or done[-1] != entered[-1]):
+            name = entered[-1]
+            where = f"in layer '{name}' ({type(model.get_submodule(name)).__name__})"
+            if done:
+                where += f", after '{done[-1]}'"
+        elif done:
+            name = done[-1]
+            where = (
+                f"after layer '{name}' ({type(model.get_submodule(name)).__name__}), in code "
+                "outside any layer (a hard-coded size or a functional op on a tensor of fixed size)"
+            )
+        else:
+            name, where = None, "before any layer ran"
         raise OptimizationError(
             f"after structured pruning the model no longer runs: it fails {where}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0]}. The pruner could not follow a dependency "
-            "there (e.g. a hard-coded size in forward(), a functional op on a raw parameter); exclude "
-            "the layers before it with --exclude, or use --method magnitude",
-            layer=entered[-1] if entered else None,
+            f"{type(exc).__name__}: {str(exc).splitlines()[0]}. torch-pruning could not follow that "
+            "dependency (e.g. a view() with a hard-coded size, a functional op on a raw tensor); exclude "
+            "the layers that feed it with --exclude, or use --method magnitude",
+            layer=name,
         ) from exc
     finally:
         for h in handles:
@@ -160,8 +170,9 @@ def _check_runs(model: Any, args: tuple[Any, ...], shapes: list[tuple[int, ...]]
     got = [tuple(t.shape) for t in _flat_tensors(out)]
     if got != shapes:
         raise OptimizationError(
-            f"after structured pruning the model's output shapes changed from {shapes} to {got}; "
-            "exclude the layer that produces the output with --exclude"
+            f"after structured pruning the model's output shapes changed from {shapes} to {got}: "
+            "something in forward() has a hard-coded size (e.g. view(-1, N)) that torch-pruning cannot "
+            "follow; write it as flatten(x, 1) / view(x.size(0), -1), or use --method magnitude"
         )
 
 
@@ -208,23 +219,31 @@ def _magnitude(model: Any, names: Sequence[str], config: Any, finetune: FineTune
 
 
 def _structured(
-    model: Any, args: tuple[Any, ...], excluded: set[str], config: Any, finetune: FineTune | None
+    model: Any,
+    args: tuple[Any, ...],
+    excluded: set[str],
+    config: Any,
+    finetune: FineTune | None,
+    notes: list[str],
 ) -> Any:
     tp = require("torch_pruning", "torch")
     ignored = [model.get_submodule(n) for n in sorted(excluded)]
     importance = tp.importance.GroupMagnitudeImportance(p=1 if config.importance == "l1" else 2)
     example = args[0] if len(args) == 1 else args
     try:
-        pruner = tp.pruner.BasePruner(
-            model,
-            example,
-            importance=importance,
-            global_pruning=config.scope == "global",
-            pruning_ratio=config.sparsity,
-            iterative_steps=config.steps,
-            ignored_layers=ignored,
-            round_to=config.round_to,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pruner = tp.pruner.BasePruner(
+                model,
+                example,
+                importance=importance,
+                global_pruning=config.scope == "global",
+                pruning_ratio=config.sparsity,
+                iterative_steps=config.steps,
+                ignored_layers=ignored,
+                round_to=config.round_to,
+            )
+        notes.extend(f"torch-pruning: {' '.join(str(w.message).split())}" for w in caught)
     except Exception as exc:
         raise OptimizationError(
             f"torch-pruning cannot build the dependency graph of this model: {type(exc).__name__}: "
@@ -255,6 +274,7 @@ def prune_module(
     sparsity), "excluded", "head", "params_before", "params_after" (torch parameter counts).
     """
     torch = require("torch", "torch")
+    notes: list[str] = []
     model = copy.deepcopy(module).eval()
     args = _as_args(example)
     layers, output_layers = torch_layers(model, args)
@@ -272,7 +292,7 @@ def prune_module(
     if config.method == "magnitude":
         model = _magnitude(model, targets, config, finetune)
     else:
-        model = _structured(model, args, excluded | output_layers, config, finetune)
+        model = _structured(model, args, excluded | output_layers, config, finetune, notes)
     model.eval()
     _check_runs(model, args, shapes)
     after = {}
@@ -300,6 +320,7 @@ def prune_module(
         )
     info = {
         "layers": rows,
+        "notes": notes,
         "excluded": sorted(excluded),
         "head": head_name(layers),
         "torch_params_before": int(params_before),

@@ -1,0 +1,261 @@
+"""``modelport prune``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from .convert_cmd import make_source, source_options
+from .ui import console, human_bytes, table, write_json
+
+_SOURCE_KEYS = (
+    "torch_target",
+    "torchscript",
+    "exported_program",
+    "hf_dir",
+    "onnx_file",
+    "savedmodel",
+    "keras_file",
+    "sklearn_file",
+)
+
+
+@click.command()
+@click.argument("package", required=False, type=click.Path(exists=True))
+@source_options
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(), help="Package directory to write."
+)
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option(
+    "--method",
+    type=click.Choice(["magnitude", "structured"]),
+    default="magnitude",
+    show_default=True,
+    help="magnitude: zero the smallest weights; structured: remove channels.",
+)
+@click.option(
+    "--sparsity",
+    type=float,
+    required=True,
+    help="Fraction in [0, 1) of weights (magnitude) or channels per layer (structured) to remove.",
+)
+@click.option(
+    "--scope",
+    type=click.Choice(["layer", "global"]),
+    default="layer",
+    show_default=True,
+    help="Same sparsity in every layer, or one ranking over all layers.",
+)
+@click.option(
+    "--importance",
+    type=click.Choice(["l1", "l2"]),
+    default="l1",
+    show_default=True,
+    help="Channel importance for structured pruning.",
+)
+@click.option(
+    "--exclude", multiple=True, metavar="LAYER", help="A layer to leave alone (repeatable)."
+)
+@click.option(
+    "--include-head", is_flag=True, help="Also prune the classifier head (the last linear layer)."
+)
+@click.option(
+    "--round-to", type=int, default=None, help="Structured: keep channel counts multiples of this."
+)
+@click.option(
+    "--steps", type=int, default=1, show_default=True, help="Prune-then-fine-tune rounds."
+)
+@click.option(
+    "--finetune",
+    metavar="MODULE:FUNCTION",
+    help="Recovery hook (PyTorch sources): receives the pruned nn.Module, returns it trained.",
+)
+@click.option(
+    "--example-inputs",
+    type=click.Path(exists=True),
+    help="Example inputs for a PyTorch source (.npz).",
+)
+@click.option(
+    "--eval",
+    "eval_path",
+    type=click.Path(exists=True),
+    help="Eval inputs for fidelity/accuracy (.npz/.npy).",
+)
+@click.option(
+    "--labels", type=click.Path(exists=True, dir_okay=False), help="Labels (.npy) for accuracy."
+)
+@click.option("--batch-sizes", default="1,8", show_default=True, help="Batch sizes for latency.")
+@click.option(
+    "--repeats",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Timed runs per model and batch size.",
+)
+@click.option("--json", "json_out", type=click.Path(), help="Write the report as JSON.")
+def prune(package: str | None, **kw: Any) -> int:
+    """Prune PACKAGE (an ONNX package or .onnx file) or a PyTorch source (--torch ...), measure what it
+    bought (sparsity, parameters, size raw and gzip, latency, fidelity, accuracy) and write a package
+    whose manifest holds the report."""
+    import numpy as np
+
+    from ..convert.torch import import_target
+    from ..data import load_feed
+    from ..optimize.prune import PruneConfig
+    from ..optimize.prune import prune as do_prune
+    from ..package import ModelPackage
+    from .convert_cmd import parse_ints
+
+    given = [k for k in _SOURCE_KEYS if kw.get(k)]
+    if package and given:
+        raise UsageError("give either a PACKAGE or a source option (--torch ...), not both")
+    if not package and not given:
+        raise UsageError(
+            "give a PACKAGE to prune, or a PyTorch source: --torch MODULE:CLASS --weights W.pt"
+        )
+    config = PruneConfig(
+        method=kw["method"],
+        sparsity=kw["sparsity"],
+        scope=kw["scope"],
+        importance=kw["importance"],
+        exclude=tuple(kw["exclude"]),
+        exclude_head=not kw["include_head"],
+        steps=kw["steps"],
+        round_to=kw["round_to"],
+        batch_sizes=parse_ints(kw["batch_sizes"], "--batch-sizes"),
+        latency_repeats=kw["repeats"],
+    )
+    finetune = import_target(kw["finetune"]) if kw["finetune"] else None
+    if finetune is not None and not callable(finetune):
+        raise UsageError(f"--finetune {kw['finetune']} is not a function")
+    if package or kw.get("onnx_file"):
+        model: Any = ModelPackage.load(package or kw["onnx_file"])
+        sig = model.signature
+        example = None
+        if kw["example_inputs"]:
+            raise UsageError("--example-inputs is for PyTorch sources; give eval data with --eval")
+    else:
+        model = make_source(kw)
+        sig = None
+        example = _load_npz(kw["example_inputs"]) if kw["example_inputs"] else None
+    eval_data = None
+    if kw["eval_path"]:
+        eval_data = (
+            load_feed(kw["eval_path"], sig)
+            if sig is not None
+            else _load_eval(kw["eval_path"], example)
+        )
+    labels = np.load(kw["labels"], allow_pickle=False) if kw["labels"] else None
+    console.print(
+        f"pruning ({config.method}, sparsity {config.sparsity:g}, {config.scope}) -> {kw['out']}"
+    )
+    with console.status("pruning, exporting and measuring..."):
+        result = do_prune(
+            model,
+            kw["out"],
+            config,
+            example=example,
+            eval_data=eval_data,
+            labels=labels,
+            finetune=finetune,
+            force=kw["force"],
+        )
+    print_prune_report(result.report)
+    console.print(f"wrote {result.package.path}")
+    if kw["json_out"]:
+        write_json(kw["json_out"], {"package": str(result.package.path), "report": result.report})
+    return 0
+
+
+def _load_npz(path: str) -> dict[str, Any]:
+    import numpy as np
+
+    from ..errors import InputError
+
+    if Path(path).suffix != ".npz":
+        raise InputError(f"'{path}': for a PyTorch source give an .npz keyed by input name")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _load_eval(path: str, example: dict[str, Any] | None) -> dict[str, Any]:
+    import numpy as np
+
+    if Path(path).suffix == ".npy":
+        if not example or len(example) != 1:
+            raise UsageError(
+                f"--eval '{path}' is a single .npy: give --example-inputs (.npz) to name the input"
+            )
+        return {next(iter(example)): np.load(path, allow_pickle=False)}
+    return _load_npz(path)
+
+
+def print_prune_report(r: dict[str, Any]) -> None:
+    rows = [
+        (
+            x["name"],
+            "yes" if x["pruned"] else "no",
+            "x".join(map(str, x["shape_before"])),
+            "x".join(map(str, x["shape_after"] or [])),
+            x["params_before"],
+            x["nonzero"],
+            f"{x['sparsity']:.1%}",
+        )
+        for x in r["layers"]
+    ]
+    console.print(
+        table(
+            "Layers",
+            [
+                "layer",
+                "pruned",
+                "shape before",
+                "shape after",
+                "params before",
+                "nonzero after",
+                "sparsity",
+            ],
+            rows,
+        )
+    )
+    p, s = r["params"], r["size_bytes"]
+    summary = [
+        ("global sparsity (pruned layers)", f"{r['global_sparsity']:.1%}"),
+        (
+            "parameters",
+            f"{p['before']:,} -> {p['after']:,} ({p['ratio']:.2f}x fewer); "
+            f"nonzero {p['nonzero_before']:,} -> {p['nonzero_after']:,}",
+        ),
+        ("size on disk, raw", f"{human_bytes(s['raw_before'])} -> {human_bytes(s['raw_after'])}"),
+        (
+            "size on disk, gzip",
+            f"{human_bytes(s['gzip_before'])} -> {human_bytes(s['gzip_after'])}",
+        ),
+    ]
+    for k, v in r["latency"].items():
+        summary.append(
+            (
+                f"latency p50, {k.replace('_', ' ')}",
+                f"{v['before_p50_ms']:.3f} -> {v['after_p50_ms']:.3f} ms ({v['speedup']:.2f}x)",
+            )
+        )
+    for out, f in r["fidelity"].items():
+        parts = [f"{k}={v:.4g}" for k, v in f.items() if isinstance(v, float)]
+        summary.append((f"fidelity ({out})", ", ".join(parts) or str(f)))
+    if "accuracy" in r:
+        a = r["accuracy"]
+        summary.append(
+            (
+                "accuracy",
+                f"{a['before']:.4f} -> {a['after']:.4f} (drop {a['drop_points']:.2f} points)",
+            )
+        )
+    if r.get("finetune"):
+        summary.append(("fine-tune", r["finetune"]))
+    console.print(table("Prune report", ["", ""], summary))
+    for n in r["notes"]:
+        console.print(f"[yellow]note:[/] {n}")

@@ -1,0 +1,110 @@
+"""``modelport prune`` through modelport.cli.main: packages and PyTorch sources, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from modelport.cli import main
+from modelport.package import ModelPackage
+
+
+def test_prune_package_magnitude(digits_package, digits_data, tmp_path, capsys):
+    _, _, x_test, y_test = digits_data
+    np.save(tmp_path / "x.npy", x_test)
+    np.save(tmp_path / "y.npy", y_test)
+    rc = main(
+        [
+            "prune",
+            str(digits_package.path),
+            "--method",
+            "magnitude",
+            "--sparsity",
+            "0.8",
+            "--eval",
+            str(tmp_path / "x.npy"),
+            "--labels",
+            str(tmp_path / "y.npy"),
+            "--repeats",
+            "3",
+            "-o",
+            str(tmp_path / "out"),
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    flat = " ".join(text.split())
+    assert "Layers" in text and "gzip" in text
+    assert "does not make a dense runtime faster" in flat and "still multiply the zeros" in flat
+    report = json.loads((tmp_path / "r.json").read_text())["report"]
+    assert report["global_sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert "accuracy" in report
+    assert ModelPackage.load(tmp_path / "out").history[-1]["step"] == "prune"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sparsity", "1.0"], "outside [0, 1)"),
+        (["--sparsity", "0.5", "--exclude", "nope"], "features.0"),
+        (["--sparsity", "0.5", "--finetune", "examples.resnet_digits:finetune"], "PyTorch"),
+    ],
+)
+def test_prune_bad_input_exits_2(digits_package, tmp_path, capsys, args, message):
+    rc = main(["prune", str(digits_package.path), "-o", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert rc == 2 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_prune_torch_source_structured_with_finetune(digits_cnn, digits_data, tmp_path, capsys):
+    _, _, x_test, y_test = digits_data
+    torch.save(digits_cnn.state_dict(), tmp_path / "w.pt")
+    np.savez(tmp_path / "x.npz", x=x_test[:16])
+    np.savez(tmp_path / "eval.npz", x=x_test)
+    np.save(tmp_path / "y.npy", y_test)
+    rc = main(
+        [
+            "prune",
+            "--torch",
+            "examples.digits_cnn:DigitsCNN",
+            "--weights",
+            str(tmp_path / "w.pt"),
+            "--example-inputs",
+            str(tmp_path / "x.npz"),
+            "--method",
+            "structured",
+            "--sparsity",
+            "0.5",
+            "--finetune",
+            "examples.resnet_digits:finetune",
+            "--eval",
+            str(tmp_path / "eval.npz"),
+            "--labels",
+            str(tmp_path / "y.npy"),
+            "--repeats",
+            "3",
+            "-o",
+            str(tmp_path / "out"),
+        ]
+    )
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    pkg = ModelPackage.load(tmp_path / "out")
+    assert [h["step"] for h in pkg.history] == ["convert", "prune"]
+    step = pkg.history[-1]
+    assert step["finetune"] == "examples.resnet_digits:finetune"
+    assert step["report"]["params"]["ratio"] > 3
+    assert step["report"]["accuracy"]["drop_points"] < 5
+    assert pkg.manifest["provenance"]["source_class"] == "examples.digits_cnn:DigitsCNN"
+    assert "fine-tune" in text
+
+
+def test_prune_needs_a_model(tmp_path, capsys):
+    assert main(["prune", "--sparsity", "0.5", "-o", str(tmp_path / "o")]) == 2
+    assert "PACKAGE" in capsys.readouterr().err
