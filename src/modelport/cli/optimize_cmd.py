@@ -1,0 +1,167 @@
+"""``modelport optimize``: graph optimization (ORT levels, transformers fusions), measured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from .ui import console, console_err, table, write_json
+
+
+def eval_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by quantize and optimize: how the result is measured."""
+    opts = [
+        click.option(
+            "--eval",
+            "eval_data",
+            type=click.Path(exists=True),
+            help="Evaluation inputs (.npz/.npy/directory); default: the package's samples.",
+        ),
+        click.option(
+            "--labels", type=click.Path(exists=True), help="Integer labels (.npy) for accuracy."
+        ),
+        click.option(
+            "--metric",
+            help="Score function module:function(reference, outputs, feed) "
+            "-> float (1.0 = identical); default: cosine / top-1 agreement.",
+        ),
+        click.option(
+            "--eval-samples",
+            type=int,
+            default=512,
+            show_default=True,
+            help="Use at most this many evaluation samples.",
+        ),
+        click.option(
+            "--batch-sizes",
+            default="1,8",
+            show_default=True,
+            help="Latency is measured at these batch sizes.",
+        ),
+        click.option(
+            "--latency-dim",
+            multiple=True,
+            help="Size of a symbolic dim for latency inputs, e.g. sequence=128 "
+            "(default: rows of the evaluation data).",
+        ),
+        click.option(
+            "--repeats", type=int, default=20, show_default=True, help="Timed runs per model."
+        ),
+        click.option(
+            "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)."
+        ),
+        click.option("--no-latency", is_flag=True, help="Skip latency measurement."),
+        click.option("--json-file", type=click.Path(), help="Also write the report as JSON here."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def make_eval_config(
+    eval_data: str | None,
+    labels: str | None,
+    metric: str | None,
+    eval_samples: int,
+    batch_sizes: str,
+    latency_dim: tuple[str, ...],
+    repeats: int,
+    threads: int,
+    no_latency: bool,
+) -> Any:
+    from ..optimize.report import EvalConfig
+
+    try:
+        sizes = tuple(int(s) for s in batch_sizes.split(",") if s.strip())
+        dims = {k.strip(): int(v) for k, _, v in (d.partition("=") for d in latency_dim)}
+    except ValueError:
+        raise UsageError(
+            "--batch-sizes takes integers like 1,8 and --latency-dim name=size, e.g. sequence=128"
+        ) from None
+    return EvalConfig(
+        data=eval_data,
+        labels=labels,
+        metric=metric,
+        limit=eval_samples,
+        batch_sizes=sizes,
+        latency_dims=dims or None,
+        repeats=repeats,
+        measure_latency=not no_latency,
+    )
+
+
+def print_report(report: Any, out: str, json_file: str | None) -> None:
+    for c in report.choices:
+        console.print(f"[dim]·[/] {c}")
+    console.print(table(f"{report.step}: {out}", ["", "before", "after", "change"], report.rows()))
+    part = report.details.get("partial")
+    if part:
+        rows = [(k["name"], k["cost"], k["weights"]) for k in part["kept"]]
+        console.print(
+            table(
+                f"kept float ({len(rows)} of {part['candidates']}; metric drop when "
+                "quantized alone)",
+                ["node", "cost", "weights"],
+                rows,
+            )
+        )
+    if report.float_ops:
+        console.print(
+            "left in float: " + ", ".join(f"{k} x{v}" for k, v in report.float_ops.items())
+        )
+    for w in report.warnings:
+        console_err.print(f"[bold yellow]WARNING:[/] {w}")
+    if json_file:
+        write_json(json_file, report.to_dict())
+
+
+@click.command()
+@click.argument("package", type=click.Path(exists=True))
+@click.option("-o", "--out", required=True, type=click.Path(), help="Output package directory.")
+@click.option(
+    "--level",
+    type=click.Choice(["basic", "extended", "all"]),
+    default=None,
+    help="ONNX Runtime offline optimization level (default: extended, or none with "
+    "--transformers).",
+)
+@click.option("--transformers", is_flag=True, help="Run the ORT transformers optimizer's fusions.")
+@click.option("--model-type", default="bert", show_default=True, help="Transformers model type.")
+@click.option("--num-heads", type=int, default=0, help="Attention heads (0: detect).")
+@click.option("--hidden-size", type=int, default=0, help="Hidden size (0: detect).")
+@eval_options
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+def optimize(
+    package: str,
+    out: str,
+    level: str | None,
+    transformers: bool,
+    model_type: str,
+    num_heads: int,
+    hidden_size: int,
+    force: bool,
+    **eval_kw: Any,
+) -> int:
+    """Optimize PACKAGE's graph into a new package at OUT; measure size, latency and fidelity
+    against PACKAGE, and say plainly when it is not faster on this CPU."""
+    from ..optimize.graph import GraphConfig, optimize_graph
+
+    json_file = eval_kw.pop("json_file")
+    evaluation = make_eval_config(**eval_kw)
+    if level is None and not transformers:
+        level = "extended"
+    config = GraphConfig(
+        level=level,
+        transformers=transformers,
+        model_type=model_type,
+        num_heads=num_heads,
+        hidden_size=hidden_size,
+        evaluation=evaluation,
+        threads=eval_kw.get("threads") or 0,
+    )
+    _, report = optimize_graph(package, out, config, force=force)
+    print_report(report, out, json_file)
+    return 0 if report.passed else 1

@@ -1,0 +1,128 @@
+"""``modelport quantize``: dynamic, static, partial or fp16, measured against the input."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import click
+
+from .optimize_cmd import eval_options, make_eval_config, print_report
+
+
+@click.command()
+@click.argument("package", type=click.Path(exists=True))
+@click.option("-o", "--out", required=True, type=click.Path(), help="Output package directory.")
+@click.option(
+    "--mode",
+    type=click.Choice(["dynamic", "static", "partial", "fp16"]),
+    default="dynamic",
+    show_default=True,
+    help="dynamic: int8 weights, run-time activations (transformers, "
+    "MLPs); static: int8 QDQ calibrated (CNNs); partial: int8 with the most harmful nodes "
+    "kept float within --max-drop; fp16.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True),
+    help="Calibration data (.npz/.npy/directory) for static (and static-based partial).",
+)
+@click.option(
+    "--method",
+    "calibration_method",
+    type=click.Choice(["minmax", "entropy", "percentile"]),
+    default="minmax",
+    show_default=True,
+    help="Calibration method.",
+)
+@click.option(
+    "--calibration-samples",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Use at most this many calibration samples.",
+)
+@click.option(
+    "--max-drop",
+    type=float,
+    default=None,
+    help="Allowed drop of the metric (partial: the target; other modes: warn beyond it).",
+)
+@click.option("--exclude", multiple=True, help="Node name to keep float (repeatable).")
+@click.option("--per-channel/--per-tensor", default=None, help="Override the per-channel choice.")
+@click.option("--reduce-range/--no-reduce-range", default=None, help="Override reduce_range.")
+@click.option(
+    "--weight-type",
+    type=click.Choice(["int8", "uint8"]),
+    default=None,
+    help="Override the weight type chosen for this CPU.",
+)
+@click.option(
+    "--activation-type",
+    type=click.Choice(["int8", "uint8"]),
+    default=None,
+    help="Override the activation type (static).",
+)
+@click.option(
+    "--granularity",
+    type=click.Choice(["node", "layer"]),
+    default="node",
+    show_default=True,
+    help="partial: keep float whole nodes or whole layers.",
+)
+@click.option(
+    "--partial-base",
+    type=click.Choice(["dynamic", "static"]),
+    default=None,
+    help="partial: the int8 scheme to start from (default: static with --calibration).",
+)
+@eval_options
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+def quantize(
+    package: str,
+    out: str,
+    mode: str,
+    calibration: str | None,
+    calibration_method: str,
+    calibration_samples: int,
+    max_drop: float | None,
+    exclude: tuple[str, ...],
+    per_channel: bool | None,
+    reduce_range: bool | None,
+    weight_type: str | None,
+    activation_type: str | None,
+    granularity: str,
+    partial_base: str | None,
+    force: bool,
+    **eval_kw: Any,
+) -> int:
+    """Quantize PACKAGE into a new package at OUT and measure it against PACKAGE on this machine:
+    size, latency at batch 1 and a larger batch, fidelity, accuracy (with --labels).
+
+    Exit code 1 when the result is outside --max-drop."""
+    from ..optimize.quantize import QuantizeConfig
+    from ..optimize.quantize import quantize as run
+
+    json_file = eval_kw.pop("json_file")
+    evaluation = make_eval_config(**eval_kw)
+    if mode == "partial" and max_drop is None:
+        max_drop = 0.01
+    config = QuantizeConfig(
+        mode=mode,
+        calibration=calibration,
+        calibration_method=calibration_method,
+        calibration_samples=calibration_samples,
+        max_drop=max_drop,
+        exclude=tuple(exclude),
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        weight_type=weight_type,
+        activation_type=activation_type,
+        granularity=granularity,
+        partial_base=partial_base,
+        evaluation=evaluation,
+        threads=eval_kw.get("threads") or 0,
+    )
+    _, report = run(package, out, dataclasses.replace(config), force=force)
+    print_report(report, out, json_file)
+    return 0 if report.passed else 1

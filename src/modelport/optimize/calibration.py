@@ -1,0 +1,180 @@
+"""Calibration and evaluation data, streamed in batches and checked against the model's signature.
+
+Data is a path (.npz / .npy / a directory of them), an in-memory feed (name -> array with a
+leading sample axis) or, from Python, any iterable of such feeds. A directory is read one file at
+a time and an iterable one item at a time, so calibration memory stays bounded by the batch size
+and the number of batches ONNX Runtime keeps before it folds them into ranges (``chunk``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Feed, conform_feed, load_feed, split_batches
+from ..errors import InputError, UsageError
+from ..signature import Signature
+
+__all__ = ["DataSource", "calibrate_ranges", "iter_batches", "take_feed"]
+
+DataSource = str | os.PathLike[str] | Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]]
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+def iter_batches(
+    data: DataSource, signature: Signature, batch_size: int, limit: int | None = None
+) -> Iterator[Feed]:
+    """Batches of at most ``batch_size`` samples from ``data``, each checked against ``signature``.
+
+    ``limit`` caps the total number of samples. A mismatch (missing or unknown input name, wrong
+    dtype, wrong fixed dim) raises InputError naming the input and what was expected.
+    """
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1 (got {batch_size})")
+    seen = 0
+    for feed in _feeds(data, signature):
+        for b in split_batches(feed, batch_size):
+            if limit is not None:
+                n = _rows(b)
+                if seen >= limit:
+                    return
+                if seen + n > limit:
+                    b = {k: v[: limit - seen] for k, v in b.items()}
+                seen += _rows(b)
+            else:
+                seen += _rows(b)
+            yield b
+
+
+def _rows(feed: Feed) -> int:
+    return int(next(iter(feed.values())).shape[0]) if feed else 0
+
+
+def _feeds(data: DataSource, signature: Signature) -> Iterator[Feed]:
+    if isinstance(data, str | os.PathLike):
+        p = Path(data)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix in (".npz", ".npy"))
+            if not files:
+                raise InputError(f"data directory '{p}' holds no .npz or .npy files", path=str(p))
+            for f in files:
+                yield load_feed(f, signature)
+        else:
+            yield load_feed(p, signature)
+        return
+    if isinstance(data, Mapping):
+        yield conform_feed(data, signature, source="the given feed")
+        return
+    if isinstance(data, np.ndarray):
+        if len(signature.inputs) != 1:
+            raise InputError(
+                f"a bare array was given but the model has {len(signature.inputs)} inputs "
+                f"{signature.input_names}; give a mapping of input name -> array"
+            )
+        yield conform_feed({signature.inputs[0].name: data}, signature, source="the given array")
+        return
+    try:
+        items = iter(data)
+    except TypeError:
+        raise UsageError(
+            f"data must be a path, a mapping of input name -> array or an iterable of such "
+            f"mappings (got {type(data).__name__})"
+        ) from None
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise InputError(
+                f"item {i} of the data iterable is a {type(item).__name__}; each item must map "
+                f"input names {signature.input_names} to arrays with a leading sample axis"
+            )
+        yield conform_feed(item, signature, source=f"item {i} of the data iterable")
+
+
+def take_feed(data: DataSource, signature: Signature, limit: int | None = None) -> Feed:
+    """All of ``data`` (up to ``limit`` samples) as one feed; for evaluation sets, which are small.
+
+    Sequence-like inputs of different lengths (token ids of several files) are right-padded
+    with zeros to the longest, which is what tokenizers do for attention masks and ids.
+    """
+    parts = list(iter_batches(data, signature, batch_size=1 << 30, limit=limit))
+    if not parts:
+        raise InputError("the data holds no samples")
+    if len(parts) == 1:
+        return parts[0]
+    out: Feed = {}
+    for name in parts[0]:
+        arrays = [p[name] for p in parts]
+        width = max(a.shape[1] for a in arrays) if arrays[0].ndim >= 2 else None
+        if width is not None and any(a.shape[1] != width for a in arrays):
+            arrays = [
+                np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2))
+                for a in arrays
+            ]
+        out[name] = np.concatenate(arrays)
+    return out
+
+
+def calibrate_ranges(
+    model_path: str | os.PathLike[str],
+    data: DataSource,
+    signature: Signature,
+    *,
+    method: str = "minmax",
+    batch_size: int = 8,
+    limit: int | None = None,
+    chunk: int = 8,
+    work_dir: str | os.PathLike[str],
+    percentile: float = 99.999,
+) -> tuple[Any, int]:
+    """Calibrate activation ranges of ``model_path`` on ``data``; return (TensorsData, samples).
+
+    Batches are fed to ONNX Runtime's calibrator ``chunk`` at a time, and each chunk is folded
+    into the running ranges / histograms before the next one is read, so memory stays bounded
+    whatever the size of the calibration set (ONNX Runtime's own loop keeps every intermediate
+    output of every batch for the histogram methods).
+    """
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    if method not in CALIBRATION_METHODS:
+        raise UsageError(f"calibration method '{method}' is not one of {list(CALIBRATION_METHODS)}")
+    ort_method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
+    extra: dict[str, Any] = {}
+    if method == "percentile":
+        extra["percentile"] = percentile
+    calibrator = create_calibrator(
+        Path(model_path),
+        augmented_model_path=str(Path(work_dir) / "augmented.onnx"),
+        calibrate_method=ort_method,
+        use_external_data_format=False,
+        extra_options=extra,
+    )
+    batches = iter_batches(data, signature, batch_size, limit)
+    count = 0
+
+    class _ListReader(CalibrationDataReader):
+        def __init__(self, items: list[Feed]) -> None:
+            self.items = iter(items)
+
+        def get_next(self) -> Feed | None:
+            return next(self.items, None)
+
+    while True:
+        part = [b for _, b in zip(range(chunk), batches, strict=False)]
+        if not part:
+            break
+        count += sum(_rows(b) for b in part)
+        calibrator.collect_data(_ListReader(part))
+    if count == 0:
+        raise InputError("the calibration data holds no samples")
+    ranges = calibrator.compute_data()
+    del calibrator
+    return ranges, count

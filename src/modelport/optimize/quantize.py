@@ -1,0 +1,611 @@
+"""Quantization of a model package: dynamic int8, static int8 (QDQ), partial and fp16.
+
+    from modelport.optimize.quantize import QuantizeConfig, quantize
+    package, report = quantize(pkg, "out/q", QuantizeConfig.dynamic())
+
+ONNX Runtime's quantizers do the rewriting (``quantize_dynamic``, ``quantize_static``, and the
+fp16 converter); modelport adds what they leave to the user: types chosen for this CPU, shape
+pre-processing that also works on fused graphs, bounded-memory calibration, a sensitivity search
+that keeps the harmful nodes float until a budget is met, and a measured report of every result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import OptimizationError, UsageError
+from ..package import ModelPackage, derive_package
+from .calibration import CALIBRATION_METHODS, DataSource
+from .report import EvalConfig, OptimizeReport
+
+__all__ = ["MODES", "QuantizeConfig", "QUANTIZED_OPS", "quantize"]
+
+MODES = ("dynamic", "static", "partial", "fp16")
+WEIGHT_TYPES = ("int8", "uint8")
+
+# ops that only appear in an already-quantized (or fp16-converted) model
+QUANTIZED_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+        "ConvInteger",
+        "QLinearConv",
+        "QLinearMatMul",
+        "QLinearAdd",
+        "QLinearMul",
+        "QAttention",
+        "QGemm",
+        "MatMulIntegerToFloat",
+        "DynamicQuantizeMatMul",
+        "MatMulNBits",
+        "GatherBlockQuantized",
+        "QLinearSigmoid",
+        "QLinearLeakyRelu",
+        "QLinearConcat",
+        "QLinearAveragePool",
+    }
+)
+# ops that ORT's dynamic quantizer handles well on CPU (Conv would become the slow ConvInteger)
+DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization")
+# ops that have no int8 kernel and are always left float; listed in the report
+_SHAPE_OPS = frozenset(
+    {
+        "Shape",
+        "Gather",
+        "Unsqueeze",
+        "Squeeze",
+        "Concat",
+        "Reshape",
+        "Slice",
+        "Cast",
+        "Constant",
+        "ConstantOfShape",
+        "Transpose",
+        "Identity",
+        "Expand",
+        "Range",
+        "Equal",
+        "Where",
+        "Flatten",
+    }
+)
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How to quantize. Build it with a preset: ``QuantizeConfig.dynamic()``, ``.static(data)``,
+    ``.partial(eval_data, max_drop=...)``, ``.fp16()``; ``dataclasses.replace`` to adjust.
+
+    mode: "dynamic" (int8 weights, activations quantized at run time), "static" (int8 weights and
+        activations, QDQ, calibrated), "partial" (int8 with the most harmful nodes kept float
+        until the metric drop is within ``max_drop``), "fp16".
+    calibration: calibration data for static (and static-based partial): path, feed or iterable.
+    calibration_method: "minmax", "entropy" or "percentile".
+    calibration_samples: use at most this many calibration samples (None: all).
+    weight_type / activation_type / per_channel / reduce_range: None chooses for this CPU
+        (see ``optimize.hardware``); set them to override.
+    exclude: node names to keep float in any mode.
+    max_drop: allowed drop of the metric (see ``EvalConfig.metric``) for partial; for the other
+        modes a budget to warn about (None: no budget).
+    partial_base: the int8 scheme partial starts from: "dynamic" or "static" (None: static when
+        calibration data is given, else dynamic).
+    granularity: partial keeps float whole "node"s or whole "layer"s.
+    rank_by: partial ranks by "loss_per_weight" (loss of the node quantized alone per weight
+        element: keeps float first the nodes that cost little time; embedding lookups are free)
+        or by "loss" alone.
+    matmul_const_only: dynamic/partial quantize only MatMuls with a constant weight (the
+        activation x activation MatMuls of attention stay float). None: True.
+    keep_io_types: fp16 keeps float32 inputs and outputs.
+    evaluation: how results are measured (eval data, labels, metric, latency batch sizes).
+    threads: ONNX Runtime intra-op threads for measurement (0: ORT's default).
+    """
+
+    mode: str = "dynamic"
+    calibration: DataSource | None = None
+    calibration_method: str = "minmax"
+    calibration_samples: int | None = 256
+    weight_type: str | None = None
+    activation_type: str | None = None
+    per_channel: bool | None = None
+    reduce_range: bool | None = None
+    exclude: tuple[str, ...] = ()
+    max_drop: float | None = None
+    partial_base: str | None = None
+    granularity: str = "node"
+    rank_by: str = "loss_per_weight"
+    matmul_const_only: bool | None = None
+    keep_io_types: bool = True
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"mode '{self.mode}' is not one of {list(MODES)}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise UsageError(
+                f"calibration_method '{self.calibration_method}' is not one of "
+                f"{list(CALIBRATION_METHODS)}"
+            )
+        for name in ("weight_type", "activation_type"):
+            v = getattr(self, name)
+            if v is not None and v not in WEIGHT_TYPES:
+                raise UsageError(f"{name}={v!r} is not one of {list(WEIGHT_TYPES)}")
+        if self.mode == "static" and self.calibration is None:
+            raise UsageError(
+                "static quantization needs calibration data: pass calibration=... "
+                "(--calibration DATA), e.g. a few hundred representative inputs"
+            )
+        if self.mode == "partial" and self.max_drop is None:
+            raise UsageError(
+                "partial quantization needs a budget: max_drop=... (--max-drop X), "
+                "the allowed drop of the metric, e.g. 0.002 for cosine 0.998"
+            )
+        if self.max_drop is not None and self.max_drop < 0:
+            raise UsageError(f"max_drop must be >= 0 (got {self.max_drop})")
+        if self.partial_base not in (None, "dynamic", "static"):
+            raise UsageError(f"partial_base={self.partial_base!r} is not 'dynamic' or 'static'")
+        if self.partial_base == "static" and self.calibration is None:
+            raise UsageError("partial_base='static' needs calibration data (calibration=...)")
+        if self.granularity not in ("node", "layer"):
+            raise UsageError(f"granularity={self.granularity!r} is not 'node' or 'layer'")
+        if self.rank_by not in ("loss", "loss_per_weight"):
+            raise UsageError(f"rank_by={self.rank_by!r} is not 'loss' or 'loss_per_weight'")
+        if self.mode == "dynamic" and self.activation_type not in (None, "uint8"):
+            raise UsageError(
+                "dynamic quantization always uses uint8 activations "
+                "(ONNX Runtime's DynamicQuantizeLinear); leave activation_type unset"
+            )
+        if self.calibration_samples is not None and self.calibration_samples < 1:
+            raise UsageError("calibration_samples must be >= 1 or None (all)")
+
+    @classmethod
+    def dynamic(cls, **overrides: Any) -> QuantizeConfig:
+        """int8 weights, activations at run time: transformers, RNNs, MLPs."""
+        return cls(mode="dynamic", **overrides)
+
+    @classmethod
+    def static(
+        cls, calibration: DataSource, method: str = "minmax", **overrides: Any
+    ) -> QuantizeConfig:
+        """int8 weights and activations (QDQ), calibrated on ``calibration``: CNNs."""
+        return cls(mode="static", calibration=calibration, calibration_method=method, **overrides)
+
+    @classmethod
+    def partial(
+        cls, eval_data: DataSource | None = None, max_drop: float = 0.002, **overrides: Any
+    ) -> QuantizeConfig:
+        """int8 with the most harmful nodes kept float until the metric drop <= ``max_drop``."""
+        evaluation = overrides.pop("evaluation", EvalConfig())
+        if eval_data is not None:
+            evaluation = dataclasses.replace(evaluation, data=eval_data)
+        return cls(mode="partial", max_drop=max_drop, evaluation=evaluation, **overrides)
+
+    @classmethod
+    def fp16(cls, **overrides: Any) -> QuantizeConfig:
+        """float16 weights and compute; float32 inputs/outputs; unsupported ops stay fp32."""
+        return cls(mode="fp16", **overrides)
+
+    def describe(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["calibration"] = _describe_data(self.calibration)
+        ev = self.evaluation
+        d["evaluation"] = {
+            "data": _describe_data(ev.data),
+            "labels": _describe_data(ev.labels),
+            "metric": ev.metric
+            if isinstance(ev.metric, str | None)
+            else getattr(ev.metric, "__name__", "callable"),
+            "batch_sizes": list(ev.batch_sizes),
+            "latency_dims": ev.latency_dims,
+        }
+        d["exclude"] = list(self.exclude)
+        return d
+
+
+def _describe_data(data: Any) -> Any:
+    if data is None or isinstance(data, str | int | float):
+        return data
+    if isinstance(data, os.PathLike):
+        return str(data)
+    return f"<{type(data).__name__}>"
+
+
+# --- the public function -----------------------------------------------------------------------
+
+
+def quantize(
+    package: ModelPackage | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    config: QuantizeConfig | None = None,
+    *,
+    force: bool = False,
+) -> tuple[ModelPackage, OptimizeReport]:
+    """Quantize ``package`` into a new package at ``out``; measure it; return (package, report).
+
+    The input package, its files and ``config`` are not modified. The report (also saved in the
+    new package's manifest history) holds the types chosen and why, the size, latency at batch 1
+    and at a larger batch, output fidelity, the metric drop, accuracy when labels are given, the
+    ops left float, and loud warnings when the result is slower or outside the budget.
+    """
+    from .hardware import choose_types, detect_cpu
+    from .report import measure
+
+    t0 = time.perf_counter()
+    config = config or QuantizeConfig()
+    pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
+    if Path(out).exists() and not force:
+        raise UsageError(f"output path '{out}' already exists; choose another path or pass --force")
+    model = pkg.load_onnx()
+    refuse_quantized(model, config.mode)
+    cpu = detect_cpu()
+    report = OptimizeReport(step="quantize", config=config.describe())
+    report.details["cpu"] = cpu.to_dict()
+    report.choices.append(f"CPU: {cpu.summary()}")
+    with tempfile.TemporaryDirectory(prefix="modelport-quantize-") as tmp:
+        work = Path(tmp)
+        src = work / "input.onnx"
+        _save(model, src)
+        if config.mode == "fp16":
+            result = _fp16(src, work, config, report)
+        else:
+            types = choose_types(cpu, "static" if _is_static(config) else "dynamic")
+            opts = _resolve_types(config, types, report)
+            pre = preprocess(src, work, report)
+            if config.mode == "dynamic":
+                result = _dynamic(pre, work / "dynamic.onnx", opts, list(config.exclude))
+            elif config.mode == "static":
+                cache = _calibrate(pre, work, config, pkg, report)
+                result = _static(
+                    pre, work / "static.onnx", opts, config, cache, list(config.exclude)
+                )
+            else:
+                from .partial import quantize_partial
+
+                result = quantize_partial(pre, work, opts, config, pkg, report)
+            _list_float_ops(result, report, config)
+        import onnx
+
+        from ..verify import check_model
+
+        qmodel = onnx.load(str(result))
+        report.checker = check_model(qmodel)
+        measure(
+            src,
+            result,
+            pkg.signature,
+            config.evaluation,
+            report,
+            samples=pkg.samples(),
+            budget=config.max_drop,
+            threads=config.threads,
+        )
+        report.seconds = time.perf_counter() - t0
+        new_pkg = derive_package(
+            pkg,
+            qmodel,
+            out,
+            {"step": "quantize", "mode": config.mode, "report": report.to_dict()},
+            force=force,
+        )
+    return new_pkg, report
+
+
+def _is_static(config: QuantizeConfig) -> bool:
+    return config.mode == "static" or (
+        config.mode == "partial"
+        and (
+            config.partial_base == "static"
+            or (config.partial_base is None and config.calibration is not None)
+        )
+    )
+
+
+def _save(model: Any, path: Path) -> None:
+    import onnx
+
+    if model.ByteSize() > 1_800_000_000:
+        onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data")
+    else:
+        onnx.save_model(model, str(path))
+
+
+def refuse_quantized(model: Any, mode: str) -> None:
+    """Raise OptimizationError when ``model`` is already quantized (or already fp16)."""
+    from onnx import TensorProto
+
+    ops = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
+    if ops:
+        raise OptimizationError(
+            f"the model is already quantized (it contains {', '.join(ops)}); quantize the float "
+            "model it came from instead (its package is named in this package's history/parent)",
+            ops=ops,
+        )
+    if mode == "fp16":
+        half = [t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT16]
+        if half and len(half) > len(model.graph.initializer) // 2:
+            raise OptimizationError(
+                "the model's weights are already float16; convert the "
+                "float32 model it came from instead"
+            )
+
+
+@dataclass(frozen=True)
+class _Types:
+    weight_type: str
+    activation_type: str
+    per_channel: bool
+    reduce_range: bool
+    matmul_const_only: bool
+
+
+def _resolve_types(config: QuantizeConfig, choice: Any, report: OptimizeReport) -> _Types:
+    report.choices.extend(choice.reasons)
+    t = _Types(
+        weight_type=config.weight_type or choice.weight_type,
+        activation_type=config.activation_type or choice.activation_type,
+        per_channel=choice.per_channel if config.per_channel is None else config.per_channel,
+        reduce_range=choice.reduce_range if config.reduce_range is None else config.reduce_range,
+        matmul_const_only=True if config.matmul_const_only is None else config.matmul_const_only,
+    )
+    for name in ("weight_type", "activation_type", "per_channel", "reduce_range"):
+        if getattr(config, name) is not None:
+            report.choices.append(f"{name}={getattr(config, name)} (given)")
+    if t.matmul_const_only and config.mode != "static":
+        report.choices.append(
+            "MatMuls between two activations (attention scores) stay float: "
+            "quantizing them costs fidelity for little speed"
+        )
+    report.details["types"] = dataclasses.asdict(t)
+    return t
+
+
+def preprocess(src: Path, work: Path, report: OptimizeReport) -> Path:
+    """Shape inference (symbolic for transformers) and ORT's basic graph clean-up, with fallbacks.
+
+    ``quant_pre_process`` fails on some fused graphs (contrib ops unknown to ONNX shape
+    inference); then symbolic shape inference alone is used, and as a last resort ONNX's. Nodes
+    without a name get one (quantizers refer to nodes by name). The input file is not changed.
+    """
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = work / "preprocessed.onnx"
+    attempts = [
+        (
+            "quant_pre_process (symbolic shape inference, ORT basic optimization, ONNX shape inference)",
+            dict(skip_optimization=False, skip_symbolic_shape=False, auto_merge=True),
+        ),
+        (
+            "quant_pre_process without graph optimization",
+            dict(skip_optimization=True, skip_symbolic_shape=False, auto_merge=True),
+        ),
+        (
+            "quant_pre_process with ONNX shape inference only",
+            dict(skip_optimization=True, skip_symbolic_shape=True),
+        ),
+    ]
+    errors = []
+    for label, kwargs in attempts:
+        try:
+            quant_pre_process(str(src), str(out), **kwargs)
+            report.choices.append(f"pre-processing: {label}")
+            break
+        except Exception as exc:  # each tool raises its own types
+            errors.append(
+                f"{label}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            )
+    else:
+        report.warnings.append(
+            "shape pre-processing failed; quantizing without it: " + "; ".join(errors)
+        )
+        out = src
+    if errors and out != src:
+        report.details["preprocess_fallbacks"] = errors
+    model = onnx.load(str(out))
+    if _name_nodes(model):
+        onnx.save_model(model, str(out))
+    return out
+
+
+def _name_nodes(model: Any) -> bool:
+    seen: set[str] = set()
+    changed = False
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+            changed = True
+        seen.add(node.name)
+    return changed
+
+
+def _qtype(name: str) -> Any:
+    from onnxruntime.quantization import QuantType
+
+    return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[name]
+
+
+def _dynamic(pre: Path, out: Path, t: _Types, exclude: list[str]) -> Path:
+    from onnxruntime.quantization import quantize_dynamic
+
+    try:
+        quantize_dynamic(
+            str(pre),
+            str(out),
+            op_types_to_quantize=list(DYNAMIC_OPS),
+            per_channel=t.per_channel,
+            reduce_range=t.reduce_range,
+            weight_type=_qtype(t.weight_type),
+            nodes_to_exclude=exclude,
+            extra_options={"MatMulConstBOnly": t.matmul_const_only},
+        )
+    except Exception as exc:
+        raise OptimizationError(f"ONNX Runtime's dynamic quantizer failed: {exc}") from exc
+    return out
+
+
+def _calibrate(
+    pre: Path, work: Path, config: QuantizeConfig, pkg: ModelPackage, report: OptimizeReport
+) -> Path:
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    from .calibration import calibrate_ranges
+
+    t0 = time.perf_counter()
+    ranges, n = calibrate_ranges(
+        pre,
+        config.calibration,
+        pkg.signature,
+        method=config.calibration_method,
+        limit=config.calibration_samples,
+        work_dir=work,
+    )
+    cache = work / "calibration.json"
+    save_tensors_data(ranges, cache)
+    report.details["calibration"] = {
+        "method": config.calibration_method,
+        "samples": n,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    report.choices.append(f"calibration: {config.calibration_method} on {n} samples, streamed")
+    return cache
+
+
+def _static(
+    pre: Path, out: Path, t: _Types, config: QuantizeConfig, cache: Path, exclude: list[str]
+) -> Path:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[config.calibration_method]
+    try:
+        quantize_static(
+            str(pre),
+            str(out),
+            calibration_data_reader=None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=t.per_channel,
+            reduce_range=t.reduce_range,
+            activation_type=_qtype(t.activation_type),
+            weight_type=_qtype(t.weight_type),
+            nodes_to_exclude=exclude,
+            calibrate_method=method,
+            calibration_cache_path=str(cache),
+            extra_options={"MatMulConstBOnly": t.matmul_const_only},
+        )
+    except Exception as exc:
+        raise OptimizationError(f"ONNX Runtime's static quantizer failed: {exc}") from exc
+    return out
+
+
+_FP16_BLOCK = [
+    "Range",
+    "TopK",
+    "NonMaxSuppression",
+    "RoiAlign",
+    "Resize",
+    "Upsample",
+    "CumSum",
+    "Mod",
+    "RandomNormalLike",
+    "RandomUniformLike",
+]
+
+
+def _fp16(src: Path, work: Path, config: QuantizeConfig, report: OptimizeReport) -> Path:
+    """float16 conversion; ops this build of ONNX Runtime cannot run in fp16 are found by trying
+    and left in float32."""
+    import re
+
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from ..runtime import make_session
+
+    model = onnx.load(str(src))
+    block = list(_FP16_BLOCK)
+    out = work / "fp16.onnx"
+    found: list[str] = []
+    for _ in range(20):
+        try:
+            half = convert_float_to_float16(
+                copy_model(model),
+                keep_io_types=config.keep_io_types,
+                op_block_list=block,
+                node_block_list=list(config.exclude),
+            )
+        except Exception as exc:
+            raise OptimizationError(f"float16 conversion failed: {exc}") from exc
+        _save(half, out)
+        try:
+            make_session(out)
+            break
+        except Exception as exc:
+            m = re.search(r"implementation for (\w+)\(", str(exc))
+            if not m or m.group(1) in block:
+                raise OptimizationError(
+                    f"the float16 model does not load in ONNX Runtime: {exc}"
+                ) from exc
+            block.append(m.group(1))
+            found.append(m.group(1))
+    report.choices.append(
+        "fp16: float16 weights and compute"
+        + ("; float32 inputs/outputs kept" if config.keep_io_types else "")
+    )
+    if found:
+        report.choices.append(
+            f"no float16 kernel in this ONNX Runtime for {found}: kept in float32"
+        )
+    report.details["fp16_kept_float32_ops"] = sorted(set(found))
+    report.float_ops = {
+        op: n for op, n in _op_hist(onnx.load(str(out))).items() if op in set(block)
+    }
+    return out
+
+
+def copy_model(model: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def _op_hist(model: Any) -> dict[str, int]:
+    h: dict[str, int] = {}
+    for n in model.graph.node:
+        h[n.op_type] = h.get(n.op_type, 0) + 1
+    return h
+
+
+def _list_float_ops(result: Path, report: OptimizeReport, config: QuantizeConfig) -> None:
+    """Compute ops left in float (no int8 kernel, excluded, or not quantizable) by type."""
+    import onnx
+
+    model = onnx.load(str(result), load_external_data=False)
+    hist = _op_hist(model)
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    float_ops: dict[str, int] = {}
+    for n in model.graph.node:
+        if (
+            n.op_type in QUANTIZED_OPS
+            or n.op_type in _SHAPE_OPS
+            or any(i in dq_out for i in n.input)
+        ):
+            continue
+        float_ops[n.op_type] = float_ops.get(n.op_type, 0) + 1
+    report.float_ops = float_ops
+    report.details["quantized_ops"] = {op: n for op, n in hist.items() if op in QUANTIZED_OPS}
+    if not report.details["quantized_ops"]:
+        report.warnings.append(
+            "nothing was quantized: the model has no op ONNX Runtime quantizes "
+            f"in {config.mode} mode"
+        )

@@ -1,0 +1,243 @@
+"""Which nodes hurt the outputs when quantized, and how many must stay float to meet a budget.
+
+The search works on a *simulated* quantized model in which every candidate node reads
+fake-quantized inputs: for dynamic int8, ``DynamicQuantizeLinear -> DequantizeLinear`` on the
+activation (exactly what ``MatMulInteger`` sees) and int8-rounded weights; for static int8, the
+QDQ model ONNX Runtime produced. Reverting a node to float is then a cheap graph edit (point its
+inputs back at the float tensors), so measuring each node alone and any set of kept nodes costs
+one session and one pass over the evaluation data, not one quantization each.
+
+    costs   = per-node loss when only that node is quantized (one at a time)
+    ranking = by loss, or by loss per weight element (keeps cheap nodes float first)
+    search  = smallest k such that keeping the k top-ranked nodes float meets the budget
+              (doubling, then bisection); the caller confirms k on the real quantized model.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..data import Feed
+
+__all__ = ["SearchResult", "group_nodes", "revert_nodes", "search_kept", "simulate_dynamic"]
+
+Evaluate = Callable[[Any], float]  # ModelProto -> metric drop (>= 0 is worse)
+
+
+def _fake_quant(
+    w: np.ndarray, per_channel: bool, reduce_range: bool, signed: bool, axis: int = -1
+) -> np.ndarray:
+    """Round ``w`` to 8-bit (symmetric signed, or asymmetric unsigned) and back to float."""
+    qmax = 63 if reduce_range else 127
+    w64 = w.astype(np.float64)
+    if signed:
+        if per_channel and w.ndim >= 2:
+            red = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
+            amax = np.abs(w64).max(axis=red, keepdims=True)
+        else:
+            amax = np.abs(w64).max()
+        scale = np.where(amax > 0, amax / qmax, 1.0)
+        return (np.clip(np.round(w64 / scale), -qmax, qmax) * scale).astype(w.dtype)
+    lo, hi = min(float(w64.min()), 0.0), max(float(w64.max()), 0.0)
+    levels = 127 if reduce_range else 255
+    scale = (hi - lo) / levels or 1.0
+    zp = np.round(-lo / scale)
+    return ((np.clip(np.round(w64 / scale) + zp, 0, levels) - zp) * scale).astype(w.dtype)
+
+
+def simulate_dynamic(
+    model: Any,
+    nodes: Iterable[str],
+    *,
+    per_channel: bool,
+    reduce_range: bool,
+    weight_type: str = "int8",
+) -> Any:
+    """A float copy of ``model`` whose ``nodes`` compute as ORT's dynamic int8 kernels would.
+
+    MatMul: uint8 dynamic activations (``DynamicQuantizeLinear`` + ``DequantizeLinear``) and
+    weights rounded to int8 (per output column when ``per_channel``). Gather: its table rounded.
+    """
+    from onnx import helper, numpy_helper
+
+    m = copy.deepcopy(model)
+    inits = {t.name: t for t in m.graph.initializer}
+    wanted = set(nodes)
+    new_nodes = []
+    done_w: dict[str, str] = {}
+    signed = weight_type == "int8"
+    for node in m.graph.node:
+        if node.name in wanted and node.op_type in ("MatMul", "Gather", "Gemm"):
+            data_idx = [0] if node.op_type == "Gather" else [0, 1]
+            for i in data_idx:
+                name = node.input[i]
+                if name in inits:
+                    if name not in done_w:
+                        w = numpy_helper.to_array(inits[name])
+                        axis = 0 if node.op_type == "Gemm" and _attr(node, "transB") else -1
+                        fq = _fake_quant(
+                            w, per_channel and node.op_type != "Gather", reduce_range, signed, axis
+                        )
+                        new = f"{name}__fq"
+                        m.graph.initializer.append(numpy_helper.from_array(fq, new))
+                        done_w[name] = new
+                    node.input[i] = done_w[name]
+                elif node.op_type != "Gather":
+                    q, s, z, dq = (f"{node.name}__in{i}_{x}" for x in ("q", "s", "z", "dq"))
+                    new_nodes.append(
+                        helper.make_node(
+                            "DynamicQuantizeLinear", [name], [q, s, z], name=f"{node.name}__dql{i}"
+                        )
+                    )
+                    new_nodes.append(
+                        helper.make_node(
+                            "DequantizeLinear", [q, s, z], [dq], name=f"{node.name}__dq{i}"
+                        )
+                    )
+                    node.input[i] = dq
+        new_nodes.append(node)
+    del m.graph.node[:]
+    m.graph.node.extend(new_nodes)
+    return m
+
+
+def _attr(node: Any, name: str) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            from onnx import helper
+
+            return helper.get_attribute_value(a)
+    return None
+
+
+def revert_nodes(quantized: Any, fp32: Any, names: Iterable[str]) -> Any:
+    """A copy of ``quantized`` in which ``names`` read their original float inputs again.
+
+    Works for simulated models and for ONNX Runtime's QDQ models: the node keeps its name, and
+    the float tensors it read still exist upstream of their QuantizeLinear (weights are copied
+    back from ``fp32`` when the quantizer removed them).
+    """
+    names = set(names)
+    m = copy.deepcopy(quantized)
+    if not names:
+        return m
+    orig = {n.name: n for n in fp32.graph.node if n.name in names}
+    fp_inits = {t.name: t for t in fp32.graph.initializer}
+    have = {t.name for t in m.graph.initializer} | {i.name for i in m.graph.input}
+    have |= {o for n in m.graph.node for o in n.output}
+    for node in m.graph.node:
+        src = orig.get(node.name)
+        if src is None or node.op_type != src.op_type:
+            continue
+        del node.input[:]
+        node.input.extend(src.input)
+        for name in src.input:
+            if name and name not in have and name in fp_inits:
+                m.graph.initializer.append(fp_inits[name])
+                have.add(name)
+    return m
+
+
+_LAYER = re.compile(r"(.*?(?:layer|block|blocks|layers|h)[._/]?\d+)")
+
+
+def group_nodes(names: Sequence[str], granularity: str) -> dict[str, list[str]]:
+    """Candidates grouped per node, or per layer (by a ``layer.N``/``block_N`` name prefix)."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        key = n
+        if granularity == "layer":
+            match = _LAYER.match(n)
+            key = match.group(1) if match else n
+        groups.setdefault(key, []).append(n)
+    return groups
+
+
+@dataclass
+class SearchResult:
+    """costs: loss (metric drop) per group quantized alone; kept: groups kept float, in rank
+    order; trace: (number kept, simulated drop) for every evaluation of the search."""
+
+    full_drop: float
+    costs: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+    ranking: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    trace: list[tuple[int, float]] = field(default_factory=list)
+    final_drop: float = 0.0
+
+
+def search_kept(
+    fp32: Any,
+    quantized: Any,
+    groups: Mapping[str, Sequence[str]],
+    evaluate: Evaluate,
+    max_drop: float,
+    *,
+    rank_by: str = "loss",
+    weight_sizes: Mapping[str, int] | None = None,
+) -> SearchResult:
+    """Keep the fewest top-ranked groups float so that ``evaluate(model) <= max_drop``."""
+    all_nodes = [n for g in groups.values() for n in g]
+    full = evaluate(quantized)
+    res = SearchResult(full_drop=full)
+    res.trace.append((0, full))
+    if full <= max_drop:
+        res.final_drop = full
+        return res
+    for key, members in groups.items():
+        only = revert_nodes(quantized, fp32, [n for n in all_nodes if n not in set(members)])
+        res.costs[key] = evaluate(only)
+        res.weights[key] = int(sum((weight_sizes or {}).get(n, 1) for n in members))
+    if rank_by == "loss_per_weight":
+        res.ranking = sorted(res.costs, key=lambda k: -res.costs[k] / max(res.weights[k], 1))
+    else:
+        res.ranking = sorted(res.costs, key=lambda k: -res.costs[k])
+    drops: dict[int, float] = {0: full}
+
+    def at(k: int) -> float:
+        if k not in drops:
+            keep = [n for key in res.ranking[:k] for n in groups[key]]
+            drops[k] = evaluate(revert_nodes(quantized, fp32, keep))
+            res.trace.append((k, drops[k]))
+        return drops[k]
+
+    lo, hi = 0, 1
+    while hi < len(res.ranking) and at(hi) > max_drop:
+        lo, hi = hi, min(2 * hi, len(res.ranking))
+    if hi >= len(res.ranking):
+        hi = len(res.ranking)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if at(mid) <= max_drop:
+            hi = mid
+        else:
+            lo = mid
+    res.kept = res.ranking[:hi]
+    res.final_drop = at(hi) if hi < len(res.ranking) or hi in drops else 0.0
+    return res
+
+
+def make_evaluator(
+    reference: Mapping[str, np.ndarray],
+    feed: Feed,
+    metric: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Feed], float],
+    threads: int = 0,
+) -> Evaluate:
+    """``evaluate(model) -> metric(ref, ref) - metric(ref, model's outputs)`` on ``feed``."""
+    from ..runtime import SessionConfig, make_session
+    from .report import run_batched
+
+    base = float(metric(reference, reference, feed))
+
+    def evaluate(model: Any) -> float:
+        session = make_session(model, SessionConfig(intra_op_threads=threads))
+        return base - float(metric(reference, run_batched(session, feed), feed))
+
+    return evaluate
