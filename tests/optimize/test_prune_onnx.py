@@ -109,6 +109,15 @@ def test_structured_digits_cnn_shrinks_channels(digits_package, digits_data, tmp
     assert r.report["fidelity"]["output"]["top1_agreement"] > 0.3
 
 
+def test_structured_keeps_the_output_layer_even_with_the_head_included(tiny_onnx, tmp_path):
+    prune(str(tiny_onnx), tmp_path / "h", PruneConfig.structured(0.5, exclude_head=False, **FAST))
+    dims = {
+        i.name: list(i.dims)
+        for i in ModelPackage.load(tmp_path / "h").load_onnx().graph.initializer
+    }
+    assert dims["w2"] == [4, 3]  # 3 outputs kept, inputs follow the pruned hidden layer
+
+
 def test_structured_mlp_chain(tiny_onnx, tmp_path):
     r = prune(
         str(tiny_onnx), tmp_path / "mlp", PruneConfig.structured(0.5, importance="l2", **FAST)

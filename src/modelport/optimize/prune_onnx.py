@@ -251,7 +251,7 @@ def _blocked(layer: OnnxLayer, node: Any, why: str) -> OptimizationError:
 
 def _trace(
     model: Any, layer: OnnxLayer, layers_by_node: dict[int, OnnxLayer], shapes: dict[str, list]
-) -> _Chain:
+) -> _Chain | None:
     consumers: dict[str, list[tuple[int, Any]]] = {}
     for idx, node in enumerate(model.graph.node):
         for inp in node.input:
@@ -265,12 +265,8 @@ def _trace(
     chain = _Chain(layer)
     tensor = layer.node.output[0]
     while True:
-        if tensor in outputs:
-            raise OptimizationError(
-                f"structured pruning on ONNX cannot prune layer '{layer.name}': its output is the model's "
-                f"output '{tensor}' (its channels are the model's outputs); exclude it with --exclude {layer.name}",
-                layer=layer.name,
-            )
+        if tensor in outputs:  # its channels are the model's outputs: never removed
+            return None
         users = consumers.get(tensor, [])
         if len(users) != 1:
             ops = ", ".join(f"{n.op_type} '{n.name}'" for _, n in users) or "nothing"
@@ -393,7 +389,10 @@ def structured_prune_onnx(
     targets = [by_name[layer.name] for layer in layers]
     layers_by_node = {layer.index: layer for layer in all_layers}
     shapes = _static_shapes(model)
-    chains = [_trace(model, layer, layers_by_node, shapes) for layer in targets]
+    traced = [_trace(model, layer, layers_by_node, shapes) for layer in targets]
+    chains = [c for c in traced if c is not None]
+    if not chains:
+        raise UsageError("structured pruning: every layer left to prune produces a model output")
     arrays = _arrays(model)
     importances = {
         c.layer.name: _channel_importance(arrays[c.layer.weight], c.layer.out_axis, p)
