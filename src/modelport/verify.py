@@ -334,11 +334,8 @@ def make_cases(signature: Signature, example: Feed, config: VerifyConfig) -> lis
         sizes = config.dim_sizes.get(dim) or (max(1, n // 2), n * 2 + 1)
         for s in sizes:
             add(f"{dim}={s}", {dim: int(s)})
-            if batch and config.batch_sizes:
-                add(
-                    f"{dim}={s},{batch}={max(config.batch_sizes)}",
-                    {dim: int(s), batch: max(config.batch_sizes)},
-                )
+            for b in config.batch_sizes if batch else ():
+                add(f"{dim}={s},{batch}={b}", {dim: int(s), batch: b})
     return cases
 
 
