@@ -8,6 +8,7 @@
         ├── RequestTimeoutError    not answered within the timeout      504 / DEADLINE_EXCEEDED
         ├── RequestTooLargeError   body or message over the limit       413 / RESOURCE_EXHAUSTED
         ├── ForbiddenError         management from a non-loopback peer  403 / PERMISSION_DENIED
+        ├── ConflictError          registering a version that exists    409 / ALREADY_EXISTS
         ├── UnsupportedError       a protocol feature not implemented   501 / UNIMPLEMENTED
         └── InferenceFailedError   ONNX Runtime failed on good input    500 / INTERNAL
 
@@ -25,6 +26,7 @@ from ..errors import InputError, ModelportError, UsageError
 __all__ = [
     "STATUS",
     "ClientDisconnected",
+    "ConflictError",
     "ForbiddenError",
     "InferenceFailedError",
     "ModelNotFoundError",
@@ -67,6 +69,10 @@ class ForbiddenError(ServeError):
     """A management call from an address that may not make it."""
 
 
+class ConflictError(ServeError):
+    """The thing to create already exists (e.g. registering a model version twice)."""
+
+
 class UnsupportedError(ServeError):
     """A protocol feature modelport does not implement."""
 
@@ -95,6 +101,7 @@ STATUS: dict[type[BaseException], Status] = {
     RequestTimeoutError: Status("deadline_exceeded", 504, "DEADLINE_EXCEEDED"),
     RequestTooLargeError: Status("too_large", 413, "RESOURCE_EXHAUSTED"),
     ForbiddenError: Status("forbidden", 403, "PERMISSION_DENIED"),
+    ConflictError: Status("conflict", 409, "ALREADY_EXISTS"),
     UnsupportedError: Status("unsupported", 501, "UNIMPLEMENTED"),
     InferenceFailedError: Status("internal", 500, "INTERNAL"),
     InputError: Status("invalid_argument", 400, "INVALID_ARGUMENT"),

@@ -55,7 +55,7 @@ def setup_logging(level: str = "info", json_logs: bool = False) -> None:
         logger.propagate = False
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, flag: str = "--http-port") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -66,11 +66,51 @@ def _bind(host: str, port: int) -> socket.socket:
         from ..errors import UsageError
 
         raise UsageError(
-            f"cannot listen for HTTP on {host}:{port}: {exc}; pick another --http-port"
+            f"cannot listen for HTTP on {host}:{port}: {exc}; pick another {flag}"
         ) from exc
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+def _uvicorn(app: Any, config: ServerConfig) -> Any:
+    """A uvicorn server for ``app`` (started on our sockets and loop, TLS when configured)."""
+    import uvicorn
+
+    tls = config.tls
+    uv_config = uvicorn.Config(
+        app,
+        lifespan="off",
+        http="httptools",
+        loop="none",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=config.shutdown_grace_s,
+        ssl_certfile=str(tls.certfile) if tls else None,
+        ssl_keyfile=str(tls.keyfile) if tls else None,
+    )
+    uv_config.load()
+    server = uvicorn.Server(uv_config)
+    server.lifespan = uv_config.lifespan_class(uv_config)
+    return server
+
+
+def _grpc_security(config: ServerConfig) -> tuple[Any, tuple]:
+    """(grpc server credentials or None, interceptors) from the TLS and auth settings."""
+    credentials = None
+    if config.tls is not None:
+        import grpc
+
+        credentials = grpc.ssl_server_credentials(
+            [(config.tls.keyfile.read_bytes(), config.tls.certfile.read_bytes())]
+        )
+    interceptors: tuple = ()
+    if config.auth_token:
+        from .auth import grpc_token_interceptor
+
+        interceptors = (grpc_token_interceptor(config.auth_token),)
+    return credentials, interceptors
 
 
 async def serve_async(
@@ -79,8 +119,6 @@ async def serve_async(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT), then shut down gracefully."""
-    import uvicorn
-
     from .dataplane import DataPlane
     from .http.app import HttpSettings, build_app
     from .metrics import Metrics
@@ -99,37 +137,59 @@ async def serve_async(
     sock = _bind(config.host, config.http_port)
     http_port = sock.getsockname()[1]
     app = build_app(plane, HttpSettings(max_request_bytes=config.max_request_bytes))
-    uv_config = uvicorn.Config(
-        app,
-        lifespan="off",
-        http="httptools",
-        loop="none",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        timeout_graceful_shutdown=config.shutdown_grace_s,
-    )
-    uv_config.load()
-    http_server = uvicorn.Server(uv_config)
-    http_server.lifespan = uv_config.lifespan_class(uv_config)
+    if config.auth_token:
+        from .auth import require_token
+
+        app = require_token(app, config.auth_token, what="inference")
+    http_server = _uvicorn(app, config)
+    credentials, interceptors = _grpc_security(config)
 
     grpc_server, grpc_port = None, None
     if config.grpc_port is not None:
         from .grpc.server import build_grpc_server
 
         grpc_server, grpc_port = build_grpc_server(
-            plane, config.host, config.grpc_port, config.max_request_bytes
+            plane,
+            config.host,
+            config.grpc_port,
+            config.max_request_bytes,
+            credentials,
+            interceptors,
         )
+    tf_server, tf_port = None, None
+    if config.tfserving_grpc_port is not None:
+        from .grpc.tfserving import build_tfserving_server
+
+        tf_server, tf_port = await build_tfserving_server(
+            plane,
+            config.host,
+            config.tfserving_grpc_port,
+            config.max_request_bytes,
+            credentials,
+            interceptors,
+        )
+    mgmt = None
+    if config.management is not None:
+        mgmt = _management(plane, config)
 
     await http_server.startup(sockets=[sock])
     ticker = loop.create_task(http_server.main_loop())
-    if grpc_server is not None:
-        await grpc_server.start()
+    for server in (grpc_server, tf_server):
+        if server is not None:
+            await server.start()
+    if mgmt is not None:
+        await mgmt["server"].startup(sockets=[mgmt["sock"]])
+        mgmt["ticker"] = loop.create_task(mgmt["server"].main_loop())
     log.info(
-        "listening: HTTP %s:%s, gRPC %s; loading models from %s",
+        "listening: HTTP %s:%s, gRPC %s, TF Serving gRPC %s, management %s%s%s; loading models "
+        "from %s",
         config.host,
         http_port,
         f"{config.host}:{grpc_port}" if grpc_port else "off",
+        f"{config.host}:{tf_port}" if tf_port else "off",
+        f"{config.management.host}:{mgmt['port']}" if mgmt else "off",
+        f" (token in {mgmt['token_file']})" if mgmt and mgmt["token_file"] else "",
+        " over TLS" if config.tls else "",
         config.repository,
     )
     poller = None
@@ -139,7 +199,16 @@ async def serve_async(
         index = repository.index()
         log.info("ready: %s", ", ".join(f"{r['name']}/{r['version']} {r['state']}" for r in index))
         if on_ready is not None:
-            on_ready({"http_port": http_port, "grpc_port": grpc_port, "models": index})
+            on_ready(
+                {
+                    "http_port": http_port,
+                    "grpc_port": grpc_port,
+                    "tfserving_grpc_port": tf_port,
+                    "management_port": mgmt["port"] if mgmt else None,
+                    "management_token_file": str(mgmt["token_file"] or "") if mgmt else None,
+                    "models": index,
+                }
+            )
         if config.poll_s:
             poller = loop.create_task(repository.poll_forever(config.poll_s))
         await stop.wait()
@@ -151,11 +220,45 @@ async def serve_async(
         http_server.should_exit = True
         await ticker
         stops = [http_server.shutdown(sockets=[sock])]
-        if grpc_server is not None:
-            stops.append(grpc_server.stop(config.shutdown_grace_s))
+        for server in (grpc_server, tf_server):
+            if server is not None:
+                stops.append(server.stop(config.shutdown_grace_s))
+        if mgmt is not None and "ticker" in mgmt:
+            mgmt["server"].should_exit = True
+            await mgmt["ticker"]
+            stops.append(mgmt["server"].shutdown(sockets=[mgmt["sock"]]))
         await asyncio.gather(*stops, return_exceptions=True)
+        if mgmt is not None and mgmt["token_file"] is not None:
+            with contextlib.suppress(OSError):
+                mgmt["token_file"].unlink()  # the token dies with the server
         await repository.close()
         log.info("stopped")
+
+
+def _management(plane: Any, config: ServerConfig) -> dict[str, Any]:
+    """The management API's socket, token (file) and uvicorn server, not started yet."""
+    import ipaddress
+
+    from .management import build_management_app, management_token
+
+    mc = config.management
+    sock = _bind(mc.host, mc.port, "--management-port")
+    port = sock.getsockname()[1]
+    try:
+        token, token_file = management_token(mc, port)
+    except Exception:
+        sock.close()
+        raise
+    with contextlib.suppress(ValueError):
+        if not ipaddress.ip_address(mc.host).is_loopback and config.tls is None:
+            log.warning(
+                "the management API listens on %s without TLS: its token crosses the network "
+                "in clear text; give --tls-cert/--tls-key or keep it on 127.0.0.1",
+                mc.host,
+            )
+    app = build_management_app(plane, mc, token, config.max_request_bytes)
+    server = _uvicorn(app, config)
+    return {"sock": sock, "port": port, "token_file": token_file, "server": server}
 
 
 def serve(config: ServerConfig, on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:

@@ -122,22 +122,46 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelUnloadResponse()
 
 
-def build_grpc_server(plane: DataPlane, host: str, port: int, max_message_bytes: int):
-    """A grpc.aio server (not started) and the port it is bound to."""
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", GRPC_MAX_SEND),
-            ("grpc.so_reuseport", 0),
-        ]
-    )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(plane), server)
-    bound = server.add_insecure_port(f"{_host(host)}:{port}")
+def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", GRPC_MAX_SEND),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def listen(server: Any, host: str, port: int, credentials: Any = None, flag: str = "") -> int:
+    """Bind ``server`` (TLS when ``credentials`` are given); the port it got."""
+    address = f"{_host(host)}:{port}"
+    if credentials is not None:
+        bound = server.add_secure_port(address, credentials)
+    else:
+        bound = server.add_insecure_port(address)
     if bound == 0:
         from ...errors import UsageError
 
-        raise UsageError(f"cannot listen for gRPC on {host}:{port}; is the port in use?")
-    return server, bound
+        raise UsageError(
+            f"cannot listen for gRPC on {host}:{port}; is the port in use? Pick another "
+            f"{flag or '--grpc-port'}"
+        )
+    return bound
+
+
+def build_grpc_server(
+    plane: DataPlane,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    credentials: Any = None,
+    interceptors: tuple = (),
+):
+    """A grpc.aio server (not started) and the port it is bound to. ``credentials``:
+    grpc.ssl_server_credentials for TLS; ``interceptors``: e.g. the bearer-token check."""
+    server = grpc.aio.server(
+        options=server_options(max_message_bytes), interceptors=list(interceptors)
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(plane), server)
+    return server, listen(server, host, port, credentials)
 
 
 def _host(host: str) -> str:

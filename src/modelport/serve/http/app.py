@@ -20,6 +20,8 @@ __all__ = ["HTTP_APIS", "HttpSettings", "build_app"]
 # API family -> "module:function" returning its routes. A plain dict: grep it.
 HTTP_APIS: dict[str, str] = {
     "v2": "modelport.serve.http.v2:routes",
+    "tfserving": "modelport.serve.http.tfserving:routes",
+    "torchserve": "modelport.serve.http.torchserve:routes",
 }
 
 

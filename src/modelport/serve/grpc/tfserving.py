@@ -1,0 +1,285 @@
+"""TensorFlow Serving's gRPC API on its own port: ``tensorflow.serving.PredictionService``
+(Predict, GetModelMetadata) and ``tensorflow.serving.ModelService`` (GetModelStatus), wire-
+compatible with the official client (pip tensorflow-serving-api).
+
+The generated stubs come from the tensorflow-serving-api package, which imports tensorflow (about
+7 s and 600 MB on first import), so they are imported only when this port is turned on, in a
+worker thread; without the package the port stays closed and the log says why.
+
+TensorProto values are read from ``tensor_content`` or from the typed fields (``float_val``,
+``int64_val``, ``string_val``, ...; a short list is padded with its last value, as
+``tf.make_ndarray`` does); answers use ``tensor_content`` (``string_val`` for strings).
+Status, metadata and version labels are the TF Serving REST module's dicts, parsed into protos.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from ...errors import InputError, ModelportError
+from ..dataplane import DataPlane
+from ..errors import UnsupportedError, status_of
+from ..http.tfserving import (
+    SIGNATURE_NAME,
+    TF_DTYPES,
+    check_signature_name,
+    model_status,
+    resolve_version,
+    signature_def_map,
+)
+from ..types import InferenceRequest, RequestedOutput, Tensor, numpy_dtype
+
+__all__ = ["build_tfserving_server", "load_stubs", "numpy_to_tensor", "tensor_to_numpy"]
+
+log = logging.getLogger("modelport.serve")
+
+_FROM_TF = {tf: v2 for v2, tf in TF_DTYPES.items()}
+# V2 datatype -> the typed TensorProto field that carries it.
+_VALUE_FIELD = {
+    "FP32": "float_val",
+    "FP64": "double_val",
+    "FP16": "half_val",
+    "INT8": "int_val",
+    "INT16": "int_val",
+    "INT32": "int_val",
+    "UINT8": "int_val",
+    "UINT16": "int_val",
+    "INT64": "int64_val",
+    "UINT32": "uint32_val",
+    "UINT64": "uint64_val",
+    "BOOL": "bool_val",
+    "BYTES": "string_val",
+}
+
+
+def load_stubs() -> SimpleNamespace:
+    """The generated modules of tensorflow-serving-api (ImportError when it is not installed)."""
+    from google.protobuf import json_format
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+    from tensorflow_serving.apis import (
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    return SimpleNamespace(
+        json_format=json_format,
+        tensor_pb2=tensor_pb2,
+        types_pb2=types_pb2,
+        metadata_pb2=get_model_metadata_pb2,
+        status_pb2=get_model_status_pb2,
+        predict_pb2=predict_pb2,
+        model_grpc=model_service_pb2_grpc,
+        prediction_grpc=prediction_service_pb2_grpc,
+    )
+
+
+# --- TensorProto <-> numpy ------------------------------------------------------------------
+
+
+def tensor_to_numpy(tp: Any, name: str, stubs: SimpleNamespace) -> tuple[str, np.ndarray]:
+    """(V2 datatype, array) for a TensorProto; InputError for anything we cannot read."""
+    try:
+        dt_name = stubs.types_pb2.DataType.Name(tp.dtype)
+    except ValueError:
+        dt_name = str(tp.dtype)
+    datatype = _FROM_TF.get(dt_name)
+    if datatype is None:
+        raise InputError(
+            f"input '{name}' has dtype {dt_name}, which ONNX models do not take; use one of "
+            f"{sorted(_FROM_TF)}",
+            input=name,
+        )
+    if tp.tensor_shape.unknown_rank:
+        raise InputError(f"input '{name}' must have a known shape", input=name)
+    shape = [d.size for d in tp.tensor_shape.dim]
+    if any(d < 0 for d in shape):
+        raise InputError(f"input '{name}' has a negative dimension in {shape}", input=name)
+    count = math.prod(shape)
+    dtype = numpy_dtype(datatype)
+    if tp.tensor_content:
+        if datatype == "BYTES":
+            raise InputError(f"string input '{name}' must use string_val, not tensor_content")
+        if len(tp.tensor_content) != count * dtype.itemsize:
+            raise InputError(
+                f"input '{name}' has {len(tp.tensor_content)} bytes of tensor_content; shape "
+                f"{shape} of {dt_name} needs {count * dtype.itemsize}",
+                input=name,
+            )
+        return datatype, np.frombuffer(tp.tensor_content, dtype.newbyteorder("<")).reshape(shape)
+    values = getattr(tp, _VALUE_FIELD[datatype])
+    try:
+        if datatype == "BYTES":
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = list(values)
+        elif datatype == "FP16":  # half_val holds the float16 bit patterns
+            arr = np.asarray(values, dtype=np.uint16).view(np.float16)
+        else:
+            arr = np.asarray(values, dtype=dtype)
+    except (ValueError, OverflowError) as exc:
+        raise InputError(f"input '{name}': {exc}", input=name) from None
+    if arr.size > count:
+        raise InputError(
+            f"input '{name}' has {arr.size} values but shape {shape} holds {count}", input=name
+        )
+    if arr.size < count:  # tf.make_ndarray: no values = zeros, too few = repeat the last
+        if arr.size == 0:
+            fill = np.array([b""], dtype=object) if datatype == "BYTES" else np.zeros(1, dtype)
+            arr = np.repeat(fill, count)
+        else:
+            arr = np.concatenate([arr, np.repeat(arr[-1:], count - arr.size)])
+    return datatype, arr.reshape(shape)
+
+
+def numpy_to_tensor(arr: np.ndarray, datatype: str, stubs: SimpleNamespace) -> Any:
+    """A TensorProto for an output: tensor_content for numbers, string_val for strings."""
+    tp = stubs.tensor_pb2.TensorProto(dtype=stubs.types_pb2.DataType.Value(TF_DTYPES[datatype]))
+    for d in arr.shape:
+        tp.tensor_shape.dim.add(size=d)
+    if datatype == "BYTES":
+        tp.string_val.extend(
+            x if isinstance(x, bytes) else str(x).encode("utf-8") for x in arr.ravel()
+        )
+    else:
+        little = arr.dtype.newbyteorder("<")
+        tp.tensor_content = np.ascontiguousarray(arr, dtype=little).tobytes()
+    return tp
+
+
+# --- the servicers --------------------------------------------------------------------------
+
+
+def _spec(spec: Any) -> tuple[str, str | None, str | None]:
+    """(name, version or None, label or None) of a ModelSpec."""
+    version = str(spec.version.value) if spec.HasField("version") else None
+    return spec.name, version, spec.version_label or None
+
+
+def _servicers(plane: DataPlane, stubs: SimpleNamespace) -> tuple[Any, Any]:
+    import grpc
+
+    async def fail(context: Any, exc: BaseException) -> None:
+        status = status_of(exc)
+        message = exc.message if isinstance(exc, ModelportError) else f"internal error: {exc}"
+        if status.label == "internal":
+            log.warning("TF Serving gRPC: %s", message)
+        await context.abort(getattr(grpc.StatusCode, status.grpc), message)
+
+    def which(spec: Any) -> tuple[str, str | None]:
+        name, version, label = _spec(spec)
+        return name, resolve_version(plane, name, version, label)
+
+    def answered_spec(target: Any, name: str, version: str) -> None:
+        target.name = name
+        target.version.value = int(version)
+        target.signature_name = SIGNATURE_NAME
+
+    class PredictionService(stubs.prediction_grpc.PredictionServiceServicer):
+        async def Predict(self, request, context):  # noqa: N802
+            try:
+                name, version = which(request.model_spec)
+                check_signature_name(request.model_spec.signature_name)
+                tensors = []
+                for key, tp in request.inputs.items():
+                    datatype, arr = tensor_to_numpy(tp, key, stubs)
+                    tensors.append(Tensor(key, datatype, list(arr.shape), arr))
+                outputs = [RequestedOutput(n) for n in request.output_filter] or None
+                response = await plane.infer(
+                    InferenceRequest(name, tensors, version, None, outputs)
+                )
+                reply = stubs.predict_pb2.PredictResponse()
+                answered_spec(reply.model_spec, name, response.model_version)
+                for t in response.outputs:
+                    reply.outputs[t.name].CopyFrom(numpy_to_tensor(t.data, t.datatype, stubs))
+                return reply
+            except Exception as exc:
+                if not isinstance(exc, ModelportError):
+                    log.exception("unexpected error in TF Serving Predict")
+                await fail(context, exc)
+
+        async def GetModelMetadata(self, request, context):  # noqa: N802
+            try:
+                fields = list(request.metadata_field)
+                if fields != ["signature_def"]:
+                    raise InputError(
+                        f"metadata_field {fields} is not supported; ask for ['signature_def']"
+                    )
+                name, version = which(request.model_spec)
+                answered, sigs = signature_def_map(plane, name, version)
+                sig_map = stubs.json_format.ParseDict(sigs, stubs.metadata_pb2.SignatureDefMap())
+                reply = stubs.metadata_pb2.GetModelMetadataResponse()
+                answered_spec(reply.model_spec, name, answered)
+                reply.metadata["signature_def"].Pack(sig_map)
+                return reply
+            except Exception as exc:
+                await fail(context, exc)
+
+        async def Classify(self, request, context):  # noqa: N802
+            await fail(context, UnsupportedError("Classify needs tf.Example; use Predict"))
+
+        async def Regress(self, request, context):  # noqa: N802
+            await fail(context, UnsupportedError("Regress needs tf.Example; use Predict"))
+
+        async def MultiInference(self, request, context):  # noqa: N802
+            await fail(context, UnsupportedError("MultiInference is not supported; use Predict"))
+
+    class ModelService(stubs.model_grpc.ModelServiceServicer):
+        async def GetModelStatus(self, request, context):  # noqa: N802
+            try:
+                name, version = which(request.model_spec)
+                rows = model_status(plane, name, version)
+                return stubs.json_format.ParseDict(
+                    {"model_version_status": rows}, stubs.status_pb2.GetModelStatusResponse()
+                )
+            except Exception as exc:
+                await fail(context, exc)
+
+        async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+            await fail(
+                context,
+                UnsupportedError(
+                    "reloading a model config is not supported; use the management API "
+                    "(POST /models, DELETE /models/{name}) or --poll"
+                ),
+            )
+
+    return PredictionService(), ModelService()
+
+
+async def build_tfserving_server(
+    plane: DataPlane,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    credentials: Any = None,
+    interceptors: tuple = (),
+) -> tuple[Any, int | None]:
+    """A grpc.aio server (not started) with TF Serving's services and its port; (None, None)
+    when tensorflow-serving-api is not installed (logged)."""
+    from .server import listen, server_options
+
+    try:
+        stubs = await asyncio.get_running_loop().run_in_executor(None, load_stubs)
+    except ImportError as exc:
+        log.warning(
+            "TF Serving gRPC API is off: %s (install it with pip install 'modelport[tensorflow]')",
+            exc,
+        )
+        return None, None
+    import grpc
+
+    server = grpc.aio.server(
+        options=server_options(max_message_bytes), interceptors=list(interceptors)
+    )
+    prediction, model = _servicers(plane, stubs)
+    stubs.prediction_grpc.add_PredictionServiceServicer_to_server(prediction, server)
+    stubs.model_grpc.add_ModelServiceServicer_to_server(model, server)
+    return server, listen(server, host, port, credentials, "--tfserving-grpc-port")

@@ -1,0 +1,189 @@
+"""TorchServe's inference API on the main HTTP port.
+
+    GET  /ping                                  {"status": "Healthy"} (500 "Unhealthy" when not ready)
+    POST /predictions/{m}[/{version}]           JSON or raw .npy bytes in, JSON out
+
+The body is a nested list (one-input models), an object of input name -> nested list, or the
+bytes of a .npy file (one-input models). TorchServe sends one example per request and batches on
+the server: when every input is one dimension short of the model's batched signature, the batch
+axis is added here and taken off the answer again. The answer is the output as nested lists
+(one-output models) or an object of output name -> nested lists. Errors are TorchServe's
+``{"code": ..., "type": ..., "message": ...}``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.routing import BaseRoute, Route
+
+from ...errors import InputError, ModelportError
+from ..dataplane import DataPlane
+from ..errors import ClientDisconnected, status_of
+from ..names import check_model_name, check_version
+from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
+from .common import header, read_body, send_bytes
+from .tfserving import to_array
+from .v2 import _infer_watching
+
+__all__ = ["ERROR_TYPES", "decode_predictions", "encode_predictions", "routes", "torchserve_error"]
+
+log = logging.getLogger("modelport.serve")
+
+_JSON = [(b"content-type", b"application/json")]
+_NPY_MAGIC = b"\x93NUMPY"
+
+# Our error's metrics label -> TorchServe's exception type name.
+ERROR_TYPES = {
+    "invalid_argument": "BadRequestException",
+    "not_found": "ModelNotFoundException",
+    "unavailable": "ServiceUnavailableException",
+    "deadline_exceeded": "RequestTimeoutException",
+    "too_large": "RequestEntityTooLargeException",
+    "forbidden": "ForbiddenException",
+    "unsupported": "MethodNotAllowedException",
+    "conflict": "ConflictStatusException",
+    "internal": "InternalServerException",
+}
+
+
+def torchserve_error(exc: BaseException) -> tuple[int, bytes]:
+    """(HTTP status, TorchServe error body) for an exception."""
+    row = status_of(exc)
+    message = exc.message if isinstance(exc, ModelportError) else f"internal error: {exc}"
+    body = {"code": row.http, "type": ERROR_TYPES.get(row.label, "InternalServerException")}
+    body["message"] = message
+    return row.http, orjson.dumps(body)
+
+
+async def send_torchserve_error(send, exc: BaseException) -> None:
+    status, body = torchserve_error(exc)
+    if status >= 500:
+        log.warning("TorchServe API: %s %s", status, body.decode(errors="replace"))
+    await send_bytes(send, status, body, _JSON)
+
+
+class TorchServeEndpoint:
+    """A raw ASGI endpoint answering errors the TorchServe way."""
+
+    def __init__(self, handler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.handler(scope, receive, send)
+        except (ConnectionResetError, ClientDisconnected):
+            return
+        except ModelportError as exc:
+            await send_torchserve_error(send, exc)
+        except Exception as exc:
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            await send_torchserve_error(send, exc)
+
+
+def _parse(body: bytes, content_type: bytes | None) -> Any:
+    """The request body as a JSON value or a numpy array (.npy)."""
+    if body.startswith(_NPY_MAGIC):
+        try:
+            return np.load(io.BytesIO(body), allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"the body looks like .npy but cannot be read: {exc}") from None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        kind = (content_type or b"").decode("latin-1") or "no content type"
+        raise InputError(
+            f"send the inputs as JSON (a nested list, or an object of input name -> nested list) "
+            f"or as the bytes of a .npy file; this body ({kind}) is neither"
+        ) from None
+
+
+def decode_predictions(
+    plane: DataPlane, name: str, version: str | None, value: Any
+) -> tuple[InferenceRequest, bool]:
+    """(the request, whether a batch axis was added because the body was one example)."""
+    specs = plane.repository.get(name, version).model.input_specs
+    if isinstance(value, dict):
+        values = value
+    elif len(specs) == 1:
+        values = {next(iter(specs)): value}
+    else:
+        raise InputError(
+            f"model '{name}' has {len(specs)} inputs {list(specs)}; send an object of input "
+            "name -> nested list"
+        )
+    arrays = {}
+    for n, v in values.items():
+        spec = specs.get(n)
+        if spec is None:
+            raise InputError(
+                f"model '{name}' has no input named '{n}'; its inputs are {list(specs)}", input=n
+            )
+        if isinstance(v, np.ndarray):  # from .npy
+            try:
+                arrays[n] = v.astype(object if spec[0] == "BYTES" else numpy_dtype(spec[0]))
+            except (ValueError, TypeError) as exc:
+                raise InputError(f"input '{n}' cannot be cast to {spec[0]}: {exc}") from None
+        else:
+            arrays[n] = to_array(v, spec[0], n)
+    one_example = len(arrays) == len(specs) and all(
+        len(specs[n][1]) == a.ndim + 1 and specs[n][1][0] == -1 for n, a in arrays.items()
+    )
+    if one_example:
+        arrays = {n: a[np.newaxis] for n, a in arrays.items()}
+    tensors = [Tensor(n, specs[n][0], list(a.shape), a) for n, a in arrays.items()]
+    return InferenceRequest(name, tensors, version), one_example
+
+
+def _json(arr: np.ndarray) -> Any:
+    if arr.dtype.kind in "OSU":
+        flat = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr.flat]
+        return np.array(flat, dtype=object).reshape(arr.shape).tolist()
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    return np.ascontiguousarray(arr)
+
+
+def encode_predictions(response: InferenceResponse, one_example: bool) -> bytes:
+    outs = {
+        t.name: (t.data[0] if one_example and t.data.ndim else t.data) for t in response.outputs
+    }
+    if len(outs) == 1:
+        data: Any = _json(next(iter(outs.values())))
+    else:
+        data = {n: _json(a) for n, a in outs.items()}
+    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def routes(plane: DataPlane, settings) -> list[BaseRoute]:
+    """The TorchServe inference routes; ``settings`` carries ``max_request_bytes``."""
+    limit = settings.max_request_bytes
+
+    async def ping(scope, receive, send):
+        ok = plane.ready()
+        body = orjson.dumps({"status": "Healthy" if ok else "Unhealthy"})
+        await send_bytes(send, 200 if ok else 500, body, _JSON)
+
+    async def predictions(scope, receive, send):
+        p = scope["path_params"]
+        name = check_model_name(p["name"])
+        version = p.get("version")
+        version = str(check_version(version)) if version else None
+        body = await read_body(scope, receive, limit)
+        value = _parse(body, header(scope, b"content-type"))
+        request, one_example = decode_predictions(plane, name, version, value)
+        rid = header(scope, b"x-request-id")
+        request.id = rid.decode("latin-1") if rid else None
+        response = await _infer_watching(plane, request, receive)
+        await send_bytes(send, 200, encode_predictions(response, one_example), _JSON)
+
+    endpoint = TorchServeEndpoint(predictions)
+    return [
+        Route("/ping", TorchServeEndpoint(ping), methods=["GET"]),
+        Route("/predictions/{name}", endpoint, methods=["POST", "PUT"]),
+        Route("/predictions/{name}/{version}", endpoint, methods=["POST", "PUT"]),
+    ]
