@@ -96,6 +96,59 @@ import click
     show_default=True,
 )
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
+@click.option(
+    "--tfserving-grpc-port",
+    type=int,
+    default=None,
+    help="Serve TF Serving's gRPC API (PredictionService, ModelService) on this port; "
+    "TF Serving uses 8500. Off by default: it needs tensorflow-serving-api (imports tensorflow).",
+)
+@click.option(
+    "--management-port",
+    type=int,
+    default=8081,
+    show_default=True,
+    help="Port of the management API (TorchServe-compatible + V2 repository).",
+)
+@click.option(
+    "--management-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the management API (keep it on loopback unless TLS is on).",
+)
+@click.option("--no-management", is_flag=True, help="Do not start the management API.")
+@click.option(
+    "--management-token",
+    envvar="MODELPORT_MANAGEMENT_TOKEN",
+    default=None,
+    help="Bearer token for the management API (or $MODELPORT_MANAGEMENT_TOKEN). Default: "
+    "generate one at start and write it to --management-token-file.",
+)
+@click.option(
+    "--management-token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where a generated management token is written, mode 0600 "
+    "[default: ~/.modelport/management-PORT.token].",
+)
+@click.option(
+    "--allow-url-host",
+    "allow_url_hosts",
+    multiple=True,
+    help="A host that models may be registered from by URL (repeatable). Default: none, so "
+    "registering from URLs is off.",
+)
+@click.option(
+    "--auth-token",
+    envvar="MODELPORT_AUTH_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' on inference calls, HTTP and gRPC (or "
+    "$MODELPORT_AUTH_TOKEN). Health checks stay open. Default: no auth.",
+)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM certificate: serve HTTP, gRPC and management over TLS.")  # fmt: skip
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM private key of --tls-cert.")  # fmt: skip
 def serve(
     repository: str,
     host: str,
@@ -108,12 +161,24 @@ def serve(
     shutdown_grace: float,
     log_level: str,
     log_json: bool,
+    tfserving_grpc_port: int | None,
+    management_port: int,
+    management_host: str,
+    no_management: bool,
+    management_token: str | None,
+    management_token_file: str | None,
+    allow_url_hosts: tuple[str, ...],
+    auth_token: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
     **model_options,
 ) -> int:
     """Serve REPOSITORY (REPO/<model>/<version>/ packages, or one package) over KServe V2 HTTP
-    and gRPC, tritonclient-compatible. Per-model settings in REPO/<model>/config.json or the
+    and gRPC, tritonclient-compatible, plus TF Serving REST and TorchServe's inference API on the
+    HTTP port and a management API on its own port (docs/serve-compat.md). Per-model settings in REPO/<model>/config.json or the
     manifest's "serving" section win over these defaults. Prints one JSON line when ready."""
-    from ..serve.config import ModelConfig, ServerConfig
+    from ..errors import UsageError
+    from ..serve.config import ManagementConfig, ModelConfig, ServerConfig, TLSConfig
     from ..serve.server import serve as run_server
     from ..serve.server import setup_logging
 
@@ -121,6 +186,17 @@ def serve(
     if no_warmup:
         overrides["warmup"] = False
     defaults = ModelConfig().merged(overrides, source="the command line")
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("give both --tls-cert and --tls-key, or neither")
+    management = None
+    if not no_management:
+        management = ManagementConfig(
+            host=management_host,
+            port=management_port,
+            token=management_token,
+            token_file=management_token_file,
+            allow_url_hosts=allow_url_hosts,
+        )
     config = ServerConfig(
         repository=repository,
         host=host,
@@ -131,6 +207,10 @@ def serve(
         max_request_bytes=int(max_request_mb * 1024 * 1024),
         shutdown_grace_s=shutdown_grace,
         log_json=log_json,
+        auth_token=auth_token,
+        tls=TLSConfig(tls_cert, tls_key) if tls_cert else None,
+        tfserving_grpc_port=tfserving_grpc_port,
+        management=management,
     )
     setup_logging(log_level, log_json)
 
