@@ -100,9 +100,17 @@ def _dims(shapes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     is_flag=True,
     help="Server: skip measuring the client against a trivial endpoint.",
 )
+@click.option(
+    "--ceiling",
+    "ceiling_only",
+    is_flag=True,
+    help="Only measure the load generator against a trivial endpoint, for each protocol.",
+)
 def bench(models: tuple[str, ...], **opts: Any) -> int:
     """Latency, throughput and memory of MODELS (packages or .onnx files, interleaved in one
     process, ratios against the first), or of a running server with --server."""
+    if opts["ceiling_only"]:
+        return _ceiling(opts)
     if models and opts["server"]:
         raise UsageError("give either packages to bench in-process or --server, not both")
     if not models and not opts["server"]:
@@ -179,6 +187,31 @@ def _server(opts: dict[str, Any]):
     conc = _ints(opts["concurrency"], "--concurrency")
     return bench_server(target, feed, conc, config, ceiling=not opts["no_ceiling"],
                         metadata=meta, progress=_progress)  # fmt: skip
+
+
+def _ceiling(opts: dict[str, Any]) -> int:
+    from ..bench.load import PROTOCOLS, measure_ceiling
+
+    conc = max(_ints(opts["concurrency"], "--concurrency"))
+    seconds = opts["seconds"] or 2.0
+    rows = []
+    for protocol in PROTOCOLS:
+        _progress(f"trivial {protocol} endpoint, concurrency {conc}")
+        rows.append(measure_ceiling(protocol, conc, seconds, opts["http_client"]))
+    cols = [
+        "protocol",
+        "concurrency",
+        "http_client",
+        "req_s",
+        "p50_ms",
+        "errors",
+        "client_cpu_cores",
+    ]
+    console.print(table("load generator ceiling against a trivial endpoint (another process)",
+                        cols, [[r[c] for c in cols] for r in rows]))  # fmt: skip
+    if opts["json_file"]:
+        write_json(opts["json_file"], {"kind": "ceiling", "rows": rows})
+    return 0
 
 
 def _show(d: dict[str, Any]) -> None:
