@@ -1,0 +1,206 @@
+"""TF Serving gRPC with the official client (tensorflow-serving-api + tf.make_tensor_proto)
+against a real server: Predict, GetModelMetadata, GetModelStatus, labels, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from tests.serve.compat_server import running_server, server_config
+from tests.serve.models import make_repo, mlp_model
+
+pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
+grpc = pytest.importorskip("grpc")
+
+pytestmark = pytest.mark.timeout(300)
+
+X = np.array([[1, 2, 3, 4], [0.5, -1, 0, 2], [0, 0, 0, 1]], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def tf():
+    import tensorflow as tf
+
+    return tf
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory):
+    root = make_repo(tmp_path_factory.mktemp("tfgrpc") / "repo")
+    (root / "mlp" / "config.json").write_text(
+        json.dumps({"version_policy": "all", "version_labels": {"stable": 1, "canary": 2}})
+    )
+    with running_server(server_config(root, tfserving_grpc_port=0)) as info:
+        assert info["tfserving_grpc_port"]
+        with grpc.insecure_channel(f"127.0.0.1:{info['tfserving_grpc_port']}") as ch:
+            yield ch
+
+
+@pytest.fixture(scope="module")
+def stub(channel):
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+def predict_request(name, version=None, label=None, **inputs):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = name
+    req.model_spec.signature_name = "serving_default"
+    if version is not None:
+        req.model_spec.version.value = version
+    if label is not None:
+        req.model_spec.version_label = label
+    for k, v in inputs.items():
+        req.inputs[k].CopyFrom(v if hasattr(v, "dtype") and hasattr(v, "tensor_shape")
+                               else tf.make_tensor_proto(v))  # fmt: skip
+    return req
+
+
+def test_predict_with_make_tensor_proto(tf, stub):
+    reply = stub.Predict(predict_request("mlp", x=X), timeout=30)
+    assert reply.model_spec.name == "mlp" and reply.model_spec.version.value == 2
+    assert reply.model_spec.signature_name == "serving_default"
+    np.testing.assert_allclose(
+        tf.make_ndarray(reply.outputs["y"]), mlp_model(scale=2.0)[1](X), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_version_and_label_select_the_model(tf, stub):
+    for kw, scale in [
+        ({"version": 1}, 1.0),
+        ({"label": "stable"}, 1.0),
+        ({"label": "canary"}, 2.0),
+    ]:
+        reply = stub.Predict(predict_request("mlp", x=X, **kw), timeout=30)
+        assert reply.model_spec.version.value == int(scale)
+        y = tf.make_ndarray(reply.outputs["y"])
+        np.testing.assert_allclose(y, mlp_model(scale=scale)[1](X), rtol=1e-5, atol=1e-5)
+
+
+def test_typed_fields_are_read_like_make_ndarray(tf, stub):
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+
+    tp = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    for d in X.shape:
+        tp.tensor_shape.dim.add(size=d)
+    tp.float_val.extend(X.ravel().tolist())
+    reply = stub.Predict(predict_request("mlp", version=1, x=tp), timeout=30)
+    want = mlp_model(scale=1.0)[1](X)
+    np.testing.assert_allclose(tf.make_ndarray(reply.outputs["y"]), want, rtol=1e-5, atol=1e-5)
+    # one value fills the whole shape (what make_tensor_proto does for a repeated value)
+    ids = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64)
+    ids.tensor_shape.dim.add(size=2)
+    ids.tensor_shape.dim.add(size=3)
+    ids.int64_val.append(7)
+    reply = stub.Predict(predict_request("ints", ids=ids), timeout=30)
+    assert tf.make_ndarray(reply.outputs["doubled"]).tolist() == [[14] * 3] * 2
+    assert tf.make_ndarray(reply.outputs["total"]).tolist() == [[21]] * 2
+
+
+def test_strings_bools_and_output_filter(tf, stub):
+    text = np.array([[b"a", "é".encode()]], dtype=object)
+    reply = stub.Predict(predict_request("text", text=text), timeout=30)
+    assert tf.make_ndarray(reply.outputs["same"]).tolist() == [[b"a", "é".encode()]]
+    flags = np.array([[True, False, False, True]])
+    reply = stub.Predict(predict_request("flags", flags=flags), timeout=30)
+    assert tf.make_ndarray(reply.outputs["negated"]).tolist() == [[False, True, True, False]]
+    req = predict_request("ints", ids=np.array([[1, 2, 3]], dtype=np.int64))
+    req.output_filter.append("total")
+    reply = stub.Predict(req, timeout=30)
+    assert list(reply.outputs) == ["total"]
+    assert tf.make_ndarray(reply.outputs["total"]).tolist() == [[6]]
+
+
+def test_metadata_is_a_packed_signature_def_map(stub):
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    req = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    req.model_spec.name = "mlp"
+    req.model_spec.version.value = 1
+    reply = stub.GetModelMetadata(req, timeout=30)
+    assert reply.model_spec.version.value == 1
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    assert reply.metadata["signature_def"].Unpack(sig_map)
+    sig = sig_map.signature_def["serving_default"]
+    assert sig.method_name == "tensorflow/serving/predict"
+    assert [d.size for d in sig.inputs["x"].tensor_shape.dim] == [-1, 4]
+    assert sig.inputs["x"].dtype == 1  # DT_FLOAT
+    bad = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["graph"])
+    bad.model_spec.name = "mlp"
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetModelMetadata(bad, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_model_status(channel):
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    stub = model_service_pb2_grpc.ModelServiceStub(channel)
+    req = get_model_status_pb2.GetModelStatusRequest()
+    req.model_spec.name = "mlp"
+    reply = stub.GetModelStatus(req, timeout=30)
+    available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert [(s.version, s.state) for s in reply.model_version_status] == [
+        (2, available),
+        (1, available),
+    ]
+    assert all(s.status.error_code == 0 for s in reply.model_version_status)
+    req.model_spec.version_label = "stable"
+    reply = stub.GetModelStatus(req, timeout=30)
+    assert [s.version for s in reply.model_version_status] == [1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, code",
+    [
+        ({"name": "nope", "x": X}, "NOT_FOUND"),
+        ({"name": "mlp", "version": 9, "x": X}, "NOT_FOUND"),
+        ({"name": "mlp", "label": "beta", "x": X}, "NOT_FOUND"),
+        ({"name": "../mlp", "x": X}, "INVALID_ARGUMENT"),
+        ({"name": "mlp", "x": X[:, :3]}, "INVALID_ARGUMENT"),
+        ({"name": "mlp", "x": X.astype(np.float64)}, "INVALID_ARGUMENT"),
+        ({"name": "mlp", "z": X}, "INVALID_ARGUMENT"),
+    ],
+)
+def test_errors_carry_grpc_codes(stub, kwargs, code):
+    kwargs = dict(kwargs)
+    name = kwargs.pop("name")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(predict_request(name, **kwargs), timeout=30)
+    assert info.value.code() == getattr(grpc.StatusCode, code), info.value.details()
+
+
+def test_classify_is_unimplemented(stub):
+    from tensorflow_serving.apis import classification_pb2
+
+    req = classification_pb2.ClassificationRequest()
+    req.model_spec.name = "mlp"
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Classify(req, timeout=30)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_without_the_package_the_port_stays_closed_and_the_log_says_why(
+    tmp_path, monkeypatch, caplog
+):
+    from modelport.serve.grpc import tfserving
+
+    def missing():
+        raise ImportError("No module named 'tensorflow_serving'")
+
+    monkeypatch.setattr(tfserving, "load_stubs", missing)
+    root = make_repo(tmp_path / "repo")
+    caplog.set_level(logging.WARNING, logger="modelport.serve")
+    monkeypatch.setattr(logging.getLogger("modelport.serve"), "propagate", True)
+    with running_server(server_config(root, tfserving_grpc_port=0)) as info:
+        assert info["tfserving_grpc_port"] is None
+        assert info["http_port"]
+    assert "TF Serving gRPC API is off" in caplog.text
+    assert "modelport[tensorflow]" in caplog.text
