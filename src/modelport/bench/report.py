@@ -97,6 +97,11 @@ def _notes(result: Mapping[str, Any]) -> list[str]:
                 f"{c['concurrency']}): {c['req_s']:.0f} req/s; rows near 100% of it were limited "
                 "by the client or the machine, not the server."
             )
+        if any((r.get("fraction_of_ceiling") or 0) > 1 for r in result.get("rows", [])):
+            notes.append(
+                "Some rows exceed the ceiling: the trivial endpoint (or a busy machine) limited "
+                "that measurement, so the ceiling is only a lower bound here."
+            )
         notes.append("Latency percentiles cover successful answers; open-loop latency counts "
                      "from the time each request was due.")  # fmt: skip
     else:
