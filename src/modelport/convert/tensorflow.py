@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_OPSET = 17  # tf2onnx's own default is 15; 17 matches the PyTorch path
-EXAMPLE_BATCH = 4  # rows of generated example inputs when none are given
+EXAMPLE_BATCH = 2  # rows of generated example inputs (verification adds batch 1 and 4)
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 Exporter = Callable[[], Any]  # () -> onnx.ModelProto
