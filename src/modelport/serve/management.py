@@ -268,9 +268,10 @@ class Management:
             }
             if vs.model is not None and vs.batcher is not None:
                 cfg = vs.model.config
-                d.update(
-                    minWorkers=vs.batcher.instances,
-                    maxWorkers=vs.batcher.instances,
+                d.update(  # workers: what runs (an inline model runs one call at a time)
+                    minWorkers=cfg.instances,
+                    maxWorkers=cfg.instances,
+                    execution="inline" if vs.batcher.inline else "thread",
                     batchSize=vs.batcher.max_batch_size,
                     maxBatchDelay=cfg.max_queue_delay_ms,
                     responseTimeout=cfg.timeout_ms / 1000.0,
