@@ -109,11 +109,11 @@ def bench_models(
         raise UsageError("give at least one model package or .onnx file to bench")
     _warm_up_runtime()
     pkgs = [m if isinstance(m, ModelPackage) else ModelPackage.load(m) for m in models]
-    names = _unique_names([p.name for p in pkgs])
+    names = _unique_names([_display_name(p) for p in pkgs])
     _check_dims(pkgs, config)
     data = [load_feed(config.data, p.signature) for p in pkgs] if config.data is not None else None
     variants = [
-        {"name": n, "path": str(p.model_path), "size_bytes": p.size_bytes()}
+        {"name": n, "package_name": p.name, "path": str(p.model_path), "size_bytes": p.size_bytes()}
         for n, p in zip(names, pkgs, strict=True)
     ]
     rows: list[dict[str, Any]] = []
@@ -237,6 +237,13 @@ def _warm_up_runtime() -> None:
     model.ir_version = 8
     session = make_session(model)
     session.run(None, {"x": np.zeros(1, np.float32)})
+
+
+def _display_name(pkg: Any) -> str:
+    """The package directory's name (derived packages keep their parent's manifest name), or
+    the file's stem for a bare .onnx file not called model.onnx."""
+    mp = pkg.model_path
+    return mp.parent.name if mp.name == "model.onnx" else mp.stem
 
 
 def _unique_names(names: Sequence[str]) -> list[str]:
