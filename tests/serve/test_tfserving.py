@@ -22,9 +22,11 @@ def server(tmp_path_factory):
     (root / "mlp" / "config.json").write_text(
         json.dumps({"version_policy": "all", "version_labels": {"stable": 1, "canary": 2}})
     )
-    with running_server(server_config(root)) as info:
-        base = f"http://127.0.0.1:{info['http_port']}"
-        yield httpx.Client(base_url=base, timeout=30)
+    with (
+        running_server(server_config(root)) as info,
+        httpx.Client(base_url=f"http://127.0.0.1:{info['http_port']}", timeout=30) as client,
+    ):
+        yield client
 
 
 def mlp(version: int):

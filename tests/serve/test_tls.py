@@ -75,9 +75,9 @@ def test_grpc_over_tls(server, cert):
     assert client.infer("mlp", [inp]).as_numpy("y").shape == (1, 3)
     client.close()
 
-    with grpc.insecure_channel(f"127.0.0.1:{server['grpc_port']}") as channel:
-        with pytest.raises(grpc.FutureTimeoutError):
-            grpc.channel_ready_future(channel).result(timeout=3)
+    plain = f"127.0.0.1:{server['grpc_port']}"
+    with grpc.insecure_channel(plain) as channel, pytest.raises(grpc.FutureTimeoutError):
+        grpc.channel_ready_future(channel).result(timeout=3)
 
 
 def test_tfserving_grpc_over_tls(server, cert):
