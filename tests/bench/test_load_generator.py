@@ -69,6 +69,14 @@ def test_seconds_bound_and_open_loop(http_server):
     assert opened["status_counts"].get("200", 0) == opened["ok"]
 
 
+def test_chunked_responses_are_read(http_server):
+    row = run_load(
+        LoadTarget(http_server.url, "chunked"), FEED, LoadConfig(requests=5, concurrency=2)
+    )
+    assert row["status_counts"] == {"200": 5}
+    assert row["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [2, 3]}]
+
+
 def test_requests_that_hang_are_cut_by_the_timeout(http_server):
     target = LoadTarget(http_server.url, "slow")
     row = run_load(target, FEED, LoadConfig(concurrency=1, requests=2, warmup=0, timeout_s=0.2))

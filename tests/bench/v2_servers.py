@@ -51,14 +51,14 @@ class Server:
 def _http_app(seen: Seen):
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
     async def ready(request: Request) -> Response:
         return Response(status_code=200)
 
     async def metadata(request: Request) -> Response:
-        if request.path_params["model"] not in ("mlp", "flaky", "slow"):
+        if request.path_params["model"] not in ("mlp", "flaky", "slow", "chunked"):
             return JSONResponse({"error": "unknown model"}, status_code=404)
         return JSONResponse(METADATA)
 
@@ -90,6 +90,9 @@ def _http_app(seen: Seen):
                 headers={"Inference-Header-Content-Length": str(len(header))},
             )
         out["data"] = y.reshape(-1).tolist()
+        if model == "chunked":  # Transfer-Encoding: chunked, in two pieces
+            data = json.dumps({"model_name": model, "outputs": [out]}).encode()
+            return StreamingResponse(iter([data[:10], data[10:]]), media_type="application/json")
         return JSONResponse({"model_name": model, "outputs": [out]})
 
     return Starlette(

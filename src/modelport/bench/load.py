@@ -220,7 +220,7 @@ def _http_request_bytes(target: LoadTarget, feed: Feed) -> tuple[bytes, dict[str
                    "Inference-Header-Content-Length": str(hlen)}  # fmt: skip
     else:
         body = encode_json(feed)
-    lines = [f"POST {target.model_path}/infer HTTP/1.1", f"Host: {host}:{port}"]
+    lines = [f"POST {target.model_path}/infer HTTP/1.1", f"Host: {_host_for_url(host)}:{port}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     lines += [f"Content-Length: {len(body)}", "", ""]
     return "\r\n".join(lines).encode() + body, {**headers}
