@@ -233,6 +233,9 @@ def atomic_output_dir(out: str | os.PathLike[str], force: bool = False) -> Itera
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a package is an ordinary directory
     try:
         yield tmp
         if out.exists():

@@ -169,7 +169,9 @@ def source_options(f: Any) -> Any:
             help="scikit-learn model (joblib/pickle).",
         ),
         click.option(
-            "--trust", is_flag=True, help="Allow unpickling the --sklearn file (it can run code)."
+            "--trust",
+            is_flag=True,
+            help="Allow loading code from the model file: unpickling --sklearn, Lambda layers in --keras.",
         ),
     ]
     for opt in reversed(opts):
@@ -228,7 +230,7 @@ def make_source(kw: dict[str, Any]) -> Any:
             kw.get("tag") or "serve",
         )
     if kw.get("keras_file"):
-        return Source.keras(kw["keras_file"])
+        return Source.keras(kw["keras_file"], trust=bool(kw.get("trust")))
     return Source.sklearn(kw["sklearn_file"], trust=bool(kw.get("trust")))
 
 

@@ -82,9 +82,11 @@ class Source:
         return cls("savedmodel", path=str(path), signature_name=signature_name, tag=tag)
 
     @classmethod
-    def keras(cls, path_or_model: Any) -> Source:
+    def keras(cls, path_or_model: Any, trust: bool = False) -> Source:
+        """A Keras file (.keras/.h5) or model object; ``trust`` allows files whose Lambda layers
+        carry Python code (deserializing them runs that code)."""
         if isinstance(path_or_model, str):
-            return cls("keras", path=path_or_model)
+            return cls("keras", path=path_or_model, trust=trust)
         return cls("keras", obj=path_or_model)
 
     @classmethod
