@@ -262,6 +262,8 @@ def test_v2_repository_extension_on_the_management_port(api):
     np.testing.assert_allclose(api.predict(), y(2.0), rtol=1e-5)
     r = api.mgmt.post("/v2/repository/models/nope/load")
     assert r.status_code == 404 and "error" in r.json()
+    r = api.mgmt.post("/v2/repository/models/..hidden/unload")
+    assert r.status_code == 400 and "invalid model name" in r.json()["error"]
 
 
 # --- escaping the repository ----------------------------------------------------------------

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelportError, UsageError
+from ..errors import InputError, ModelportError, UsageError
 from ..package import MANIFEST_NAME, MODEL_NAME, ModelPackage
 from .batcher import Batcher
 from .config import ModelConfig
 from .errors import ModelNotFoundError, ModelNotReadyError
 from .metrics import Metrics
 from .model import LoadedModel, load_model
+from .names import check_model_name, check_version
 
 __all__ = ["ModelEntry", "ModelRepository", "VersionState"]
 
@@ -299,6 +300,7 @@ class ModelRepository:
 
     async def load(self, name: str) -> None:
         """Load (or reload) a model explicitly, also one the poller was told to leave alone."""
+        check_model_name(name)
         disk = self.on_disk()
         if name not in disk:
             raise ModelNotFoundError(
@@ -318,6 +320,7 @@ class ModelRepository:
 
     async def unload(self, name: str) -> None:
         """Unload every version of a model; the poller leaves it unloaded until ``load``."""
+        check_model_name(name)
         entry = self.models.get(name)
         if entry is None:
             if name in self.on_disk():
@@ -357,8 +360,8 @@ class ModelRepository:
                 raise ModelNotReadyError(self._why_not_ready(entry), model=name)
             return vs
         try:
-            v = int(version)
-        except ValueError:
+            v = check_version(version)  # strict: int() would take "+1", " 1", "1_0"
+        except InputError:
             raise ModelNotFoundError(
                 f"model version must be an integer, got '{version}'", model=name
             ) from None
