@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from v2_servers import running_grpc_server, running_http_server
+
+from .v2_servers import running_grpc_server, running_http_server
 
 
 @pytest.fixture(scope="module")

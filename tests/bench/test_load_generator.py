@@ -7,7 +7,6 @@ import socket
 
 import numpy as np
 import pytest
-from v2_servers import FAIL_EVERY, W
 
 from modelport.bench.load import (
     LoadConfig,
@@ -19,6 +18,8 @@ from modelport.bench.load import (
 )
 from modelport.bench.v2 import encode_binary, encode_json, signature_from_metadata
 from modelport.errors import ModelportError, UsageError
+
+from .v2_servers import FAIL_EVERY, W
 
 FEED = {"x": np.arange(8, dtype=np.float32).reshape(2, 4)}
 
