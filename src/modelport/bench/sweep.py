@@ -20,7 +20,7 @@ from ..errors import InputError, UsageError
 from ..signature import Signature
 from .inprocess import LatencyConfig, LatencyStats, interleave, session_runner
 from .machine import machine_info
-from .memory import measure_memory
+from .memory import MemoryDelta, measure_memory
 
 __all__ = ["BenchResult", "SweepConfig", "batch_dim", "bench_models", "make_feed"]
 
@@ -121,26 +121,16 @@ def bench_models(
     loads: list[dict[str, Any]] = []
     for provider in config.providers:
         for threads in config.thread_counts:
-            sconf = SessionConfig(
-                intra_op_threads=threads,
-                providers=(provider,),
-                graph_optimization=config.graph_optimization,
-            )
+            where = {"provider": provider, "threads": threads}
+            sconf = SessionConfig(intra_op_threads=threads, providers=(provider,),
+                                  graph_optimization=config.graph_optimization)  # fmt: skip
             sessions = []
             for name, pkg in zip(names, pkgs, strict=True):
                 t0 = time.perf_counter()
                 session, mem = measure_memory(lambda p=pkg, c=sconf: make_session(p.model_path, c))
-                load_s = time.perf_counter() - t0
                 sessions.append(session)
-                loads.append(
-                    {
-                        "variant": name,
-                        "provider": provider,
-                        "threads": threads,
-                        "load_s": load_s,
-                        **mem.to_dict(),
-                    }  # fmt: skip
-                )
+                loads.append({"variant": name, **where, "load_s": time.perf_counter() - t0,
+                              **mem.to_dict()})  # fmt: skip
             load_of = {row["variant"]: row for row in loads[-len(pkgs) :]}
             for b in config.batch_sizes:
                 if progress is not None:
@@ -151,40 +141,17 @@ def bench_models(
                     )
                     for i, p in enumerate(pkgs)
                 ]
-                runners = [
-                    (n, session_runner(s, f))
-                    for n, s, f in zip(names, sessions, feeds, strict=True)
-                ]
-                first_run = {}
-                for n, fn in runners:  # one run alone, before interleaving: its memory
-                    _, mem = measure_memory(fn)
-                    first_run[n] = mem
+                runners = [(n, session_runner(s, f))
+                           for n, s, f in zip(names, sessions, feeds, strict=True)]  # fmt: skip
+                # one run of each alone, before interleaving: the memory a run at this batch takes
+                first_run = {n: measure_memory(fn)[1] for n, fn in runners}
                 run = interleave(runners, config.latency)
+                groups.append({**where, "batch_size": b, "variants": list(names),
+                               "rounds": run.rounds, "order": run.order})  # fmt: skip
                 stats = [LatencyStats(n, b, run.times_ms[n]) for n in names]
-                groups.append(
-                    {
-                        "provider": provider,
-                        "threads": threads,
-                        "batch_size": b,
-                        "variants": list(names),
-                        "rounds": run.rounds,
-                        "order": run.order,
-                    }  # fmt: skip
-                )
-                base = stats[0]
                 for st, v in zip(stats, variants, strict=True):
-                    rows.append(
-                        _row(
-                            st,
-                            v,
-                            provider,
-                            threads,
-                            base,
-                            variants[0]["size_bytes"],
-                            load_of[st.name],
-                            first_run[st.name],
-                        )  # fmt: skip
-                    )
+                    row = _row(st, stats[0], v, variants[0], load_of[st.name], first_run[st.name])
+                    rows.append({"variant": st.name, **where, **row})
             del sessions
     cfg = asdict(config)
     cfg["latency"] = asdict(config.latency)
@@ -194,25 +161,22 @@ def bench_models(
 
 def _row(
     st: LatencyStats,
-    variant: Mapping[str, Any],
-    provider: str,
-    threads: int,
     base: LatencyStats,
-    base_size: int,
+    variant: Mapping[str, Any],
+    base_variant: Mapping[str, Any],
     load: Mapping[str, Any],
-    first_run: Any,
+    first_run: MemoryDelta,
 ) -> dict[str, Any]:
+    """One row's numbers, with ratios against the first model (``base``)."""
     d = st.to_dict()
-    name = d.pop("name")
+    del d["name"]
+    size, base_size = variant["size_bytes"], base_variant["size_bytes"]
     return {
-        "variant": name,
-        "provider": provider,
-        "threads": threads,
         **d,
         "speedup_vs_first": base.p50 / st.p50 if st.p50 > 0 else None,
         "p99_ratio_vs_first": st.p99 / base.p99 if base.p99 > 0 else None,
-        "size_bytes": variant["size_bytes"],
-        "size_ratio_vs_first": variant["size_bytes"] / base_size if base_size else None,
+        "size_bytes": size,
+        "size_ratio_vs_first": size / base_size if base_size else None,
         "load_s": load["load_s"],
         "load_rss_bytes": load["grown_bytes"],
         "first_run_peak_extra_bytes": first_run.peak_extra,
