@@ -89,7 +89,8 @@ class ModelProfile:
     """What the graph is made of.
 
     ops: op type -> count.
-    matmul_weights / conv_weights: weight elements in MatMul/Gemm (constant weight) and Conv.
+    matmul_weights: weight elements in MatMul/Gemm with a constant weight (MACs per row).
+    conv_macs: multiply-accumulates per sample in Conv (weights x output positions).
     attention: Softmax fed by a MatMul of two activations (self-attention).
     recurrent: LSTM/GRU/RNN present.
     kind: "transformer", "cnn", "mlp" or "other".
@@ -97,7 +98,7 @@ class ModelProfile:
 
     ops: Mapping[str, int]
     matmul_weights: int
-    conv_weights: int
+    conv_macs: int
     attention: bool
     recurrent: bool
     kind: str
@@ -106,7 +107,7 @@ class ModelProfile:
         top = ", ".join(f"{k} x{v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])[:6])
         return (
             f"{self.kind}: {self.matmul_weights:,} MatMul/Gemm weights, "
-            f"{self.conv_weights:,} Conv weights; ops {top}"
+            f"{self.conv_macs:,} Conv MACs per sample; ops {top}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,18 +115,24 @@ class ModelProfile:
             "kind": self.kind,
             "ops": dict(self.ops),
             "matmul_weights": self.matmul_weights,
-            "conv_weights": self.conv_weights,
+            "conv_macs": self.conv_macs,
             "attention": self.attention,
             "recurrent": self.recurrent,
         }
 
 
 def profile_model(model: Any) -> ModelProfile:
-    """The op histogram and weight distribution of an ONNX ModelProto (weights need not be
-    loaded: only their shapes are read)."""
+    """The op histogram and where the compute is, from an ONNX ModelProto (weights need not be
+    loaded: only their shapes are read).
+
+    Compute, not weight count, decides CNN vs MLP: a Conv weight is applied at every output
+    position, so per sample it costs weight elements x output height x width (from ONNX shape
+    inference; 1 where a size is unknown).
+    """
     import numpy as np
 
     inits = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
+    spatial = _spatial_sizes(model)
     ops: dict[str, int] = {}
     mm = conv = 0
     act_matmul_outputs: set[str] = set()
@@ -138,7 +145,7 @@ def profile_model(model: Any) -> ModelProfile:
             else:
                 act_matmul_outputs.update(n.output)
         elif n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 1:
-            conv += inits.get(n.input[1], 0)
+            conv += inits.get(n.input[1], 0) * spatial.get(n.output[0], 1)
     attention = (
         "Attention" in ops
         or "MultiHeadAttention" in ops
@@ -154,6 +161,26 @@ def profile_model(model: Any) -> ModelProfile:
     else:
         kind = "other"
     return ModelProfile(ops, mm, conv, attention, recurrent, kind)
+
+
+def _spatial_sizes(model: Any) -> dict[str, int]:
+    """Output name -> product of the dims after (batch, channels), where shape inference knows
+    them."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is a hint here; without it Conv counts its weights only
+        return {}
+    out = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) > 2:
+            size = 1
+            for d in dims[2:]:
+                size *= d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+            out[vi.name] = size
+    return out
 
 
 def _softmax_after_matmul(model: Any, act_outputs: set[str]) -> bool:
@@ -206,7 +233,7 @@ def generate_candidates(
     skipped: list[tuple[str, str]] = []
     kind = profile.kind
     int8_note = "" if int8_kernels else " (no int8 dot-product instructions: may not pay off)"
-    has_mm, has_conv = profile.matmul_weights > 0, profile.conv_weights > 0
+    has_mm, has_conv = profile.matmul_weights > 0, profile.conv_macs > 0
     graph = Candidate(
         "fp32-graph",
         "graph",
