@@ -137,10 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         try:
             import uvloop
-
-            uvloop.run(serve_http())
         except ImportError:
-            asyncio.run(serve_http())
+            uvloop = None
+        (uvloop.run if hasattr(uvloop, "run") else asyncio.run)(serve_http())  # type: ignore[union-attr]
     return 0
 
 

@@ -493,10 +493,10 @@ def _run(coro: Awaitable[Any], protocol: str) -> Any:
     if protocol != "grpc":
         try:
             import uvloop
-
-            return uvloop.run(coro)  # type: ignore[arg-type]
         except ImportError:
-            pass
+            uvloop = None
+        if hasattr(uvloop, "run"):  # uvloop >= 0.18
+            return uvloop.run(coro)  # type: ignore[union-attr, arg-type]
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
