@@ -91,7 +91,6 @@ class PlanConfig:
 
     def __post_init__(self) -> None:
         from ..deploy import TARGETS as SHIP_TARGETS
-        from .pareto import Budget
 
         if self.target not in TARGETS:
             raise UsageError(f"target={self.target!r}: choose one of {list(TARGETS)}")
@@ -124,7 +123,6 @@ class PlanConfig:
             raise UsageError(f"finetune {self.finetune!r} must be given as module:function")
         if self.latency_dims is not None and any(v < 1 for v in self.latency_dims.values()):
             raise UsageError(f"latency_dims must be >= 1, got {dict(self.latency_dims)}")
-        del Budget
 
     def budget(self) -> Any:
         from .pareto import Budget
