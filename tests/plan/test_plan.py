@@ -229,3 +229,15 @@ def test_bad_configs_and_targets_are_usage_errors(tmp_path, digits_package):
             main(["plan", str(digits_package.path), "-o", str(tmp_path / "p4"), "--target", "cuda"])
             == 2
         )
+
+
+@pytest.mark.parametrize("target", ["repo", "triton", "torchserve", "kserve", "docker"])
+def test_the_chosen_package_ships_to_every_target(tmp_path, digits_package, target):
+    result = plan(
+        digits_package, tmp_path / "plan", PlanConfig(only=("fp32",), repeats=3, ship=target)
+    )
+    assert result.met and result.deployed is not None
+    assert result.deployed.target == target
+    assert result.deployed.path.exists() and result.deployed.files
+    assert str(tmp_path / "plan" / "deploy" / target) in str(result.deployed.path)
+    assert result.summary["deployed"]["checks"] == result.deployed.checks
