@@ -102,7 +102,9 @@ def write(model, out: Path, name: str, serving: dict | None = None) -> Path:
     from modelport.package import base_manifest, opset_of, write_package
     from modelport.signature import Signature
 
-    manifest = base_manifest(name, Signature.from_onnx(model), opset_of(model), {"source_kind": "onnx"})
+    manifest = base_manifest(
+        name, Signature.from_onnx(model), opset_of(model), {"source_kind": "onnx"}
+    )
     if serving:
         manifest["serving"] = serving
     write_package(model, manifest, out, force=True)

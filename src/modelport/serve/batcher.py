@@ -80,23 +80,32 @@ class Batcher:
         self._workers: list[asyncio.Task] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False  # inline: a flush is scheduled
+        self._timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker tasks on the running event loop."""
+        """Start the worker tasks (thread mode) on the running event loop."""
         self._loop = asyncio.get_running_loop()
+        if self.inline:
+            return
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
-        if not self.inline:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                self.instances, thread_name_prefix="modelport-run"
-            )
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self.instances, thread_name_prefix="modelport-run"
+        )
         self._workers = [self._loop.create_task(self._worker()) for _ in range(self.instances)]
 
     async def close(self) -> None:
         """Stop taking requests, finish those queued and running, then stop the workers."""
         self._closing = True
+        if self.inline:
+            if self._timer is not None:
+                self._timer.cancel()
+            while self._queue:
+                self._flush()
+            return
         if self._wakeup is not None:
             self._wakeup.set()
         if self._workers:
@@ -137,12 +146,48 @@ class Batcher:
         item = _Item(feed, rows, key, loop.create_future(), loop.time())
         self._queue.append(item)
         self._queued_rows += rows
+        if self.inline:
+            self._schedule()
+            return item.future
         self._wakeup.set()
         if self._queued_rows >= self.max_batch_size:
             self._full.set()
         return item.future
 
-    # --- workers --------------------------------------------------------------------------
+    # --- inline: a flush callback on the loop ----------------------------------------------
+
+    def _schedule(self) -> None:
+        """Run the queue on a later loop turn: handlers woken in this turn can join the batch."""
+        full = self._queued_rows >= self.max_batch_size
+        if self._scheduled:
+            if full and self._timer is not None:  # stop waiting for company
+                self._timer.cancel()
+                self._timer = None
+                self._loop.call_soon(self._flush)
+            return
+        self._scheduled = True
+        if self._delay > 0 and not full:
+            self._timer = self._loop.call_at(self._queue[0].enqueued + self._delay, self._flush)
+        else:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        self._timer = None
+        items = self._take()
+        if items:
+            now = self._loop.time()
+            waits = [now - it.enqueued for it in items]
+            self._running += len(items)
+            try:
+                results = self._call(items)
+            finally:
+                self._running -= len(items)
+            self._deliver(items, results, waits)
+        if self._queue and not self._closing:
+            self._schedule()
+
+    # --- workers (thread mode) ------------------------------------------------------------
 
     async def _worker(self) -> None:
         loop = self._loop
@@ -195,14 +240,14 @@ class Batcher:
         waits = [now - it.enqueued for it in items]
         self._running += len(items)
         try:
-            if self.inline:
-                results = self._call(items)
-            else:
-                results = await loop.run_in_executor(self._executor, self._call, items)
+            results = await loop.run_in_executor(self._executor, self._call, items)
         except BaseException as exc:  # the executor was shut down under us
             results = [exc] * len(items)
         finally:
             self._running -= len(items)
+        self._deliver(items, results, waits)
+
+    def _deliver(self, items: list[_Item], results: list, waits: list[float]) -> None:
         for item, result in zip(items, results, strict=True):
             fut = item.future
             if fut.done():

@@ -118,7 +118,7 @@ class DataPlane:
             "instance_group": [{"count": batcher.instances, "kind": "KIND_CPU"}],
             "parameters": {
                 "execution": "inline" if batcher.inline else "thread",
-                "intra_op_threads": cfg.threads,
+                "intra_op_threads": model.threads,
                 "timeout_ms": cfg.timeout_ms,
             },
         }
@@ -131,17 +131,18 @@ class DataPlane:
         metrics = self.metrics
         name = request.model_name
         version = request.model_version or ""
-        inflight = None
+        counted = False
         status = "internal"
         try:
             vs = self.repository.get(name, request.model_version)
             version = vs.version_str
-            inflight = metrics.child("inflight", name)
-            inflight.inc()
+            metrics.inflight[name] += 1
+            counted = True
             model = vs.model
             feed = _feed(model, request.inputs)
             wanted = _wanted_outputs(model, request.outputs)
             outputs = await self._wait(vs, feed, request)
+            version = vs.version_str  # a remote version (serve/ray) knows only now which served
             response = InferenceResponse(
                 name,
                 version,
@@ -160,14 +161,15 @@ class DataPlane:
             status = status_of(exc).label
             if status == "not_found":
                 name = _UNKNOWN if name not in self.repository.models else name
+                version = ""
             if status == "internal":
                 log.error("request %s for model %s failed: %s", request.id or "-", name, exc)
             raise
         finally:
-            if inflight is not None:
-                inflight.dec()
-                metrics.child("duration", name, version).observe(time.perf_counter() - t0)
-            metrics.child("requests", name, version, status).inc()
+            if counted:
+                metrics.inflight[name] -= 1
+                metrics.histogram("duration", name, version).observe(time.perf_counter() - t0)
+            metrics.requests[(name, version, status)] += 1
 
     async def _wait(self, vs: VersionState, feed: dict[str, np.ndarray], request: InferenceRequest):
         timeout = vs.model.config.timeout_ms / 1000.0

@@ -1,94 +1,80 @@
-"""Prometheus metrics for one server (each server has its own registry).
+"""Prometheus metrics for one server.
 
-modelport_inference_requests_total{model,version,status}   requests answered, by outcome
-modelport_request_duration_seconds{model,version}          time in the server (histogram)
-modelport_queue_duration_seconds{model,version}            time waiting for a batch (histogram)
-modelport_batch_size{model,version}                        rows per ONNX Runtime call (histogram)
-modelport_inflight_requests{model}                         requests being handled now
-modelport_model_state{model,version,state}                 1 for the state a version is in
+    modelport_inference_requests_total{model,version,status}   requests answered, by outcome
+    modelport_request_duration_seconds{model,version}          time in the server (histogram)
+    modelport_queue_duration_seconds{model,version}            time waiting for a batch (histogram)
+    modelport_batch_size{model,version}                        rows per ONNX Runtime call (histogram)
+    modelport_inflight_requests{model}                         requests being handled now
+    modelport_model_state{model,version,state}                 1 for the state a version is in
+
+The hot path only adds to plain Python numbers (every update happens on the event loop thread);
+a prometheus-client collector turns them into metric families when ``/metrics`` is scraped. This
+costs a fraction of prometheus-client's own locked counters and histograms per request.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import defaultdict
 from typing import Any
 
-__all__ = ["Metrics", "MODEL_STATES"]
+__all__ = ["Histogram", "MODEL_STATES", "Metrics"]
 
 MODEL_STATES = ("LOADING", "READY", "UNLOADING", "UNAVAILABLE", "FAILED")
 
-_LATENCY_BUCKETS = (
+LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
-_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Histogram:
+    """Counts per bucket (``le`` upper bounds, +Inf last) and the sum of observations."""
+
+    __slots__ = ("buckets", "counts", "sum")
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.buckets, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        out, total = [], 0
+        for le, c in zip((*map(str, self.buckets), "+Inf"), self.counts, strict=True):
+            total += c
+            out.append((le, total))
+        return out
 
 
 class Metrics:
-    """The server's collectors in their own registry; label children are cached per model."""
+    """The server's numbers, and a registry that exposes them in Prometheus' text format."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.duration: dict[tuple[str, str], Histogram] = {}
+        self.queue: dict[tuple[str, str], Histogram] = {}
+        self.batch: dict[tuple[str, str], Histogram] = {}
+        self.inflight: dict[str, int] = defaultdict(int)
+        self.state: dict[tuple[str, str], str] = {}
+        self._registry = None
 
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "modelport_inference_requests",
-            "Inference requests answered, by model, version and outcome.",
-            ["model", "version", "status"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "modelport_request_duration_seconds",
-            "Time from a decoded request to its answer, in the server.",
-            ["model", "version"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.queue = Histogram(
-            "modelport_queue_duration_seconds",
-            "Time a request waited in its model's queue before its batch started.",
-            ["model", "version"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.batch = Histogram(
-            "modelport_batch_size",
-            "Rows per ONNX Runtime call (dynamic batching).",
-            ["model", "version"],
-            buckets=_BATCH_BUCKETS,
-            registry=r,
-        )
-        self.inflight = Gauge(
-            "modelport_inflight_requests",
-            "Inference requests being handled now, by model.",
-            ["model"],
-            registry=r,
-        )
-        self.state = Gauge(
-            "modelport_model_state",
-            "1 for the state each model version is in (LOADING, READY, UNLOADING, UNAVAILABLE, FAILED).",
-            ["model", "version", "state"],
-            registry=r,
-        )
-        self._children: dict[tuple[str, str, str], Any] = {}
-
-    def child(self, kind: str, model: str, version: str = "", status: str = "") -> Any:
-        key = (kind, model, version + "|" + status)
-        c = self._children.get(key)
-        if c is None:
-            metric = getattr(self, kind)
-            if kind == "requests":
-                c = metric.labels(model, version, status)
-            elif kind == "inflight":
-                c = metric.labels(model)
-            else:
-                c = metric.labels(model, version)
-            self._children[key] = c
-        return c
+    def histogram(self, kind: str, model: str, version: str) -> Histogram:
+        table = getattr(self, kind)
+        h = table.get((model, version))
+        if h is None:
+            h = table[(model, version)] = Histogram(
+                BATCH_BUCKETS if kind == "batch" else LATENCY_BUCKETS
+            )
+        return h
 
     def on_batch(self, model: str, version: str):
         """A Batcher ``on_batch`` hook recording batch sizes and queue times."""
-        batch = self.child("batch", model, version)
-        queue = self.child("queue", model, version)
+        batch = self.histogram("batch", model, version)
+        queue = self.histogram("queue", model, version)
 
         def record(rows: int, waits: list[float]) -> None:
             batch.observe(rows)
@@ -98,11 +84,71 @@ class Metrics:
         return record
 
     def set_state(self, model: str, version: str, state: str | None) -> None:
-        """Mark ``state`` (None: the version is gone) for a model version."""
-        for s in MODEL_STATES:
-            self.state.labels(model, version, s).set(1.0 if s == state else 0.0)
+        """Record the state of a model version (None: the version is gone)."""
+        if state is None:
+            self.state.pop((model, version), None)
+        else:
+            self.state[(model, version)] = state
+
+    # --- exposition -----------------------------------------------------------------------
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(_Collector(self))
+        return self._registry
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _Collector:
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def collect(self):
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        m = self.m
+        c = CounterMetricFamily(
+            "modelport_inference_requests",
+            "Inference requests answered, by model, version and outcome.",
+            labels=["model", "version", "status"],
+        )
+        for labels, n in sorted(m.requests.items()):
+            c.add_metric(list(labels), n)
+        yield c
+        for kind, name, doc in (
+            ("duration", "modelport_request_duration_seconds", "Time from a decoded request to its answer, in the server."),
+            ("queue", "modelport_queue_duration_seconds", "Time a request waited in its model's queue before its batch started."),
+            ("batch", "modelport_batch_size", "Rows per ONNX Runtime call (dynamic batching)."),
+        ):  # fmt: skip
+            h = HistogramMetricFamily(name, doc, labels=["model", "version"])
+            for labels, hist in sorted(getattr(m, kind).items()):
+                h.add_metric(list(labels), hist.cumulative(), hist.sum)
+            yield h
+        g = GaugeMetricFamily(
+            "modelport_inflight_requests", "Inference requests being handled now, by model.",
+            labels=["model"],
+        )  # fmt: skip
+        for model, n in sorted(m.inflight.items()):
+            g.add_metric([model], n)
+        yield g
+        s = GaugeMetricFamily(
+            "modelport_model_state",
+            "1 for the state each model version is in (LOADING, READY, UNLOADING, UNAVAILABLE, FAILED).",
+            labels=["model", "version", "state"],
+        )
+        for (model, version), state in sorted(m.state.items()):
+            for st in MODEL_STATES:
+                s.add_metric([model, version, st], 1.0 if st == state else 0.0)
+        yield s

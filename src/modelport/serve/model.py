@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError, ModelportError
 from ..package import ModelPackage
+from ..runtime import SessionConfig, make_session, run_session  # light: ORT loads on first use
 from ..signature import Signature
 from .config import INLINE_THRESHOLD_S, ModelConfig
 from .errors import InferenceFailedError
@@ -46,6 +47,7 @@ class LoadedModel:
     session: Any
     batchable: bool
     inline: bool
+    threads: int = 0  # ORT intra-op threads per call
 
     def __post_init__(self) -> None:
         # Lookups the data plane makes on every request, computed once.
@@ -54,13 +56,12 @@ class LoadedModel:
             for t in self.signature.inputs
         }
         self.output_types = {t.name: v2_datatype(t.dtype) for t in self.signature.outputs}
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None):
         """Outputs by name. Bad inputs raise InputError, other ORT failures InferenceFailedError."""
-        from ..runtime import run_session
-
         try:
-            return run_session(self.session, feed, outputs)
+            return run_session(self.session, feed, outputs or self.output_names)
         except InputError:
             raise
         except ModelportError as exc:
@@ -75,8 +76,6 @@ class LoadedModel:
 
 def load_model(package: ModelPackage, name: str, version: int, config: ModelConfig) -> LoadedModel:
     """Create the session, warm it up and decide batching and inline execution by measurement."""
-    from ..runtime import SessionConfig, make_session
-
     signature = package.signature
     session = make_session(
         package.model_path,
@@ -92,6 +91,7 @@ def load_model(package: ModelPackage, name: str, version: int, config: ModelConf
         session=session,
         batchable=batch_name is not None and config.max_batch_size > 1,
         inline=config.execution == "inline",
+        threads=config.threads,
     )
     if config.warmup:
         _warm_up(model, batch_name)
@@ -128,6 +128,14 @@ def _warm_up(model: LoadedModel, batch_name: str | None) -> None:
                 model.run(feed)
                 times.append(time.perf_counter() - t0)
             model.inline = float(np.median(times)) < INLINE_THRESHOLD_S
+        if model.inline and model.config.intra_op_threads == 0 and model.config.threads > 1:
+            # A model this small runs fastest in the calling thread alone: waking ORT's pool
+            # threads costs more than the work (measured, docs/serve.md). Small, so cheap to redo.
+            model.session = make_session(
+                model.package.model_path, SessionConfig(intra_op_threads=1, inter_op_threads=1)
+            )
+            model.threads = 1
+            model.run(generate_feed(sig, {batch_name: 1} if batch_name else {}))
     except ModelportError as exc:
         raise ModelportError(
             f"warm-up of model '{model.name}' version {model.version} failed: {exc.message}; "

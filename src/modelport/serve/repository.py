@@ -272,7 +272,7 @@ class ModelRepository:
             "on" if model.batchable else "off",
             batcher.max_batch_size,
             "inline" if model.inline else f"{batcher.instances} instance(s)",
-            cfg.threads,
+            model.threads,
         )
         if old is not None and old.batcher is not None:
             await self._drain(entry.name, old)

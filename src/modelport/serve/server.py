@@ -86,6 +86,7 @@ def _uvicorn(app: Any, config: ServerConfig) -> Any:
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # client addresses are the peers' (management is loopback-only)
         timeout_graceful_shutdown=config.shutdown_grace_s,
         ssl_certfile=str(tls.certfile) if tls else None,
         ssl_keyfile=str(tls.keyfile) if tls else None,

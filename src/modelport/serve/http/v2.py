@@ -100,7 +100,9 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
     post = ["POST"]
     m = "/v2/models/{name}"
     mv = "/v2/models/{name}/versions/{version}"
-    return [
+    return [  # infer first: the router tries routes in order
+        Route(m + "/infer", infer, methods=post),
+        Route(mv + "/infer", infer, methods=post),
         Route("/v2/health/live", Endpoint(live), methods=get),
         Route("/v2/health/ready", Endpoint(ready), methods=get),
         Route("/v2", Endpoint(server_metadata), methods=get),
@@ -110,8 +112,6 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
         Route(mv + "/ready", Endpoint(model_ready), methods=get),
         Route(m + "/config", Endpoint(model_config), methods=get),
         Route(mv + "/config", Endpoint(model_config), methods=get),
-        Route(m + "/infer", infer, methods=post),
-        Route(mv + "/infer", infer, methods=post),
         Route("/v2/repository/index", Endpoint(repository_index), methods=post),
         Route("/v2/repository/models/{name}/load", Endpoint(load), methods=post),
         Route("/v2/repository/models/{name}/unload", Endpoint(unload), methods=post),
@@ -177,12 +177,11 @@ async def _infer_watching(plane: DataPlane, request, receive):
     state: dict[str, Any] = {"gone": False, "watcher": None}
 
     async def watch() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                state["gone"] = True
-                task.cancel()
-                return
+        # The body is read: the server's next message is the disconnect (anything else: stop).
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            state["gone"] = True
+            task.cancel()
 
     def start_watching() -> None:
         state["watcher"] = loop.create_task(watch())
