@@ -160,7 +160,7 @@ def print_result(result: Any) -> None:
     def drop(r: dict[str, Any]) -> str:
         return f"{100 * r['drop']:.2f} pt" if metric == "accuracy" else f"{r['drop']:.4g}"
 
-    shown = [r for r in result.rows if r["front"] or r["name"] in result.closest]
+    shown = [r for r in result.rows if (r["front"] if result.met else r["name"] in result.closest)]
     rows = [
         (
             ("* " if r["name"] == s["winner"] else "") + r["candidate"],
