@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from examples.digits_cnn import accuracy, load_digits_split, train
+from examples.digits_cnn import accuracy, load_digits_split
 
 __all__ = [
     "BasicBlock",
@@ -29,6 +29,7 @@ __all__ = [
     "build_trained",
     "finetune",
     "load_digits_split",
+    "train",
 ]
 
 
@@ -78,6 +79,27 @@ class ResNetDigits(nn.Module):
         x = self.stem(self.upsample(x))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def train(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 4, seed: int = 0, lr: float = 3e-3
+) -> nn.Module:
+    """Adam on full batches of 64 (the last partial batch of an epoch is dropped: torch 2.13's CPU
+    backward crashed on this network with some odd batch sizes, e.g. 29)."""
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    model.train()
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt), generator=g)
+        for i in range(0, len(xt) - 63, 64):
+            b = perm[i : i + 64]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(xt[b]), yt[b])
+            loss.backward()
+            opt.step()
+    return model.eval()
 
 
 def finetune(model: nn.Module, epochs: int = 2, lr: float = 1e-3) -> nn.Module:

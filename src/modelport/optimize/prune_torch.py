@@ -176,6 +176,11 @@ def _check_runs(model: Any, args: tuple[Any, ...], shapes: list[tuple[int, ...]]
         )
 
 
+def _drop_grads(model: Any) -> None:
+    for p in model.parameters():
+        p.grad = None
+
+
 def _weights(model: Any, names: Sequence[str]) -> dict[str, Any]:
     return {n: model.get_submodule(n).weight.detach().clone() for n in names}
 
@@ -253,6 +258,7 @@ def _structured(
     for step in range(1, config.steps + 1):
         try:
             pruner.step()
+            _drop_grads(model)  # stale .grad of the old shapes corrupt memory in the next backward
         except Exception as exc:
             raise OptimizationError(
                 f"torch-pruning failed at step {step}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
@@ -276,6 +282,7 @@ def prune_module(
     torch = require("torch", "torch")
     notes: list[str] = []
     model = copy.deepcopy(module).eval()
+    _drop_grads(model)
     args = _as_args(example)
     layers, output_layers = torch_layers(model, args)
     if not layers:
