@@ -98,7 +98,7 @@ def require_loopback(scope: dict) -> None:
         ok = False
     if not ok:
         raise ForbiddenError(
-            f"management calls are only accepted from 127.0.0.1 / ::1, not from {host}"
+            f"management calls are only accepted from loopback addresses (127.0.0.1, ::1), not from {host}"
         )
 
 
