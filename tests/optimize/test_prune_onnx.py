@@ -255,3 +255,17 @@ def test_exclude_leaves_a_layer_alone(digits_package, tmp_path):
 def test_finetune_needs_a_torch_source(digits_package, tmp_path):
     with pytest.raises(UsageError, match="PyTorch"):
         prune(digits_package, tmp_path / "x", PruneConfig.magnitude(0.5), finetune=lambda m: m)
+
+
+def test_labels_must_match_eval_rows(digits_package, digits_data, tmp_path):
+    from modelport.errors import InputError
+
+    _, _, x_test, y_test = digits_data
+    with pytest.raises(InputError, match="359 labels for 360 eval rows"):
+        prune(
+            digits_package,
+            tmp_path / "x",
+            PruneConfig.magnitude(0.5, **FAST),
+            eval_data={"x": x_test},
+            labels=y_test[:-1],
+        )

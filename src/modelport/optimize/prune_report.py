@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Feed, feed_batch_size, split_batches
+from ..errors import InputError
 
 __all__ = ["count_params", "measure", "model_sizes", "onnx_layer_rows"]
 
@@ -133,7 +134,14 @@ def measure(
     }
     if labels is not None:
         name = next(iter(ref))
-        y = np.asarray(labels).reshape(-1)[:usable]
+        y = np.asarray(labels).reshape(-1)
+        if len(y) != n:
+            raise InputError(
+                f"{len(y)} labels for {n} eval rows: give one label per row of the eval data",
+                expected=n,
+                got=len(y),
+            )
+        y = y[:usable]
         acc_b, acc_a = accuracy(ref[name], y), accuracy(got[name], y)
         out["accuracy"] = {"before": acc_b, "after": acc_a, "drop_points": 100.0 * (acc_b - acc_a)}
     latency = {}
