@@ -18,3 +18,39 @@ modelport inspect "$OUT/digits-cnn"
 
 echo "== 4. verify it again (checker, integrity, stored source outputs, batch consistency)"
 modelport verify "$OUT/digits-cnn"
+
+echo "== serve: KServe V2 over HTTP and gRPC (tritonclient-compatible); one request, then a clean stop"
+REPO="$OUT/repo"
+mkdir -p "$REPO/digits-cnn"
+ln -sfn "$(cd "$OUT/digits-cnn" && pwd)" "$REPO/digits-cnn/1"   # REPO/<model>/<version>/
+modelport serve "$REPO" --http-port 0 --grpc-port 0 --no-management --log-level warning \
+  > "$OUT/serve.out" &
+SERVE_PID=$!
+trap 'kill "$SERVE_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 1 240); do   # ready = listening, loaded and warmed up; it prints one JSON line
+  grep -q '"event": "ready"' "$OUT/serve.out" 2>/dev/null && break
+  kill -0 "$SERVE_PID" 2>/dev/null || { echo "modelport serve exited early"; exit 1; }
+  sleep 0.25
+done
+python - "$OUT" <<'PY'
+import json, sys
+import numpy as np
+import tritonclient.http as httpclient
+
+out = sys.argv[1]
+info = next(json.loads(l) for l in open(f"{out}/serve.out") if l.startswith("{"))
+client = httpclient.InferenceServerClient(f"127.0.0.1:{info['http_port']}")
+x = np.load(f"{out}/digits_test.npz")["x"][:8]
+inp = httpclient.InferInput("x", list(x.shape), "FP32")
+inp.set_data_from_numpy(x)  # binary tensor data, as tritonclient sends by default
+result = client.infer("digits-cnn", [inp])
+print("served by modelport, model digits-cnn version", result.get_response()["model_version"])
+print("predicted digits:", result.as_numpy("output").argmax(axis=1).tolist())
+labels = np.load(f"{out}/digits_labels.npy")
+if len(labels) == len(np.load(f"{out}/digits_test.npz")["x"]):
+    print("true digits:     ", labels[:8].tolist())
+PY
+kill -TERM "$SERVE_PID"
+wait "$SERVE_PID"   # graceful: finishes in-flight requests, drains the model, exits 0
+trap - EXIT
+echo "server stopped cleanly"
