@@ -1,0 +1,330 @@
+"""The ingress's view of models that run in other processes (Ray Serve model deployments).
+
+``RemoteRepository`` answers the same lookups as ``ModelRepository`` (``get``, ``entry``,
+``models``, ``index``), from what each model deployment describes of itself, so the unchanged
+``DataPlane`` and HTTP route modules run on top of it. The one difference is what ``get`` hands
+out for a request: a ``RemoteCall`` whose ``batcher.submit(feed)`` sends the feed to a replica of
+the model (where the model's own dynamic batcher merges it with other requests) instead of to a
+local batcher. The data plane validates, times out, cancels and counts exactly as it does for a
+local model.
+
+A request that names no version is served by the replica's default version, and the answer says
+which one that was: during a rolling update both versions answer, each under its own number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import ModelportError
+from ..errors import (
+    InferenceFailedError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    QueueFullError,
+    UnsupportedError,
+)
+from ..metrics import Metrics
+from ..repository import READY, UNAVAILABLE
+
+__all__ = ["RemoteCall", "RemoteRepository", "describe", "remote_infer"]
+
+log = logging.getLogger("modelport.serve")
+
+
+@dataclass
+class RemoteModel:
+    """What the data plane and the route modules read of a loaded model (``vs.model``)."""
+
+    name: str
+    version: int
+    signature: Any
+    config: Any
+    input_specs: dict[str, tuple[str, tuple]]
+    output_types: dict[str, str]
+    batchable: bool
+    inline: bool
+    threads: int
+
+
+@dataclass
+class Batching:
+    """What the data plane reads of a model's batcher (``vs.batcher``) for its config."""
+
+    max_batch_size: int
+    instances: int
+    inline: bool
+    max_queue_size: int
+
+
+@dataclass
+class RemoteVersion:
+    """One version of a remote model as its deployment described it."""
+
+    version: int
+    state: str
+    reason: str = ""
+    model: RemoteModel | None = None
+    batcher: Batching | None = None
+
+    @property
+    def version_str(self) -> str:
+        return str(self.version)
+
+
+@dataclass
+class RemoteEntry:
+    """A remote model and its versions (``ModelEntry``'s fields that readers use)."""
+
+    name: str
+    versions: dict[int, RemoteVersion] = field(default_factory=dict)
+    default: RemoteVersion | None = None
+    reason: str = ""
+    unloaded: bool = False
+    pinned: int | None = None
+
+
+class RemoteCall:
+    """One request's version of a remote model: ``batcher.submit`` sends the feed to a replica.
+
+    ``version`` is what the ingress expects; once the answer is in, it is the version that
+    served it (the data plane reads ``version_str`` after the wait).
+    """
+
+    __slots__ = ("_handle", "_requested", "model", "reason", "spec", "state", "version")
+
+    def __init__(self, spec: RemoteVersion, handle: Any, requested: str | None) -> None:
+        self.spec = spec
+        self.version = spec.version
+        self.state = spec.state
+        self.reason = spec.reason
+        self.model = spec.model
+        self._handle = handle
+        self._requested = requested
+
+    @property
+    def version_str(self) -> str:
+        return str(self.version)
+
+    @property
+    def batcher(self) -> RemoteCall:
+        return self
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.spec.batcher.max_batch_size
+
+    @property
+    def instances(self) -> int:
+        return self.spec.batcher.instances
+
+    @property
+    def inline(self) -> bool:
+        return self.spec.batcher.inline
+
+    def submit(self, feed) -> asyncio.Future:
+        """A future of the outputs (a plain future: the data plane may fail it on timeout, which
+        cancels the remote call)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        task = loop.create_task(self._call(feed, fut))
+        fut.add_done_callback(lambda _: task.done() or task.cancel())
+        return fut
+
+    async def _call(self, feed, fut: asyncio.Future) -> None:
+        try:
+            served, payload = await remote_infer(self._handle, self._requested, feed)
+        except asyncio.CancelledError:
+            if not fut.done():
+                fut.cancel()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+            if not fut.done():
+                fut.set_exception(exc)
+            return
+        if fut.done():
+            return
+        if served is None:
+            fut.set_exception(payload)
+        else:
+            self.version = served
+            fut.set_result(payload)
+
+
+async def remote_infer(handle: Any, version: str | None, feed, attempts: int = 2):
+    """(served version, outputs) or (None, ModelportError) from a model deployment; a replica
+    that died under the request (e.g. replaced by a rolling update) is retried once."""
+    from ray import exceptions as rex
+    from ray.serve.exceptions import BackPressureError, RequestCancelledError
+
+    for attempt in range(attempts):
+        response = handle.remote(version, feed)
+        try:
+            served, payload = await response
+            return (int(served), payload) if served is not None else (None, payload)
+        except asyncio.CancelledError:
+            response.cancel()
+            raise
+        except BackPressureError as exc:
+            raise QueueFullError(
+                "every replica of the model is busy and its queue is full; retry later, or add "
+                "replicas (--replicas / --autoscale)"
+            ) from exc
+        except (rex.RayActorError, RequestCancelledError) as exc:
+            if attempt + 1 < attempts:
+                log.info("a model replica went away under a request; retrying it once")
+                continue
+            raise ModelNotReadyError(f"the model replica went away: {exc}") from exc
+        except rex.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ModelportError):
+                raise cause from None
+            raise InferenceFailedError(f"the model replica failed: {cause or exc}") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def describe(repository, name: str) -> dict[str, Any]:
+    """What a model deployment tells the ingress about its model (plain, picklable data)."""
+    entry = repository.models.get(name)
+    if entry is None:
+        return {"reason": "not loaded", "default": None, "versions": []}
+    versions = []
+    for v, vs in sorted(entry.versions.items()):
+        model, batcher = vs.model, vs.batcher
+        row: dict[str, Any] = {"version": v, "state": vs.state, "reason": vs.reason}
+        if model is not None and batcher is not None:
+            row["model"] = RemoteModel(
+                name=model.name,
+                version=model.version,
+                signature=model.signature,
+                config=model.config,
+                input_specs=dict(model.input_specs),
+                output_types=dict(model.output_types),
+                batchable=model.batchable,
+                inline=model.inline,
+                threads=getattr(model, "threads", 0) or model.config.threads,
+            )
+            row["batcher"] = Batching(
+                batcher.max_batch_size, batcher.instances, batcher.inline, batcher.max_queue_size
+            )
+        versions.append(row)
+    default = entry.default.version if entry.default is not None else None
+    return {"reason": entry.reason, "default": default, "versions": versions}
+
+
+def _entry(name: str, doc: dict[str, Any]) -> RemoteEntry:
+    entry = RemoteEntry(name, reason=doc.get("reason", ""))
+    for row in doc["versions"]:
+        entry.versions[row["version"]] = RemoteVersion(
+            row["version"], row["state"], row["reason"], row.get("model"), row.get("batcher")
+        )
+    if doc.get("default") is not None:
+        entry.default = entry.versions.get(doc["default"])
+    return entry
+
+
+class RemoteRepository:
+    """Models served by Ray Serve deployments, as the data plane sees a repository.
+
+    handles: model name -> the deployment handle of its ``infer`` method. ``refresh`` asks each
+    deployment to describe its model; ``refresh_forever`` keeps doing so.
+    """
+
+    def __init__(self, handles: dict[str, Any], metrics: Metrics | None = None) -> None:
+        self.handles = dict(handles)
+        self.metrics = metrics or Metrics()
+        self.models: dict[str, RemoteEntry] = {n: RemoteEntry(n) for n in self.handles}
+        self.root = "ray"
+        self._describe = {n: h.options(method_name="describe") for n, h in self.handles.items()}
+        self._infer = {n: h.options(method_name="infer") for n, h in self.handles.items()}
+
+    async def refresh(self, timeout_s: float = 30.0) -> None:
+        async def one(name: str) -> None:
+            try:
+                doc = await asyncio.wait_for(self._describe[name].remote(), timeout_s)
+            except Exception as exc:  # keep what we knew; say why
+                log.warning("model %s did not describe itself: %s", name, exc)
+                self.models[name].reason = f"its deployment did not answer: {exc}"
+                return
+            self.models[name] = _entry(name, doc)
+            for v, spec in self.models[name].versions.items():
+                self.metrics.set_state(name, str(v), spec.state)
+
+        await asyncio.gather(*(one(n) for n in self.handles))
+
+    async def refresh_forever(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.refresh()
+
+    # --- the lookups the data plane and the route modules make -------------------------------
+
+    def get(self, name: str, version: str | None = None) -> RemoteCall:
+        entry = self.entry(name)
+        if not version:
+            spec = entry.default
+            if spec is None:
+                raise ModelNotReadyError(
+                    f"model '{name}' has no ready version"
+                    + (f" ({entry.reason})" if entry.reason else ""),
+                    model=name,
+                )
+            return RemoteCall(spec, self._infer[name], None)
+        try:
+            v = int(version)
+        except ValueError:
+            raise ModelNotFoundError(
+                f"model version must be an integer, got '{version}'", model=name
+            ) from None
+        spec = entry.versions.get(v)
+        if spec is None:
+            raise ModelNotFoundError(
+                f"model '{name}' has no version {v} loaded; versions: {sorted(entry.versions)}",
+                model=name,
+            )
+        if spec.state != READY:
+            raise ModelNotReadyError(
+                f"model '{name}' version {v} is {spec.state}"
+                + (f": {spec.reason}" if spec.reason else ""),
+                model=name,
+            )
+        return RemoteCall(spec, self._infer[name], str(v))
+
+    def entry(self, name: str) -> RemoteEntry:
+        entry = self.models.get(name)
+        if entry is None:
+            raise ModelNotFoundError(
+                f"unknown model '{name}'; models served: {sorted(self.models)}", model=name
+            )
+        return entry
+
+    def index(self) -> list[dict[str, str]]:
+        rows = []
+        for name, entry in sorted(self.models.items()):
+            if not entry.versions:
+                rows.append(
+                    {"name": name, "version": "", "state": UNAVAILABLE, "reason": entry.reason}
+                )
+            for v, spec in sorted(entry.versions.items()):
+                rows.append(
+                    {"name": name, "version": str(v), "state": spec.state, "reason": spec.reason}
+                )
+        return rows
+
+    async def load(self, name: str) -> None:
+        raise UnsupportedError(
+            "models on Ray Serve are loaded by deploying: run modelport serve REPO --ray again "
+            "(a rolling update) after changing the repository"
+        )
+
+    async def unload(self, name: str) -> None:
+        raise UnsupportedError(
+            "models on Ray Serve are unloaded by deploying without them: remove the model from "
+            "the repository and run modelport serve REPO --ray again"
+        )
+
+    async def close(self) -> None:
+        return None
