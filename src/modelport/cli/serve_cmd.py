@@ -6,8 +6,11 @@ import json
 
 import click
 
+from ..serve.ray.cli import RAY_OPTIONS, ray_options
+
 
 @click.command()
+@ray_options
 @click.argument("repository", type=click.Path(exists=True))
 @click.option(
     "--host",
@@ -182,10 +185,20 @@ def serve(
     from ..serve.server import serve as run_server
     from ..serve.server import setup_logging
 
+    ray_settings = {k: model_options.pop(k) for k in RAY_OPTIONS}
     overrides = {k: v for k, v in model_options.items() if v is not None}
     if no_warmup:
         overrides["warmup"] = False
     defaults = ModelConfig().merged(overrides, source="the command line")
+    if ray_settings["ray"]:  # Ray Serve deployments instead of this process (docs/ray.md)
+        from ..serve.ray.cli import serve_with_ray
+
+        setup_logging(log_level, log_json)
+        http = {"host": host, "http_port": http_port, "shutdown_grace": shutdown_grace}
+        http["max_request_bytes"] = int(max_request_mb * 1024 * 1024)
+        refused = {"tls_cert": tls_cert, "auth_token": auth_token, "poll": poll_s}
+        refused["tfserving_grpc_port"] = tfserving_grpc_port
+        return serve_with_ray(repository, ray_settings, defaults, http, refused)
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("give both --tls-cert and --tls-key, or neither")
     management = None
