@@ -235,12 +235,14 @@ def _json_data(arr: np.ndarray) -> Any:
     return arr.ravel().tolist()
 
 
-def _binary_data(arr: np.ndarray) -> bytes:
+def _binary_data(arr: np.ndarray) -> bytes | memoryview:
+    """The tensor's wire bytes: a view on the array when it is contiguous (no copy)."""
     if arr.dtype.kind in "OSU":
         return encode_bytes_tensor(arr)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(arr).tobytes()
+    arr = np.ascontiguousarray(arr)
+    return memoryview(arr.reshape(-1)).cast("B") if arr.size else b""
 
 
 def encode_response(
