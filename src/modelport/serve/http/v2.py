@@ -39,9 +39,9 @@ class Endpoint:
     async def __call__(self, scope, receive, send) -> None:
         try:
             await self.handler(scope, receive, send)
-        except (ModelportError, ConnectionResetError, ClientDisconnected) as exc:
-            if isinstance(exc, ConnectionResetError | ClientDisconnected):
-                return
+        except (ConnectionResetError, ClientDisconnected):
+            return  # the client is gone: nobody to answer
+        except ModelportError as exc:
             await send_error(send, exc)
         except Exception as exc:
             log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
