@@ -204,3 +204,40 @@ def test_rolling_update_under_load_has_no_failed_requests(deployed, repo, tmp_pa
     assert replica_counts(config.app_name)["model-mlp"] == 2
     meta = httpx.get(info["http_url"] + "/v2/models/mlp", timeout=30).json()
     assert meta["versions"] == ["2"]
+
+
+def test_cli_deploys_onto_an_existing_cluster(deployed, repo, capsys):
+    """``modelport serve REPO --ray --address ADDR --detach`` deploys (here: updates in place)
+    and exits, printing where it answers."""
+    import json
+
+    from modelport.cli import main
+
+    config, info = deployed
+    port = info["http_url"].rsplit(":", 1)[1]
+    argv = ["serve", str(repo), "--ray", "--address", config.address, "--detach"]
+    argv += ["--http-port", port, "--replicas", "2", "--replica-cpus", "0.25"]
+    assert main(argv) == 0
+    ready = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ready["event"] == "ready" and ready["models"] == ["ints", "mlp"]
+    assert ready["replicas"] == {"ingress": 2, "model-ints": 2, "model-mlp": 2}
+    r = httpx.post(info["http_url"] + "/v1/models/mlp:predict", json={"instances": X.tolist()})
+    np.testing.assert_allclose(r.json()["predictions"], V1(X), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--autoscale", "3"], "MIN:MAX"),
+        (["--autoscale", "4:2"], "MIN <= MAX"),
+        (["--replicas", "0"], "replicas must be >= 1"),
+        (["--detach"], "--detach needs --address"),
+        (["--auth-token", "x" * 20], "--auth-token cannot be used with --ray"),
+    ],
+)
+def test_cli_usage_errors(repo, capsys, extra, words):
+    from modelport.cli import main
+
+    assert main(["serve", str(repo), "--ray", *extra]) == 2
+    captured = capsys.readouterr()
+    assert words in captured.out + captured.err

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,9 @@ def _free_port(host: str) -> int:
 
 def connect(config: RayConfig) -> bool:
     """Make sure this process is connected to Ray; True when it started a local Ray itself."""
+    if config.address is None and "ray" not in sys.modules:
+        # a private local Ray keeps all its processes on loopback (read when Ray is imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     require("ray.serve", "ray")
     import ray
 
