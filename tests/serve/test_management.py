@@ -416,3 +416,49 @@ def test_download_from_an_allow_listed_loopback_host_and_redirect_checks(tmp_pat
             r = api.mgmt.post("/models", params={"url": f"{base}/m.onnx", "model_name": "hop"})
             assert r.status_code == 403 and "localhost" in r.json()["message"]
             assert not (root / "hop").exists()
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--management-token", "short"], "at least 16"),
+        (["--allow-url-host", "https://models.example.com/"], "bare host name"),
+        (["--management-port", "70000"], "between 0 and 65535"),
+    ],
+)
+def test_cli_rejects_bad_management_options(tmp_path, capsys, args, words):
+    from modelport.cli import main
+
+    root = small_repo(tmp_path / "repo")
+    assert main(["serve", str(root), "--http-port", "0", "--no-grpc", *args]) == 2
+    assert words in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_cli_serves_the_management_api_with_a_generated_token(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    root = small_repo(tmp_path / "repo")
+    token_file = tmp_path / "mgmt.token"
+    exe = str(Path(sys.executable).parent / "modelport")
+    cmd = [exe, "serve", str(root), "--http-port", "0",
+           "--no-grpc", "--management-port", "0", "--management-token-file", str(token_file),
+           "--shutdown-grace", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready = json.loads(proc.stdout.readline())
+        assert ready["event"] == "ready" and ready["management_token_file"] == str(token_file)
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        base = f"http://127.0.0.1:{ready['management_port']}"
+        auth = {"authorization": f"Bearer {token_file.read_text().strip()}"}
+        r = httpx.get(base + "/models/mlp", headers=auth, timeout=30)
+        assert r.status_code == 200 and r.json()[0]["modelVersion"] == "2"
+        assert httpx.get(base + "/models", timeout=30).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert not token_file.exists()
