@@ -42,7 +42,7 @@ from .config import ManagementConfig
 from .dataplane import DataPlane
 from .errors import ConflictError, ForbiddenError, ModelNotFoundError, RequestTooLargeError
 from .http.common import read_body, send_json
-from .http.torchserve import TorchServeEndpoint
+from .http.torchserve import send_torchserve_error
 from .names import check_model_name, check_version, inside
 from .repository import CONFIG_NAMES, FAILED
 
@@ -470,7 +470,7 @@ def build_management_app(
         await send_json(send, ops.set_default(path(scope, "name"), path(scope, "version")))
 
     def endpoint(handler):
-        return TorchServeEndpoint(handler)
+        return v2.Endpoint(handler, send_torchserve_error)
 
     v2_repository = [
         r

@@ -24,21 +24,26 @@ from starlette.routing import BaseRoute, Route
 
 from ...errors import InputError, ModelportError
 from ..dataplane import DataPlane
-from ..errors import ClientDisconnected, UnsupportedError, status_of
+from ..errors import UnsupportedError, status_of
 from ..names import check_model_name, check_version, version_for_label
 from ..repository import FAILED, LOADING, READY, UNLOADING
 from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 from .common import read_body, send_bytes, send_json
-from .v2 import _infer_watching
+from .v2 import Endpoint, _infer_watching
 
 __all__ = [
     "SIGNATURE_NAME",
     "TF_DTYPES",
     "TFS_HTTP_STATUS",
+    "check_signature_name",
+    "decode_predict",
+    "encode_predict",
     "model_status",
     "resolve_version",
     "routes",
+    "send_tfs_error",
     "signature_def_map",
+    "to_array",
 ]
 
 log = logging.getLogger("modelport.serve")
@@ -374,25 +379,6 @@ async def send_tfs_error(send, exc: BaseException) -> None:
     )
 
 
-class _Endpoint:
-    """A raw ASGI endpoint (Starlette mounts class instances as ASGI apps) answering errors the
-    TF Serving way."""
-
-    def __init__(self, handler) -> None:
-        self.handler = handler
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await self.handler(scope, receive, send)
-        except (ConnectionResetError, ClientDisconnected):
-            return
-        except ModelportError as exc:
-            await send_tfs_error(send, exc)
-        except Exception as exc:
-            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
-            await send_tfs_error(send, exc)
-
-
 def _which(plane: DataPlane, scope) -> tuple[str, str | None]:
     p = scope["path_params"]
     name = p["name"]
@@ -440,10 +426,10 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
     m = "/v1/models/{name}"
     variants = (m, m + "/versions/{version}", m + "/labels/{label}")
     post, get = ["POST"], ["GET"]
-    out: list[BaseRoute] = [Route("/v1/models", _Endpoint(listing), methods=get)]
+    out: list[BaseRoute] = [Route("/v1/models", Endpoint(listing, send_tfs_error), methods=get)]
     for base in variants:
-        out.append(Route(base + ":{verb}", _Endpoint(verb), methods=post))
+        out.append(Route(base + ":{verb}", Endpoint(verb, send_tfs_error), methods=post))
     for base in variants:
-        out.append(Route(base + "/metadata", _Endpoint(metadata), methods=get))
-        out.append(Route(base, _Endpoint(status), methods=get))
+        out.append(Route(base + "/metadata", Endpoint(metadata, send_tfs_error), methods=get))
+        out.append(Route(base, Endpoint(status, send_tfs_error), methods=get))
     return out

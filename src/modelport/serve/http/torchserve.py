@@ -23,14 +23,21 @@ from starlette.routing import BaseRoute, Route
 
 from ...errors import InputError, ModelportError
 from ..dataplane import DataPlane
-from ..errors import ClientDisconnected, status_of
+from ..errors import status_of
 from ..names import check_model_name, check_version
 from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 from .common import header, read_body, send_bytes
 from .tfserving import to_array
-from .v2 import _infer_watching
+from .v2 import Endpoint, _infer_watching
 
-__all__ = ["ERROR_TYPES", "decode_predictions", "encode_predictions", "routes", "torchserve_error"]
+__all__ = [
+    "ERROR_TYPES",
+    "decode_predictions",
+    "encode_predictions",
+    "routes",
+    "send_torchserve_error",
+    "torchserve_error",
+]
 
 log = logging.getLogger("modelport.serve")
 
@@ -65,24 +72,6 @@ async def send_torchserve_error(send, exc: BaseException) -> None:
     if status >= 500:
         log.warning("TorchServe API: %s %s", status, body.decode(errors="replace"))
     await send_bytes(send, status, body, _JSON)
-
-
-class TorchServeEndpoint:
-    """A raw ASGI endpoint answering errors the TorchServe way."""
-
-    def __init__(self, handler) -> None:
-        self.handler = handler
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await self.handler(scope, receive, send)
-        except (ConnectionResetError, ClientDisconnected):
-            return
-        except ModelportError as exc:
-            await send_torchserve_error(send, exc)
-        except Exception as exc:
-            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
-            await send_torchserve_error(send, exc)
 
 
 def _parse(body: bytes, content_type: bytes | None) -> Any:
@@ -181,9 +170,9 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
         response = await _infer_watching(plane, request, receive)
         await send_bytes(send, 200, encode_predictions(response, one_example), _JSON)
 
-    endpoint = TorchServeEndpoint(predictions)
+    endpoint = Endpoint(predictions, send_torchserve_error)
     return [
-        Route("/ping", TorchServeEndpoint(ping), methods=["GET"]),
+        Route("/ping", Endpoint(ping, send_torchserve_error), methods=["GET"]),
         Route("/predictions/{name}", endpoint, methods=["POST", "PUT"]),
         Route("/predictions/{name}/{version}", endpoint, methods=["POST", "PUT"]),
     ]

@@ -30,11 +30,12 @@ Handler = Callable[[dict, Any, Any], Awaitable[None]]
 
 
 class Endpoint:
-    """An ASGI endpoint that answers errors as ``{"error": ...}`` (Starlette mounts class
-    instances as raw ASGI apps)."""
+    """An ASGI endpoint that answers errors as ``{"error": ...}``, or with ``on_error`` (other API
+    families' error shapes). Starlette mounts class instances as raw ASGI apps."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, on_error: Callable[..., Awaitable[None]] = send_error):
         self.handler = handler
+        self.on_error = on_error
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -42,10 +43,10 @@ class Endpoint:
         except (ConnectionResetError, ClientDisconnected):
             return  # the client is gone: nobody to answer
         except ModelportError as exc:
-            await send_error(send, exc)
+            await self.on_error(send, exc)
         except Exception as exc:
             log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
-            await send_error(send, exc)
+            await self.on_error(send, exc)
 
 
 def _version(scope) -> str | None:
