@@ -8,7 +8,8 @@
   the fp32 model's outputs (fidelity drop = 1 - mean cosine, the user's metric, accuracy with
   labels); size on disk; latency at the served batch size with every session setting, each run
   *interleaved* with the fp32 baseline so machine drift cancels out in the ratio. Latencies are
-  reported as ``baseline latency / speed-up`` so candidates measured minutes apart compare fairly.
+  reported as ``baseline latency / speed-up`` (the baseline's median over all interleaved runs)
+  so candidates measured minutes apart compare fairly.
 - Time budget: a candidate starts only if the time left covers its estimated cost (cost units
   times the seconds per unit observed so far); the fp32 baseline always runs.
 - Best so far: after every candidate the pick is recomputed, and when it changes the chosen
@@ -87,7 +88,7 @@ class Evaluation:
     cores: int = 1
     warmup: int = 5
     repeats: int = 30
-    baseline_ms: float | None = None  # set by the first (fp32) measurement
+    baseline_ms: float | None = None  # the fp32 p50: median over the interleaved runs so far
     acc_before: float | None = None
 
     @property
@@ -311,6 +312,7 @@ def search(
                 r["kind"] = cand.kind
                 r["build_s"] = build_s
             state.rows.extend(rows)
+            _renormalize(state.rows, ev)
             attempt.update(status="measured", build_s=build_s, rows=len(rows))
             state.attempts.append(attempt)
             spent_cost += cand.cost
@@ -332,6 +334,15 @@ def search(
         state.stopped = "interrupted"
     state.elapsed_s = time.perf_counter() - started
     return state
+
+
+def _renormalize(rows: list[dict[str, Any]], ev: Evaluation) -> None:
+    """Latency of every row = the median of the fp32 baseline's interleaved p50s so far /
+    the row's speed-up: one noisy baseline measurement does not shift every latency."""
+    per_model = {r["candidate"]: r["baseline_ms_interleaved"] for r in rows}
+    ev.baseline_ms = float(np.median(list(per_model.values())))
+    for r in rows:
+        r["latency_ms"] = ev.baseline_ms / r["speedup"] if r["speedup"] else float("inf")
 
 
 def _first_line(exc: BaseException) -> str:
