@@ -17,6 +17,8 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .config import ServerConfig
@@ -157,8 +159,12 @@ async def serve_async(
             credentials,
             interceptors,
         )
+    mgmt = _management(plane, config) if config.management is not None else None
+
+    await http_server.startup(sockets=[sock])
+    ticker = loop.create_task(http_server.main_loop())
     tf_server, tf_port = None, None
-    if config.tfserving_grpc_port is not None:
+    if config.tfserving_grpc_port is not None:  # after HTTP: its stubs import tensorflow (~7 s)
         from .grpc.tfserving import build_tfserving_server
 
         tf_server, tf_port = await build_tfserving_server(
@@ -169,18 +175,12 @@ async def serve_async(
             credentials,
             interceptors,
         )
-    mgmt = None
-    if config.management is not None:
-        mgmt = _management(plane, config)
-
-    await http_server.startup(sockets=[sock])
-    ticker = loop.create_task(http_server.main_loop())
     for server in (grpc_server, tf_server):
         if server is not None:
             await server.start()
     if mgmt is not None:
-        await mgmt["server"].startup(sockets=[mgmt["sock"]])
-        mgmt["ticker"] = loop.create_task(mgmt["server"].main_loop())
+        await mgmt.server.startup(sockets=[mgmt.sock])
+        mgmt.ticker = loop.create_task(mgmt.server.main_loop())
     log.info(
         "listening: HTTP %s:%s, gRPC %s, TF Serving gRPC %s, management %s%s%s; loading models "
         "from %s",
@@ -188,8 +188,8 @@ async def serve_async(
         http_port,
         f"{config.host}:{grpc_port}" if grpc_port else "off",
         f"{config.host}:{tf_port}" if tf_port else "off",
-        f"{config.management.host}:{mgmt['port']}" if mgmt else "off",
-        f" (token in {mgmt['token_file']})" if mgmt and mgmt["token_file"] else "",
+        f"{config.management.host}:{mgmt.port}" if mgmt else "off",
+        f" (token in {mgmt.token_file})" if mgmt and mgmt.token_file else "",
         " over TLS" if config.tls else "",
         config.repository,
     )
@@ -205,8 +205,8 @@ async def serve_async(
                     "http_port": http_port,
                     "grpc_port": grpc_port,
                     "tfserving_grpc_port": tf_port,
-                    "management_port": mgmt["port"] if mgmt else None,
-                    "management_token_file": str(mgmt["token_file"] or "") if mgmt else None,
+                    "management_port": mgmt.port if mgmt else None,
+                    "management_token_file": str(mgmt.token_file or "") if mgmt else None,
                     "models": index,
                 }
             )
@@ -224,20 +224,32 @@ async def serve_async(
         for server in (grpc_server, tf_server):
             if server is not None:
                 stops.append(server.stop(config.shutdown_grace_s))
-        if mgmt is not None and "ticker" in mgmt:
-            mgmt["server"].should_exit = True
-            await mgmt["ticker"]
-            stops.append(mgmt["server"].shutdown(sockets=[mgmt["sock"]]))
+        if mgmt is not None and mgmt.ticker is not None:
+            mgmt.server.should_exit = True
+            await mgmt.ticker
+            stops.append(mgmt.server.shutdown(sockets=[mgmt.sock]))
         await asyncio.gather(*stops, return_exceptions=True)
-        if mgmt is not None and mgmt["token_file"] is not None:
+        if mgmt is not None and mgmt.token_file is not None:
             with contextlib.suppress(OSError):
-                mgmt["token_file"].unlink()  # the token dies with the server
+                mgmt.token_file.unlink()  # the token dies with the server
         await repository.close()
         log.info("stopped")
 
 
-def _management(plane: Any, config: ServerConfig) -> dict[str, Any]:
-    """The management API's socket, token (file) and uvicorn server, not started yet."""
+@dataclass
+class _Management:
+    """The management API's listening socket, uvicorn server and token file (None when the
+    token was given by config)."""
+
+    sock: socket.socket
+    port: int
+    token_file: Path | None
+    server: Any
+    ticker: asyncio.Task | None = None
+
+
+def _management(plane: Any, config: ServerConfig) -> _Management:
+    """The management API, bound and with its token written, not started yet."""
     import ipaddress
 
     from .management import build_management_app, management_token
@@ -259,7 +271,7 @@ def _management(plane: Any, config: ServerConfig) -> dict[str, Any]:
             )
     app = build_management_app(plane, mc, token, config.max_request_bytes)
     server = _uvicorn(app, config)
-    return {"sock": sock, "port": port, "token_file": token_file, "server": server}
+    return _Management(sock, port, token_file, server)
 
 
 def serve(config: ServerConfig, on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
