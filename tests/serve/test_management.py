@@ -292,6 +292,43 @@ def test_register_cannot_escape_the_repository(api, tmp_path, params, words):
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written anywhere
 
 
+def test_name_and_version_rules():
+    from modelport.errors import InputError
+    from modelport.serve.names import check_label, check_model_name, check_version, inside
+
+    for ok in ("mlp", "resnet-50_int8.v2", "A" * 128, "0day"):
+        assert check_model_name(ok) == ok
+    for bad in (
+        "",
+        ".",
+        "..",
+        ".hidden",
+        "-x",
+        "a/b",
+        "a\\b",
+        "/abs",
+        "A" * 129,
+        "a b",
+        "é",
+        "a\n",
+    ):
+        with pytest.raises(InputError):
+            check_model_name(bad)
+    assert check_version("0") == 0 and check_version(12) == 12
+    for bad in ("", "01", "-1", "+1", " 1", "1_0", "1.0", "١", True, 2**63, None):
+        with pytest.raises(InputError):
+            check_version(bad)
+    assert check_label("canary-2") == "canary-2"
+    for bad in ("", "2x", "../x", "a" * 65):
+        with pytest.raises(InputError):
+            check_label(bad)
+    root = Path("/srv/repo")
+    assert inside(root, "mlp", "3") == root.resolve() / "mlp" / "3"
+    for parts in (("..",), ("mlp", ".."), ("/etc",), ("mlp/../..",)):
+        with pytest.raises(InputError):
+            inside(root, *parts)
+
+
 def test_a_symlinked_model_directory_cannot_lead_outside(api, tmp_path):
     repo = Path(api.mgmt.get("/models").json()["models"][0]["modelUrl"]).parent
     outside = tmp_path / "outside"

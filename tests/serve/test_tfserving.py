@@ -22,6 +22,9 @@ def server(tmp_path_factory):
     (root / "mlp" / "config.json").write_text(
         json.dumps({"version_policy": "all", "version_labels": {"stable": 1, "canary": 2}})
     )
+    broken = root / "mlp" / "3"
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(b"not a model")
     with (
         running_server(server_config(root)) as info,
         httpx.Client(base_url=f"http://127.0.0.1:{info['http_port']}", timeout=30) as client,
@@ -40,8 +43,14 @@ def test_status_lists_every_version_and_one_by_version_or_label(server):
     r = server.get("/v1/models/mlp")
     assert r.status_code == 200
     rows = r.json()["model_version_status"]
-    assert [(x["version"], x["state"]) for x in rows] == [("2", "AVAILABLE"), ("1", "AVAILABLE")]
-    assert rows[0]["status"] == {"error_code": "OK", "error_message": ""}
+    assert [(x["version"], x["state"]) for x in rows] == [
+        ("3", "END"),  # failed to load: TF Serving's END with the reason
+        ("2", "AVAILABLE"),
+        ("1", "AVAILABLE"),
+    ]
+    assert rows[0]["status"]["error_code"] == "UNKNOWN"
+    assert "ONNX" in rows[0]["status"]["error_message"]
+    assert rows[1]["status"] == {"error_code": "OK", "error_message": ""}
     assert [x["version"] for x in server.get("/v1/models/mlp/versions/1").json()[
         "model_version_status"]] == ["1"]  # fmt: skip
     canary = server.get("/v1/models/mlp/labels/canary").json()["model_version_status"]
@@ -155,3 +164,12 @@ def test_bad_json_and_too_large_bodies(tmp_path):
         assert httpx.get(base + "/v1/models", timeout=30).json()["models"] == sorted(
             ["mlp", "ints", "flags", "text", "fixed"]
         )
+
+
+def test_version_labels_are_checked_in_the_config():
+    from modelport.serve.config import ModelConfig
+
+    assert ModelConfig(version_labels={"stable": "1"}).version_labels == {"stable": 1}
+    for bad in ({"../x": 1}, {"stable": -1}, {"stable": "01"}, ["stable"]):
+        with pytest.raises(Exception, match="version_labels"):
+            ModelConfig(version_labels=bad)
