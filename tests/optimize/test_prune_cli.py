@@ -108,3 +108,29 @@ def test_prune_torch_source_structured_with_finetune(digits_cnn, digits_data, tm
 def test_prune_needs_a_model(tmp_path, capsys):
     assert main(["prune", "--sparsity", "0.5", "-o", str(tmp_path / "o")]) == 2
     assert "PACKAGE" in capsys.readouterr().err
+
+
+def test_prune_onnx_file_structured(tiny_onnx, tmp_path, capsys):
+    rc = main(
+        [
+            "prune",
+            "--onnx",
+            str(tiny_onnx),
+            "--method",
+            "structured",
+            "--sparsity",
+            "0.5",
+            "--importance",
+            "l2",
+            "--repeats",
+            "3",
+            "-o",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    dims = {
+        i.name: list(i.dims)
+        for i in ModelPackage.load(tmp_path / "out").load_onnx().graph.initializer
+    }
+    assert dims["w1"] == [4, 4] and dims["w2"] == [4, 3]

@@ -269,3 +269,14 @@ def test_labels_must_match_eval_rows(digits_package, digits_data, tmp_path):
             eval_data={"x": x_test},
             labels=y_test[:-1],
         )
+
+
+def test_structured_global_scope_and_round_to(digits_package, tmp_path):
+    r = prune(digits_package, tmp_path / "g", PruneConfig.structured(0.5, scope="global", **FAST))
+    rows = {row["name"]: row for row in r.report["layers"] if row["pruned"]}
+    kept = {n: row["shape_after"][0] for n, row in rows.items()}
+    total_before = sum(row["shape_before"][0] for row in rows.values())
+    assert sum(kept.values()) == pytest.approx(total_before * 0.5, abs=1)  # half of all channels
+    assert all(k >= 1 for k in kept.values())
+    r = prune(digits_package, tmp_path / "r", PruneConfig.structured(0.6, round_to=8, **FAST))
+    assert all(row["shape_after"][0] % 8 == 0 for row in r.report["layers"] if row["pruned"])
