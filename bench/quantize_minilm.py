@@ -120,10 +120,11 @@ def main() -> int:
         "dynamic, attention MatMuls too",
         QuantizeConfig.dynamic(evaluation=ev, matmul_const_only=False),
     )
-    run("partial dynamic", QuantizeConfig.partial(max_drop=args.max_drop, evaluation=ev))
+    run("dynamic + smoothing (auto)", QuantizeConfig.dynamic(evaluation=ev, smoothing="auto"))
+    run("partial (smoothing auto)", QuantizeConfig.partial(max_drop=args.max_drop, evaluation=ev))
     run(
-        "partial dynamic, rank loss/weight",
-        QuantizeConfig.partial(max_drop=args.max_drop, evaluation=ev, rank_by="loss_per_weight"),
+        "partial, no smoothing",
+        QuantizeConfig.partial(max_drop=args.max_drop, evaluation=ev, smoothing=None),
     )
     fused, _ = optimize_graph(
         pkg,
@@ -186,7 +187,7 @@ def main() -> int:
                 f"(search drop {p['final_drop']:.5f}, all quantized {p['drop_all_quantized']:.5f}):"
             )
             for k in p["kept"]:
-                print(f"    {k['name']}  cost {k['cost']:.5f}")
+                print(f"    {k['name']:18s} {k.get('scope', ''):45s} cost {k['cost']:.5f}")
     out = ROOT / "bench" / "results" / "quantize_minilm.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

@@ -99,7 +99,7 @@ def print_report(report: Any, out: str, json_file: str | None) -> None:
     console.print(table(f"{report.step}: {out}", ["", "before", "after", "change"], report.rows()))
     part = report.details.get("partial")
     if part:
-        rows = [(k["name"], k["cost"], k["weights"]) for k in part["kept"]]
+        rows = [(k["name"], k.get("scope", ""), k["cost"], k["weights"]) for k in part["kept"]]
         console.print(
             table(
                 f"kept float ({len(rows)} of {part['candidates']}; metric drop when "

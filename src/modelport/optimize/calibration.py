@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Feed, conform_feed, load_feed, split_batches
-from ..errors import InputError, UsageError
+from ..errors import InputError, OptimizationError, UsageError
 from ..signature import Signature
 
 __all__ = ["DataSource", "calibrate_ranges", "iter_batches", "take_feed"]
@@ -172,7 +172,14 @@ def calibrate_ranges(
         if not part:
             break
         count += sum(_rows(b) for b in part)
-        calibrator.collect_data(_ListReader(part))
+        try:
+            calibrator.collect_data(_ListReader(part))
+        except ValueError as exc:
+            raise OptimizationError(
+                f"{method} calibration failed in ONNX Runtime: {exc}. The histogram methods break "
+                "on tensors with huge ranges (e.g. transformer attention masks filled with the "
+                "float minimum); use method 'minmax' for this model"
+            ) from exc
     if count == 0:
         raise InputError("the calibration data holds no samples")
     ranges = calibrator.compute_data()

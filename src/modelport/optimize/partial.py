@@ -20,7 +20,7 @@ import numpy as np
 
 from ..package import ModelPackage
 from .report import OptimizeReport, eval_feed, load_labels, resolve_metric, run_batched
-from .sensitivity import group_nodes, make_evaluator, search_kept, simulate_dynamic
+from .sensitivity import group_nodes, make_evaluator, node_scopes, search_kept, simulate_dynamic
 
 __all__ = ["dynamic_candidates", "quantize_partial"]
 
@@ -58,6 +58,96 @@ def _static_candidates(qdq: Any, fp32: Any) -> tuple[list[str], dict[str, int]]:
     return names, sizes
 
 
+def smoothed_base(
+    pre: Path,
+    work: Path,
+    types: Any,
+    config: Any,
+    pkg: ModelPackage,
+    report: OptimizeReport,
+    evaluate: Any = None,
+    feed: Any = None,
+) -> Path:
+    """``pre`` smoothed per ``config.smoothing`` (alpha, or "auto": measured), saved beside it.
+
+    Returns ``pre`` itself when smoothing is off, does not apply, or does not help.
+    """
+    import onnx
+
+    from ..runtime import SessionConfig, make_session
+    from .calibration import take_feed
+    from .smoothing import _targets, activation_maxima, choose_alpha, smooth
+
+    if config.smoothing is None:
+        return pre
+    t0 = time.perf_counter()
+    fp32 = onnx.load(str(pre))
+    nodes, _ = dynamic_candidates(fp32, types.matmul_const_only)
+    nodes = [n for n in nodes if n not in set(config.exclude)]
+    tensors = list(_targets(fp32, nodes))
+    if not tensors:
+        report.choices.append("smoothing: no MatMul with a constant weight; not applied")
+        return pre
+    if config.calibration is not None:
+        stats_feed, source = (
+            take_feed(config.calibration, pkg.signature, config.calibration_samples),
+            "calibration data",
+        )
+    else:
+        if feed is None:
+            feed, _ = eval_feed(config.evaluation, pkg.signature, pkg.samples())
+        stats_feed, source = feed, "evaluation data"
+    maxima = activation_maxima(fp32, stats_feed, tensors, threads=config.threads)
+    info: dict[str, Any] = {"source": source, "tensors": len(tensors)}
+    if config.smoothing == "auto":
+        if evaluate is None:
+            if feed is None:
+                feed, _ = eval_feed(config.evaluation, pkg.signature, pkg.samples())
+            labels = load_labels(config.evaluation.labels, len(next(iter(feed.values()))))
+            session = make_session(pre, SessionConfig(intra_op_threads=config.threads))
+            evaluate = make_evaluator(
+                run_batched(session, feed),
+                feed,
+                resolve_metric(config.evaluation, labels),
+                config.threads,
+            )
+
+        def loss(model: Any) -> float:
+            return evaluate(
+                simulate_dynamic(
+                    model,
+                    nodes,
+                    per_channel=types.per_channel,
+                    reduce_range=types.reduce_range,
+                    weight_type=types.weight_type,
+                )
+            )
+
+        alpha, losses = choose_alpha(fp32, maxima, loss, alphas=(0.5, 0.6, 0.7, 0.8), nodes=nodes)
+        info["losses_by_alpha"] = {str(k): v for k, v in losses.items()}
+    else:
+        alpha = float(config.smoothing)
+    info["alpha"] = alpha
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    report.details["smoothing"] = info
+    if alpha is None:
+        report.choices.append("smoothing: no alpha beat unsmoothed int8 on the metric; not applied")
+        return pre
+    smoothed, muls = smooth(fp32, maxima, alpha, nodes)
+    info["inserted_muls"] = len(muls)
+    out = work / "smoothed.onnx"
+    onnx.save_model(smoothed, str(out))
+    how = "chosen by measurement" if config.smoothing == "auto" else "given"
+    extra = ""
+    if "losses_by_alpha" in info:
+        extra = f"; metric drop of int8 {info['losses_by_alpha']['0.0']:.4f} -> {losses[alpha]:.4f}"
+    report.choices.append(
+        f"smoothing: alpha {alpha} ({how}) on {len(tensors)} activation tensors, "
+        f"statistics from the {source}{extra}"
+    )
+    return out
+
+
 def quantize_partial(
     pre: Path, work: Path, types: Any, config: Any, pkg: ModelPackage, report: OptimizeReport
 ) -> Path:
@@ -81,6 +171,9 @@ def quantize_partial(
     evaluate = make_evaluator(reference, feed, metric, threads=config.threads)
     static = _is_static(config)
     exclude = list(config.exclude)
+    if not static and config.smoothing is not None:
+        pre = smoothed_base(pre, work, types, config, pkg, report, evaluate, feed)
+        fp32 = onnx.load(str(pre))
     if static:
         cache = _calibrate(pre, work, config, pkg, report)
         full = _static(pre, work / "partial-full.onnx", types, config, cache, exclude)
@@ -96,7 +189,8 @@ def quantize_partial(
             reduce_range=types.reduce_range,
             weight_type=types.weight_type,
         )
-    groups = group_nodes(candidates, config.granularity)
+    scopes = node_scopes(fp32)
+    groups = group_nodes(candidates, config.granularity, scopes)
     res = search_kept(
         fp32,
         quantized,
@@ -139,7 +233,12 @@ def quantize_partial(
         "candidates": len(groups),
         "drop_all_quantized": res.full_drop,
         "kept": [
-            {"name": g, "cost": res.costs.get(g), "weights": res.weights.get(g)}
+            {
+                "name": g,
+                "scope": scopes.get(g, ""),
+                "cost": res.costs.get(g),
+                "weights": res.weights.get(g),
+            }
             for g in kept_groups
         ],
         "costs": dict(sorted(res.costs.items(), key=lambda kv: -kv[1])),

@@ -103,6 +103,10 @@ class QuantizeConfig:
         or by "loss" alone.
     matmul_const_only: dynamic/partial quantize only MatMuls with a constant weight (the
         activation x activation MatMuls of attention stay float). None: True.
+    smoothing: SmoothQuant-style activation smoothing before dynamic int8 (``optimize.smoothing``):
+        an alpha in (0, 1), "auto" (alpha chosen by measuring the metric; none if no alpha
+        helps) or None. Statistics come from the calibration data, else the evaluation data.
+        Partial uses "auto" by default.
     keep_io_types: fp16 keeps float32 inputs and outputs.
     evaluation: how results are measured (eval data, labels, metric, latency batch sizes).
     threads: ONNX Runtime intra-op threads for measurement (0: ORT's default).
@@ -122,6 +126,7 @@ class QuantizeConfig:
     granularity: str = "node"
     rank_by: str = "loss_per_weight"
     matmul_const_only: bool | None = None
+    smoothing: float | str | None = None
     keep_io_types: bool = True
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     threads: int = 0
@@ -163,6 +168,14 @@ class QuantizeConfig:
                 "dynamic quantization always uses uint8 activations "
                 "(ONNX Runtime's DynamicQuantizeLinear); leave activation_type unset"
             )
+        if (
+            self.smoothing is not None
+            and self.smoothing != "auto"
+            and (isinstance(self.smoothing, str) or not 0 < float(self.smoothing) < 1)
+        ):
+            raise UsageError(
+                f"smoothing={self.smoothing!r}: give an alpha in (0, 1), 'auto' or None"
+            )
         if self.calibration_samples is not None and self.calibration_samples < 1:
             raise UsageError("calibration_samples must be >= 1 or None (all)")
 
@@ -186,6 +199,7 @@ class QuantizeConfig:
         evaluation = overrides.pop("evaluation", EvalConfig())
         if eval_data is not None:
             evaluation = dataclasses.replace(evaluation, data=eval_data)
+        overrides.setdefault("smoothing", "auto")
         return cls(mode="partial", max_drop=max_drop, evaluation=evaluation, **overrides)
 
     @classmethod
@@ -260,6 +274,10 @@ def quantize(
             opts = _resolve_types(config, types, report)
             pre = preprocess(src, work, report)
             if config.mode == "dynamic":
+                if config.smoothing is not None:
+                    from .partial import smoothed_base
+
+                    pre = smoothed_base(pre, work, opts, config, pkg, report)
                 result = _dynamic(pre, work / "dynamic.onnx", opts, list(config.exclude))
             elif config.mode == "static":
                 cache = _calibrate(pre, work, config, pkg, report)
@@ -443,7 +461,9 @@ def _dynamic(pre: Path, out: Path, t: _Types, exclude: list[str]) -> Path:
             per_channel=t.per_channel,
             reduce_range=t.reduce_range,
             weight_type=_qtype(t.weight_type),
-            nodes_to_exclude=exclude,
+            # ORT splits Gemm into <name>_MatMul + <name>_Add before it looks at the
+            # exclusions: exclude both names
+            nodes_to_exclude=[*exclude, *(f"{n}_MatMul" for n in exclude)],
             extra_options={"MatMulConstBOnly": t.matmul_const_only},
         )
     except Exception as exc:
@@ -469,6 +489,13 @@ def _calibrate(
     )
     cache = work / "calibration.json"
     save_tensors_data(ranges, cache)
+    huge = huge_range_tensors(ranges)
+    if huge:
+        report.details["huge_range_tensors"] = huge
+        report.choices.append(
+            f"{len(huge)} tensors have a calibrated range beyond +-{HUGE_RANGE:g} (attention masks "
+            "filled with the float minimum, typically): the nodes around them stay float"
+        )
     report.details["calibration"] = {
         "method": config.calibration_method,
         "samples": n,
@@ -476,6 +503,33 @@ def _calibrate(
     }
     report.choices.append(f"calibration: {config.calibration_method} on {n} samples, streamed")
     return cache
+
+
+HUGE_RANGE = 1e4
+
+
+def huge_range_tensors(ranges: Any) -> list[str]:
+    """Tensors whose calibrated range is beyond +-HUGE_RANGE: one int8 scale cannot hold them."""
+    import numpy as np
+
+    out = []
+    for name in ranges:
+        try:
+            lo, hi = ranges[name].range_value
+        except AttributeError:
+            continue
+        vals = np.abs(np.asarray([lo, hi], dtype=np.float64))
+        if not np.all(np.isfinite(vals)) or float(vals.max()) > HUGE_RANGE:
+            out.append(name)
+    return out
+
+
+def _nodes_touching(pre: Path, tensors: list[str]) -> list[str]:
+    import onnx
+
+    ts = set(tensors)
+    model = onnx.load(str(pre), load_external_data=False)
+    return [n.name for n in model.graph.node if ts & set(n.input) or ts & set(n.output)]
 
 
 def _static(
@@ -488,6 +542,10 @@ def _static(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[config.calibration_method]
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    huge = huge_range_tensors(load_tensors_data(cache))
+    exclude = [*exclude, *_nodes_touching(pre, huge)] if huge else exclude
     try:
         quantize_static(
             str(pre),

@@ -25,7 +25,14 @@ import numpy as np
 
 from ..data import Feed
 
-__all__ = ["SearchResult", "group_nodes", "revert_nodes", "search_kept", "simulate_dynamic"]
+__all__ = [
+    "SearchResult",
+    "group_nodes",
+    "node_scopes",
+    "revert_nodes",
+    "search_kept",
+    "simulate_dynamic",
+]
 
 Evaluate = Callable[[Any], float]  # ModelProto -> metric drop (>= 0 is worse)
 
@@ -144,16 +151,40 @@ def revert_nodes(quantized: Any, fp32: Any, names: Iterable[str]) -> Any:
     return m
 
 
-_LAYER = re.compile(r"(.*?(?:layer|block|blocks|layers|h)[._/]?\d+)")
+_LAYER = re.compile(r"(.*?(?:layer|layers|block|blocks|h)[._/]?\d+)")
 
 
-def group_nodes(names: Sequence[str], granularity: str) -> dict[str, list[str]]:
-    """Candidates grouped per node, or per layer (by a ``layer.N``/``block_N`` name prefix)."""
+def node_scopes(model: Any) -> dict[str, str]:
+    """Node name -> the module path it came from (``encoder.layer.0.output.dense``), when the
+    exporter recorded it (torch.onnx's dynamo exporter does, in the node's metadata)."""
+    import ast
+
+    out = {}
+    for n in model.graph.node:
+        props = {p.key: p.value for p in n.metadata_props}
+        scopes = props.get("pkg.torch.onnx.name_scopes")
+        if scopes:
+            try:
+                chain = ast.literal_eval(scopes)
+            except (ValueError, SyntaxError):
+                continue
+            modules = [str(c) for c in chain[:-1] if c]  # the last entry is the op itself
+            if modules:
+                out[n.name] = re.sub(r"^(inner\.)+", "", modules[-1])
+    return out
+
+
+def group_nodes(
+    names: Sequence[str], granularity: str, scopes: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
+    """Candidates grouped per node, or per layer (by a ``layer.N``/``block_N`` prefix of the
+    node's module scope or name)."""
     groups: dict[str, list[str]] = {}
     for n in names:
         key = n
         if granularity == "layer":
-            match = _LAYER.match(n)
+            label = (scopes or {}).get(n, n)
+            match = _LAYER.match(label)
             key = match.group(1) if match else n
         groups.setdefault(key, []).append(n)
     return groups
