@@ -344,10 +344,10 @@ def _prune_torch(
     from ..convert import ConvertConfig, Source, convert
     from ..convert.torch import load_module
     from ..package import now_iso, write_package
+    from .prune_report import measure
     from .prune_torch import prune_module
 
-    if source.obj is not None:  # never touch the caller's module
-        source = dataclasses.replace(source, obj=copy.deepcopy(source.obj))
+    source = _fresh(source)  # never touch the caller's module
     if example is None and eval_data is not None:
         example = {k: np.asarray(v)[:16] for k, v in eval_data.items()}
     if example is None:
@@ -356,11 +356,7 @@ def _prune_torch(
         )
     example = {k: np.asarray(v) for k, v in example.items()}
     notes: list[str] = []
-    module, _ = load_module(
-        dataclasses.replace(source, obj=copy.deepcopy(source.obj))
-        if source.obj is not None
-        else source
-    )
+    module, _ = load_module(_fresh(source))  # exporting `source` below may change its module
     with tempfile.TemporaryDirectory(prefix="modelport-prune-") as tmp:
         base = convert(source, Path(tmp) / "source", ConvertConfig(example=example))
         pruned_module, info = prune_module(module, example, config, finetune)
@@ -371,7 +367,9 @@ def _prune_torch(
         )
         before_model, after_model = base.package.load_onnx(), after.package.load_onnx()
         feed = _eval_feed(base.package, eval_data, notes)
-        measured = measure_models(before_model, after_model, feed, labels, config)
+        measured = measure(
+            before_model, after_model, feed, labels, config.batch_sizes, config.latency_repeats
+        )
         pruned_names = [r["name"] for r in info["layers"] if r["pruned"]]
         report = _report(
             config,
@@ -411,9 +409,8 @@ def _prune_torch(
     return PruneResult(package, report, pruned_module, report["notes"])
 
 
-def measure_models(
-    before: Any, after: Any, feed: Any, labels: Any, config: PruneConfig
-) -> dict[str, Any]:
-    from .prune_report import measure
-
-    return measure(before, after, feed, labels, config.batch_sizes, config.latency_repeats)
+def _fresh(source: Any) -> Any:
+    """The source with a deep copy of its in-memory module, if it has one."""
+    if source.obj is None:
+        return source
+    return dataclasses.replace(source, obj=copy.deepcopy(source.obj))
