@@ -85,6 +85,7 @@ def names(cands):
 def test_transformer_gets_dynamic_int8_first_and_no_fp16_on_cpu():
     cands, skipped = generate_candidates(profile_model(attention_model()))
     assert names(cands)[:2] == ["fp32", "int8-dynamic"]
+    assert names(cands)[2] == "int8-dynamic-smooth"
     assert "fp32-fused" in names(cands) and "int8-dynamic-per-tensor" in names(cands)
     assert "int8-static" not in names(cands)  # no calibration data
     reasons = dict(skipped)

@@ -74,9 +74,11 @@ def build_quantize(
     opts = dict(cand.options)
     if opts.get("mode") in ("static", "partial") and ctx.calibration is not None:
         opts.setdefault("calibration", ctx.calibration)
-    if opts.get("mode") == "partial":
-        opts["max_drop"] = ctx.max_drop
-    return quantize(base, out, QuantizeConfig(**opts, evaluation=ctx.evaluation()))[0]
+    if opts.pop("mode") == "partial":  # the preset: its defaults (e.g. smoothing) included
+        config = QuantizeConfig.partial(max_drop=ctx.max_drop, evaluation=ctx.evaluation(), **opts)
+    else:
+        config = QuantizeConfig(mode=cand.options["mode"], **opts, evaluation=ctx.evaluation())
+    return quantize(base, out, config)[0]
 
 
 def build_prune(ctx: BuildContext, cand: Candidate, base: ModelPackage, out: Path) -> ModelPackage:

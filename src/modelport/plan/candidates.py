@@ -256,6 +256,14 @@ def generate_candidates(
         why="int8 MatMul weights, activations quantized at run time: the mode for transformers "
         "and MLPs" + int8_note,
     )
+    dyn_smooth = Candidate(
+        "int8-dynamic-smooth",
+        "quantize",
+        {"mode": "dynamic", "per_channel": True, "smoothing": "auto"},
+        cost=4.0,
+        why="dynamic int8 after SmoothQuant-style activation smoothing (alpha chosen by "
+        "measurement): activation outliers cost less fidelity, every MatMul stays int8",
+    )
     dyn_pt = Candidate(
         "int8-dynamic-per-tensor",
         "quantize",
@@ -324,7 +332,7 @@ def generate_candidates(
             cands.append(graph)
         elif kind == "transformer":
             if has_mm:
-                cands.append(dyn)
+                cands += [dyn, dyn_smooth]
             cands.append(graph)
             cands.append(fused)
             if has_mm:
