@@ -141,7 +141,7 @@ def raw_run_p50(package: Path, feed: dict[str, np.ndarray], n: int) -> float:
 
 def start_modelport(repo: Path, *args: str) -> tuple[subprocess.Popen, int]:
     exe = shutil.which("modelport", path=str(Path(PY).parent)) or "modelport"
-    cmd = [exe, "serve", str(repo), "--http-port", "0", "--grpc-port", "0"]
+    cmd = [exe, "serve", str(repo), "--http-port", "0", "--grpc-port", "0", "--no-management"]
     proc = subprocess.Popen(
         [*cmd, "--log-level", "warning", *args],
         stdout=subprocess.PIPE,
@@ -288,14 +288,19 @@ def wrk_throughput(
             *[f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()],
         ]
         (tmp / "post.lua").write_text("\n".join(lua) + "\n")
-        out = subprocess.run(
+        proc = subprocess.run(
             ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(tmp / "post.lua"),
              f"http://127.0.0.1:{port}{path}"],
             capture_output=True, text=True, timeout=seconds + 60,
-        ).stdout  # fmt: skip
+        )  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    out = proc.stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        print(f"  wrk failed: {out[-500:]} {proc.stderr[-500:]}")
+        return {"rps": 0.0, "non_2xx": 0, "socket_errors": "wrk failed", "p50_ms": None}
+    rps = float(found.group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
