@@ -163,7 +163,11 @@ def _infer_handler(plane: DataPlane, limit: int) -> Handler:
         if request.id is None:
             rid = header(scope, b"x-request-id")
             request.id = rid.decode("latin-1") if rid else None
-        response = await _infer_watching(plane, request, receive)
+        try:
+            response = await _infer_watching(plane, request, receive)
+        except ModelportError as exc:
+            await send_error(send, exc, request.id)  # logged with the request id
+            return
         out, out_header_length, content_type = encode_response(response, request)
         headers = [(b"content-type", content_type.encode())]
         if out_header_length is not None:
