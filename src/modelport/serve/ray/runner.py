@@ -19,7 +19,15 @@ from ..config import ModelConfig
 from ..repository import ModelRepository
 from .config import RayConfig
 
-__all__ = ["build_app", "connect", "deploy", "replica_counts", "serve_on_ray", "undeploy"]
+__all__ = [
+    "app_builder",
+    "build_app",
+    "connect",
+    "deploy",
+    "replica_counts",
+    "serve_on_ray",
+    "undeploy",
+]
 
 log = logging.getLogger("modelport.serve")
 
@@ -234,3 +242,33 @@ def serve_on_ray(
             with contextlib.suppress(Exception):
                 serve.shutdown()
             ray.shutdown()
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """The application for a Ray Serve config file (``serve deploy``, KubeRay's RayService):
+
+        import_path: modelport.serve.ray.runner:app_builder
+        args: {repository: /models, replicas: 2, replica_cpus: 1, max_batch_size: 32, ...}
+
+    ``repository`` is read where Serve builds the application; the replicas get the packages
+    through the object store. Other keys are RayConfig fields (``autoscale`` as "MIN:MAX") or
+    serving defaults (ModelConfig fields)."""
+    import dataclasses
+
+    from .config import parse_autoscale
+
+    args = dict(args)
+    repository = args.pop("repository", None)
+    if not repository:
+        raise UsageError("the Ray Serve config's args need 'repository: PATH'")
+    ray_fields = {f.name for f in dataclasses.fields(RayConfig)} - {"address"}
+    ray_args = {k: args.pop(k) for k in list(args) if k in ray_fields}
+    if isinstance(ray_args.get("autoscale"), str):
+        ray_args["autoscale"] = parse_autoscale(ray_args["autoscale"])
+    config = RayConfig(**ray_args)
+    defaults = ModelConfig().merged(args, source="the Ray Serve config's args")
+    app, keys = build_app(repository, config, defaults)
+    from .packages import retain
+
+    retain(f"config:{config.app_name}", keys)  # replicas of the previous build have theirs
+    return app
