@@ -81,3 +81,21 @@ def test_verify_package_without_source_detects_tampering(tmp_path, tiny_onnx):
     assert not report.passed
     text = "\n".join(report.failures())
     assert "sha256" in text and "output 'y' at x[2, 4]" in text
+
+
+def test_verify_derived_package_checks_consistency_not_source_outputs(tmp_path, tiny_onnx):
+    import onnx
+
+    from modelport.convert import Source, convert
+    from modelport.package import derive_package
+
+    parent = convert(Source.onnx(str(tiny_onnx)), tmp_path / "pkg").package
+    model = parent.load_onnx()
+    arr = onnx.numpy_helper.to_array(model.graph.initializer[0]) * 0.5  # an "optimization"
+    model.graph.initializer[0].CopyFrom(
+        onnx.numpy_helper.from_array(arr, model.graph.initializer[0].name)
+    )
+    child = derive_package(parent, model, tmp_path / "child", {"step": "quantize"})
+    report = verify_package(child)
+    assert report.passed
+    assert any("derived package (quantize)" in n for n in report.notes)
