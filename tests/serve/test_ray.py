@@ -241,3 +241,28 @@ def test_cli_usage_errors(repo, capsys, extra, words):
     assert main(["serve", str(repo), "--ray", *extra]) == 2
     captured = capsys.readouterr()
     assert words in captured.out + captured.err
+
+
+def test_app_builder_for_serve_config_files(deployed, repo):
+    """What a Serve config file (``serve deploy``, KubeRay's RayService) imports and runs."""
+    from ray import serve
+
+    from modelport.errors import UsageError
+    from modelport.serve.ray.runner import _wait_running, app_builder, replica_counts
+
+    config, info = deployed
+    args = {"repository": str(repo), "replicas": 1, "replica_cpus": 0.25, "max_batch_size": 4}
+    serve.run(app_builder(args), name=config.app_name, route_prefix="/", blocking=False)
+    _wait_running(config.app_name, 240)
+    assert replica_counts(config.app_name) == {"ingress": 1, "model-ints": 1, "model-mlp": 1}
+    deadline = time.monotonic() + 20  # the ingress re-reads what the models say every 2 s
+    while True:
+        cfg = httpx.get(info["http_url"] + "/v2/models/mlp/config", timeout=30).json()
+        if cfg["max_batch_size"] == 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert cfg["max_batch_size"] == 4
+    with pytest.raises(UsageError, match="repository"):
+        app_builder({"replicas": 1})
+    with pytest.raises(UsageError, match="unknown serving setting"):
+        app_builder({"repository": str(repo), "max_batch": 4})

@@ -62,8 +62,11 @@ class ModelDeployment:
         return describe(self.repository, self.name)
 
     async def __del__(self) -> None:
-        await self.repository.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+        repository = getattr(self, "repository", None)  # None when __init__ failed early
+        if repository is not None:
+            await repository.close()
+        if getattr(self, "root", None) is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 @serve.deployment
@@ -97,5 +100,6 @@ class Ingress:
         return build_app(self.plane, HttpSettings(self.max_request_bytes), self.apis)
 
     async def __del__(self) -> None:
-        self.plane.draining = True
-        self.refresher.cancel()
+        if hasattr(self, "refresher"):
+            self.plane.draining = True
+            self.refresher.cancel()
