@@ -89,3 +89,12 @@ def test_verdicts_say_why_each_point_won_or_lost():
     none = verdicts(POINTS, Budget(max_drop=0.0001), None, front, names)
     assert none[0] == "on the front"
     assert all(x.startswith("outside the budget") for x in none[1:3])
+
+
+def test_ties_between_settings_of_one_model_go_to_the_preferred_setting():
+    same = [
+        {**pt(5.0, 23.0, 0.002), "tiebreak": 1},  # 1 thread: a hair faster
+        {**pt(5.05, 23.0, 0.002), "tiebreak": 0},  # default settings
+    ]
+    assert pick(same, Budget()) == 1
+    assert pick(same, Budget(), tie_tolerance=0.0) == 0

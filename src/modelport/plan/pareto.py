@@ -101,7 +101,8 @@ def pick(points: Sequence[Point], budget: Budget, tie_tolerance: float = 0.02) -
     """The index of the best point that meets ``budget``; None when none does.
 
     Best = fastest. Points within ``tie_tolerance`` (a fraction) of the fastest are a tie that
-    timing noise cannot settle; among them the smallest drop wins, then the smallest size.
+    timing noise cannot settle; among them the smallest drop wins, then the smallest size, then
+    the smallest ``tiebreak`` (optional key: a preference, e.g. 0 for default settings).
     """
     feasible = [i for i, p in enumerate(points) if not budget.violations(p)]
     if not feasible:
@@ -110,7 +111,13 @@ def pick(points: Sequence[Point], budget: Budget, tie_tolerance: float = 0.02) -
     tied = [i for i in feasible if points[i]["latency_ms"] <= fastest * (1 + tie_tolerance)]
     return min(
         tied,
-        key=lambda i: (points[i]["drop"], points[i]["size_mb"], points[i]["latency_ms"], i),
+        key=lambda i: (
+            points[i]["drop"],
+            points[i]["size_mb"],
+            points[i].get("tiebreak", 0),
+            points[i]["latency_ms"],
+            i,
+        ),
     )
 
 
