@@ -294,7 +294,7 @@ def wrk_throughput(
         ]
         (tmp / "post.lua").write_text("\n".join(lua) + "\n")
         proc = subprocess.run(
-            ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(tmp / "post.lua"),
+            ["wrk", "-t2", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(tmp / "post.lua"),
              f"http://127.0.0.1:{port}{path}"],
             capture_output=True, text=True, timeout=seconds + 60,
         )  # fmt: skip
@@ -378,8 +378,10 @@ def bench_small(work: Path, args) -> dict:
     med = {k: statistics.median(r["rps"] for r in v) for k, v in runs.items()}
     base = "modelport (dynamic batching)"
 
-    def ratios(a: str, b: str) -> list[float]:
-        return [x["rps"] / y["rps"] for x, y in zip(runs[a], runs[b], strict=True)]
+    def ratios(a: str, b: str) -> list[float | None]:
+        return [
+            x["rps"] / y["rps"] if y["rps"] else None for x, y in zip(runs[a], runs[b], strict=True)
+        ]
 
     result["throughput_c32_json"] = {"median_rps": med, "runs": runs}
     result["ratios"] = {
