@@ -268,7 +268,7 @@ def latency_p50(port: int, path: str, body: bytes, headers: dict[str, str], n: i
             while b"\r\n\r\n" not in buf:
                 buf += sock.recv(65536)
             head_end = buf.index(b"\r\n\r\n") + 4
-            m = re.search(rb"content-length: *(\d+)", buf[:head_end], re.I)
+            m = re.search(rb"\r\ncontent-length: *(\d+)", buf[:head_end], re.I)
             need = head_end + int(m.group(1))
             while len(buf) < need:
                 buf += sock.recv(65536)
