@@ -218,7 +218,7 @@ def quantize_partial(
     real_trace.append((len(kept_groups), drop))
     while drop > config.max_drop and len(kept_groups) < len(res.ranking):
         i += 1
-        kept_groups = res.ranking[: len(kept_groups) + 1]
+        kept_groups = [*kept_groups, next(g for g in res.ranking if g not in kept_groups)]
         result = build(kept_groups, i)
         drop = evaluate(onnx.load(str(result)))
         real_trace.append((len(kept_groups), drop))

@@ -10,7 +10,9 @@ one session and one pass over the evaluation data, not one quantization each.
     costs   = per-node loss when only that node is quantized (one at a time)
     ranking = by loss, or by loss per weight element (keeps cheap nodes float first)
     search  = smallest k such that keeping the k top-ranked nodes float meets the budget
-              (doubling, then bisection); the caller confirms k on the real quantized model.
+              (doubling, then bisection); then each kept node is tried quantized again
+              (cheapest first) and left quantized when the budget still holds; the caller
+              confirms the result on the real quantized model.
 """
 
 from __future__ import annotations
@@ -252,6 +254,14 @@ def search_kept(
             lo = mid
     res.kept = res.ranking[:hi]
     res.final_drop = at(hi) if hi < len(res.ranking) or hi in drops else 0.0
+    # refine: quantize back any kept group the budget can afford (cheapest loss first), so
+    # the result keeps no group float that it does not need
+    for key in sorted(res.kept, key=lambda k: res.costs[k]):
+        trial = [k for k in res.kept if k != key]
+        drop = evaluate(revert_nodes(quantized, fp32, [n for k in trial for n in groups[k]]))
+        res.trace.append((len(trial), drop))
+        if drop <= max_drop:
+            res.kept, res.final_drop = trial, drop
     return res
 
 
