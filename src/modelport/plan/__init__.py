@@ -67,7 +67,9 @@ class PlanConfig:
         "torchserve", "kserve", "docker") under OUT/deploy/<target>.
     repeats: timed runs per model and session setting (interleaved with fp32).
     tie_tolerance: latencies within this fraction of the fastest are a tie, settled by the
-        smaller drop, then the smaller size.
+        smaller drop, then the smaller size, then the default session setting. 5%: on a shared
+        2-core machine, repeated interleaved runs of one model differed by up to ~5%, and
+        whether 1 thread or all cores is faster flipped with the load of other processes.
     """
 
     target: str = "cpu"
@@ -87,7 +89,7 @@ class PlanConfig:
     keep_front: bool = False
     ship: str | None = None
     repeats: int = 30
-    tie_tolerance: float = 0.02
+    tie_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         from ..deploy import TARGETS as SHIP_TARGETS

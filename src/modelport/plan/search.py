@@ -242,7 +242,7 @@ def search(
     work: Path,
     started: float,
     time_budget_s: float | None = None,
-    tie_tolerance: float = 0.02,
+    tie_tolerance: float = 0.05,
     on_update: Callable[[SearchState, bool], None] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> SearchState:
