@@ -261,3 +261,30 @@ def test_cli_quantize_static(digits_package, digits_files, tmp_path):
         ]
     )
     assert rc == 2 and not (tmp_path / "cli2").exists()
+
+
+def test_calibration_streams_in_chunks(digits_package, digits_data, tmp_path):
+    """Batches reach ONNX Runtime's calibrator a chunk at a time and ranges are merged."""
+    from modelport.optimize.calibration import calibrate_ranges, iter_batches
+
+    x = digits_data[0][:40]
+    d = tmp_path / "calib"
+    d.mkdir()
+    for i in range(4):  # a directory of files, read one at a time
+        np.savez(d / f"part{i}.npz", x=x[i * 10 : (i + 1) * 10])
+    sig = digits_package.signature
+    sizes = [len(b["x"]) for b in iter_batches(d, sig, batch_size=4, limit=30)]
+    assert sum(sizes) == 30 and max(sizes) <= 4
+    one, n1 = calibrate_ranges(
+        digits_package.model_path, d, sig, batch_size=4, chunk=1, work_dir=tmp_path
+    )
+    all_, n2 = calibrate_ranges(
+        digits_package.model_path, {"x": x}, sig, batch_size=4, chunk=100, work_dir=tmp_path
+    )
+    assert n1 == n2 == 40
+    for name in all_:
+        np.testing.assert_allclose(
+            np.asarray(one[name].range_value, dtype=np.float64),
+            np.asarray(all_[name].range_value, dtype=np.float64),
+            rtol=1e-6,
+        )
