@@ -288,3 +288,23 @@ def test_calibration_streams_in_chunks(digits_package, digits_data, tmp_path):
             np.asarray(all_[name].range_value, dtype=np.float64),
             rtol=1e-6,
         )
+
+
+def test_partial_static_reverts_qdq_nodes(digits_package, digits_files, tmp_path):
+    """Static-based partial: nodes are reverted to float inside ONNX Runtime's QDQ model."""
+    ev = EvalConfig(data=digits_files / "test.npz", measure_latency=False)
+    cfg = QuantizeConfig.partial(
+        max_drop=1e-5, evaluation=ev, calibration=digits_files / "calib.npz"
+    )
+    pkg, report = quantize(digits_package, tmp_path / "pstatic", cfg)
+    part = report.details["partial"]
+    assert part["scheme"] == "static QDQ" and part["candidates"] >= 4
+    assert part["drop_all_quantized"] > 1e-5  # the budget is tighter than full int8
+    assert part["final_drop"] <= 1e-5 and report.passed
+    kept = {k["name"] for k in part["kept"]}
+    assert kept
+    model = pkg.load_onnx()
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    for node in model.graph.node:
+        if node.name in kept:  # a kept node reads no dequantized tensor
+            assert not (set(node.input) & dq_out), node.name
