@@ -71,6 +71,21 @@ def package(model_dir: str):
     return convert(Source.hf(model_dir), BUILD / "minilm-fp32", force=True).package
 
 
+def graph_hash(path) -> str:
+    """sha256 of the nodes and weights (not the metadata): equal for the same model."""
+    import hashlib
+
+    import onnx
+
+    m = onnx.load(str(path))
+    h = hashlib.sha256()
+    for n in m.graph.node:
+        h.update(n.SerializeToString())
+    for t in sorted(m.graph.initializer, key=lambda t: t.name):
+        h.update(t.SerializeToString())
+    return h.hexdigest()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer timing repeats")
@@ -171,6 +186,11 @@ def main() -> int:
             f"plan pick: {result.winner['candidate']} ({result.winner['setting_label']})"
         )
     rows[0]["drop_eval64"] = 0.0
+    hashes = {r["variant"]: graph_hash(cfgs[n][0]) for r, n in zip(rows, cfgs, strict=True)}
+    for r in rows:
+        r["same_graph_as"] = [
+            v for v, h in hashes.items() if h == hashes[r["variant"]] and v != r["variant"]
+        ]
     qualifying = [
         r
         for r in rows
@@ -199,6 +219,12 @@ def main() -> int:
         verdict = f"plan pick is {ratio:.2f}x the speed of the best single mode ({best['variant']})"
     elif result.met:
         verdict = "no single quantize mode meets the budget; the plan pick does"
+    if result.met and best is not None and best["variant"] in rows[1]["same_graph_as"]:
+        s = result.winner["setting"]
+        same = s["threads"] == 0 and not s["parallel"]
+        verdict += f"; it is the same graph and weights as {best['variant']}" + (
+            " with the same session settings, so the ratio is timing noise" if same else ""
+        )
     print("\n" + (verdict or "plan found nothing within the budget"))
     out = ROOT / "bench" / "results" / "plan_minilm.json"
     out.write_text(
