@@ -171,6 +171,8 @@ def quantize_partial(
     evaluate = make_evaluator(reference, feed, metric, threads=config.threads)
     static = _is_static(config)
     exclude = list(config.exclude)
+    if static and config.smoothing is not None:
+        report.choices.append("smoothing is implemented for dynamic int8 only; not used for static")
     if not static and config.smoothing is not None:
         pre = smoothed_base(pre, work, types, config, pkg, report, evaluate, feed)
         fp32 = onnx.load(str(pre))

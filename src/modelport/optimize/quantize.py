@@ -280,6 +280,10 @@ def quantize(
                     pre = smoothed_base(pre, work, opts, config, pkg, report)
                 result = _dynamic(pre, work / "dynamic.onnx", opts, list(config.exclude))
             elif config.mode == "static":
+                if config.smoothing is not None:
+                    report.choices.append(
+                        "smoothing is implemented for dynamic int8 only; not used"
+                    )
                 cache = _calibrate(pre, work, config, pkg, report)
                 result = _static(
                     pre, work / "static.onnx", opts, config, cache, list(config.exclude)
