@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on a model that ships in the repo (examples/digits_cnn.py):
-# train a small CNN on scikit-learn's digits, convert it to a verified ONNX package, inspect it.
+# train a small CNN on scikit-learn's digits, convert it to a verified ONNX package, inspect and
+# verify it, quantize it (measured), bench fp32 against int8, then serve it and send one request.
 set -euo pipefail
 OUT=build/demo
 rm -rf "$OUT"
@@ -18,6 +19,14 @@ modelport inspect "$OUT/digits-cnn"
 
 echo "== 4. verify it again (checker, integrity, stored source outputs, batch consistency)"
 modelport verify "$OUT/digits-cnn"
+
+echo "== 5. optimize: static int8 (calibrated on training images), measured against fp32 (accuracy with labels)"
+modelport quantize "$OUT/digits-cnn" --mode static --calibration "$OUT/digits_calib.npz" \
+  --eval "$OUT/digits_test.npz" --labels "$OUT/digits_labels.npy" --max-drop 0.01 -o "$OUT/digits-cnn-int8"
+
+echo "== 6. bench: fp32 vs int8, interleaved, batch 1 and 8"
+modelport bench "$OUT/digits-cnn" "$OUT/digits-cnn-int8" --batch-sizes 1,8 --repeats 50 \
+  --json "$OUT/bench.json" --plot "$OUT/bench.png" --report "$OUT/bench.md"
 
 echo "== serve: KServe V2 over HTTP and gRPC (tritonclient-compatible); one request, then a clean stop"
 REPO="$OUT/repo"
