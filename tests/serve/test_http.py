@@ -15,8 +15,9 @@ from .conftest import running
 pytestmark = pytest.mark.anyio
 
 
-def client(plane, max_request_bytes=1 << 20, address="127.0.0.1"):
-    app = build_app(plane, HttpSettings(max_request_bytes=max_request_bytes), apis=("v2",))
+def client(plane, max_request_bytes=1 << 20, address="127.0.0.1", control_token=None):
+    settings = HttpSettings(max_request_bytes=max_request_bytes, control_token=control_token)
+    app = build_app(plane, settings, apis=("v2",))
     transport = httpx.ASGITransport(app=app, client=(address, 1234))
     return httpx.AsyncClient(transport=transport, base_url="http://test")
 
@@ -154,6 +155,17 @@ async def test_repository_extension_is_loopback_only(repo):
             r = await c.post("/v2/repository/models/mlp/unload")
             assert r.status_code == 403 and "loopback" in r.json()["error"]
             assert (await c.get("/v2/models/mlp/ready")).status_code == 200
+
+
+async def test_repository_extension_needs_the_management_token_when_set(repo):
+    async with running(repo) as plane, client(plane, control_token="s3cret") as c:
+        r = await c.post("/v2/repository/models/mlp/unload")
+        assert r.status_code == 403 and "management token" in r.json()["error"]
+        r = await c.post("/v2/repository/index", headers={"authorization": "Bearer wrong"})
+        assert r.status_code == 403
+        assert (await c.get("/v2/models/mlp/ready")).status_code == 200  # inference stays open
+        r = await c.post("/v2/repository/index", headers={"authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and r.json()
 
 
 async def test_metrics(repo):

@@ -137,9 +137,17 @@ async def serve_async(
     repository = ModelRepository(config.repository, config.model_defaults, metrics)
     plane = DataPlane(repository, metrics)
 
+    mgmt = _management(plane, config) if config.management is not None else None
     sock = _bind(config.host, config.http_port)
     http_port = sock.getsockname()[1]
-    app = build_app(plane, HttpSettings(max_request_bytes=config.max_request_bytes))
+    # The V2 repository routes on this port (load/unload) need the management token too.
+    app = build_app(
+        plane,
+        HttpSettings(
+            max_request_bytes=config.max_request_bytes,
+            control_token=mgmt.token if mgmt is not None else None,
+        ),
+    )
     if config.auth_token:
         from .auth import require_token
 
@@ -159,7 +167,6 @@ async def serve_async(
             credentials,
             interceptors,
         )
-    mgmt = _management(plane, config) if config.management is not None else None
 
     await http_server.startup(sockets=[sock])
     ticker = loop.create_task(http_server.main_loop())
@@ -245,6 +252,7 @@ class _Management:
     port: int
     token_file: Path | None
     server: Any
+    token: str = ""
     ticker: asyncio.Task | None = None
 
 
@@ -271,7 +279,7 @@ def _management(plane: Any, config: ServerConfig) -> _Management:
             )
     app = build_management_app(plane, mc, token, config.max_request_bytes)
     server = _uvicorn(app, config)
-    return _Management(sock, port, token_file, server)
+    return _Management(sock, port, token_file, server, token)
 
 
 def serve(config: ServerConfig, on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:

@@ -27,9 +27,15 @@ HTTP_APIS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """What route factories may need. max_request_bytes: the largest body accepted."""
+    """What route factories may need.
+
+    max_request_bytes: the largest body accepted.
+    control_token: when set, repository control routes (V2 load/unload/index) need
+        ``Authorization: Bearer <token>`` as well as a loopback peer.
+    """
 
     max_request_bytes: int = 256 * 1024 * 1024
+    control_token: str | None = None
 
 
 def build_app(

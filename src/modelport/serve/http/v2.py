@@ -14,8 +14,9 @@ from typing import Any
 from starlette.routing import BaseRoute, Route
 
 from ...errors import ModelportError
+from ..auth import bearer_ok
 from ..dataplane import DataPlane
-from ..errors import ClientDisconnected
+from ..errors import ClientDisconnected, ForbiddenError
 from .codec import decode_request, encode_response
 from .common import header, read_body, require_loopback, send_bytes, send_error, send_json
 
@@ -82,19 +83,29 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
     async def model_config(scope, receive, send):
         await send_json(send, plane.model_config(scope["path_params"]["name"], _version(scope)))
 
-    async def repository_index(scope, receive, send):
+    def require_control(scope) -> None:
         require_loopback(scope)
+        if settings.control_token is not None and not bearer_ok(
+            header(scope, b"authorization"), settings.control_token.encode()
+        ):
+            raise ForbiddenError(
+                "repository control needs the management token: send 'Authorization: Bearer "
+                "<token>' (the token file path is printed at start)"
+            )
+
+    async def repository_index(scope, receive, send):
+        require_control(scope)
         await read_body(scope, receive, limit)
         await send_json(send, plane.repository_index())
 
     async def load(scope, receive, send):
-        require_loopback(scope)
+        require_control(scope)
         _check_load_body(await read_body(scope, receive, limit))
         await plane.load(scope["path_params"]["name"])
         await send_bytes(send, 200, b"", [])
 
     async def unload(scope, receive, send):
-        require_loopback(scope)
+        require_control(scope)
         await read_body(scope, receive, limit)
         await plane.unload(scope["path_params"]["name"])
         await send_bytes(send, 200, b"", [])
