@@ -14,11 +14,14 @@ pytestmark = pytest.mark.anyio
 
 
 class Served:
-    def __init__(self, plane):
+    def __init__(self, plane, control_token=None):
         self.plane = plane
+        self.control_token = control_token
 
     async def __aenter__(self):
-        self.server, port = build_grpc_server(self.plane, "127.0.0.1", 0, 1 << 20)
+        self.server, port = build_grpc_server(
+            self.plane, "127.0.0.1", 0, 1 << 20, control_token=self.control_token
+        )
         await self.server.start()
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         return pb_grpc.GRPCInferenceServiceStub(self.channel)
@@ -85,3 +88,15 @@ async def test_repository_rpcs(repo):
         assert not (await stub.ModelReady(pb.ModelReadyRequest(name="mlp"))).ready
         await stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="mlp"))
         assert (await stub.ModelReady(pb.ModelReadyRequest(name="mlp"))).ready
+
+
+async def test_repository_rpcs_need_the_management_token_when_set(repo):
+    async with running(repo) as plane, Served(plane, control_token="s3cret") as stub:
+        request = pb.RepositoryModelUnloadRequest(model_name="mlp")
+        for metadata in (None, (("authorization", "Bearer nope"),)):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.RepositoryModelUnload(request, metadata=metadata)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert (await stub.ModelReady(pb.ModelReadyRequest(name="mlp"))).ready
+        await stub.RepositoryModelUnload(request, metadata=(("authorization", "Bearer s3cret"),))
+        assert not (await stub.ModelReady(pb.ModelReadyRequest(name="mlp"))).ready

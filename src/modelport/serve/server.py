@@ -166,6 +166,7 @@ async def serve_async(
             config.max_request_bytes,
             credentials,
             interceptors,
+            control_token=mgmt.token if mgmt is not None else None,
         )
 
     await http_server.startup(sockets=[sock])

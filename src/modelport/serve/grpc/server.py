@@ -28,8 +28,9 @@ def _loopback(peer: str) -> bool:
 class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     """Each RPC translates to the internal types and calls the data plane."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, control_token: str | None = None) -> None:
         self.plane = plane
+        self.control_token = control_token
 
     async def _fail(self, context: Any, exc: BaseException) -> None:
         status = status_of(exc)
@@ -88,6 +89,18 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
                     f"management calls are only accepted from loopback peers, not {context.peer()}"
                 ),
             )
+        if self.control_token is not None:
+            from ..auth import bearer_ok
+
+            given = dict(context.invocation_metadata() or ()).get("authorization")
+            if not bearer_ok(given, self.control_token.encode()):
+                await self._fail(
+                    context,
+                    ForbiddenError(
+                        "repository control needs the management token: send metadata "
+                        "'authorization: Bearer <token>'"
+                    ),
+                )
 
     async def RepositoryIndex(self, request, context):
         await self._management(context)
@@ -154,13 +167,15 @@ def build_grpc_server(
     max_message_bytes: int,
     credentials: Any = None,
     interceptors: tuple = (),
+    control_token: str | None = None,
 ):
     """A grpc.aio server (not started) and the port it is bound to. ``credentials``:
-    grpc.ssl_server_credentials for TLS; ``interceptors``: e.g. the bearer-token check."""
+    grpc.ssl_server_credentials for TLS; ``interceptors``: e.g. the bearer-token check;
+    ``control_token``: needed (as a bearer token) for the repository RPCs."""
     server = grpc.aio.server(
         options=server_options(max_message_bytes), interceptors=list(interceptors)
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(plane), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(plane, control_token), server)
     return server, listen(server, host, port, credentials)
 
 
