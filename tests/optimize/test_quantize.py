@@ -308,3 +308,28 @@ def test_partial_static_reverts_qdq_nodes(digits_package, digits_files, tmp_path
     for node in model.graph.node:
         if node.name in kept:  # a kept node reads no dequantized tensor
             assert not (set(node.input) & dq_out), node.name
+
+
+def test_cli_partial_and_smoothing_option(digits_package, digits_files, tmp_path):
+    from modelport.cli import main
+
+    rc = main(
+        [
+            "quantize",
+            str(digits_package.path),
+            "-o",
+            str(tmp_path / "p"),
+            "--mode",
+            "partial",
+            "--partial-base",
+            "dynamic",
+            "--max-drop",
+            "0.5",
+            "--eval",
+            str(digits_files / "test.npz"),
+            "--no-latency",
+        ]
+    )
+    assert rc == 0
+    rc = main(["quantize", str(digits_package.path), "-o", str(tmp_path / "s"), "--smoothing", "x"])
+    assert rc == 2 and not (tmp_path / "s").exists()

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..errors import UsageError
 from .optimize_cmd import eval_options, make_eval_config, print_report
 
 
@@ -76,6 +77,12 @@ from .optimize_cmd import eval_options, make_eval_config, print_report
     default=None,
     help="partial: the int8 scheme to start from (default: static with --calibration).",
 )
+@click.option(
+    "--smoothing",
+    default=None,
+    help="Activation smoothing before dynamic int8: an alpha in (0, 1), 'auto' (measured) or "
+    "'none'. Default: auto for partial, none otherwise.",
+)
 @eval_options
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 def quantize(
@@ -93,6 +100,7 @@ def quantize(
     activation_type: str | None,
     granularity: str,
     partial_base: str | None,
+    smoothing: str | None,
     force: bool,
     **eval_kw: Any,
 ) -> int:
@@ -105,6 +113,18 @@ def quantize(
 
     json_file = eval_kw.pop("json_file")
     evaluation = make_eval_config(**eval_kw)
+    smooth: float | str | None
+    if smoothing is None:
+        smooth = "auto" if mode == "partial" else None
+    elif smoothing in ("auto", "none"):
+        smooth = None if smoothing == "none" else "auto"
+    else:
+        try:
+            smooth = float(smoothing)
+        except ValueError:
+            raise UsageError(
+                f"--smoothing '{smoothing}': give an alpha like 0.6, auto or none"
+            ) from None
     if mode == "partial" and max_drop is None:
         max_drop = 0.01
     config = QuantizeConfig(
@@ -120,6 +140,7 @@ def quantize(
         activation_type=activation_type,
         granularity=granularity,
         partial_base=partial_base,
+        smoothing=smooth,
         evaluation=evaluation,
         threads=eval_kw.get("threads") or 0,
     )
