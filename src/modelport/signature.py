@@ -19,6 +19,7 @@ __all__ = [
     "Dim",
     "Signature",
     "TensorSpec",
+    "V2_DATATYPES",
     "onnx_elem_type_to_numpy",
     "numpy_to_onnx_elem_type",
 ]
@@ -44,6 +45,23 @@ _ONNX_TO_NUMPY: dict[int, str] = {
 }
 _NUMPY_TO_ONNX = {v: k for k, v in _ONNX_TO_NUMPY.items()}
 _NUMPY_TO_ONNX["object"] = 8
+
+# dtype name (as in a Signature) -> KServe V2 / Triton datatype; strings travel as BYTES.
+V2_DATATYPES: dict[str, str] = {
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+    "str": "BYTES",
+}
 
 
 def onnx_elem_type_to_numpy(elem_type: int) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from ..signature import Signature, TensorSpec
+from ..signature import V2_DATATYPES, Signature, TensorSpec
 
 __all__ = [
     "DTYPE_TO_V2",
@@ -29,21 +29,7 @@ __all__ = [
     "signature_from_metadata",
 ]
 
-DTYPE_TO_V2 = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-    "str": "BYTES",
-}
+DTYPE_TO_V2 = dict(V2_DATATYPES)
 V2_TO_DTYPE = {v: k for k, v in DTYPE_TO_V2.items()}
 
 

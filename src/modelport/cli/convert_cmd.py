@@ -12,16 +12,22 @@ from ..errors import UsageError, VerificationError
 from ..verify import VerifyConfig, VerifyReport
 from .ui import console, table, write_json
 
-SOURCE_OPTIONS = (
-    "torch",
+# the click parameter names of the source options (one of them names the model to convert)
+SOURCE_KEYS = (
+    "torch_target",
     "torchscript",
     "exported_program",
-    "hf",
-    "onnx",
+    "hf_dir",
+    "onnx_file",
     "savedmodel",
-    "keras",
-    "sklearn",
+    "keras_file",
+    "sklearn_file",
 )
+
+
+def given_sources(kw: dict[str, Any]) -> list[str]:
+    """The source options that were given."""
+    return [k for k in SOURCE_KEYS if kw.get(k)]
 
 
 def parse_dynamic(values: tuple[str, ...]) -> dict[str, dict[int, str]]:
@@ -182,20 +188,7 @@ def source_options(f: Any) -> Any:
 def make_source(kw: dict[str, Any]) -> Any:
     from ..convert import Source
 
-    chosen = {
-        k: kw.get(k)
-        for k in (
-            "torch_target",
-            "torchscript",
-            "exported_program",
-            "hf_dir",
-            "onnx_file",
-            "savedmodel",
-            "keras_file",
-            "sklearn_file",
-        )
-    }
-    given = [k for k, v in chosen.items() if v]
+    given = given_sources(kw)
     if len(given) != 1:
         raise UsageError(
             "give exactly one source: --torch, --torchscript, --exported-program, --hf, --onnx, "
@@ -390,9 +383,7 @@ def _convert_savedmodel_repo(kw: dict[str, Any], config: Any) -> int:
     """``--savedmodel-repo BASE -o REPO/NAME``: every version, all or nothing."""
     from ..convert.tensorflow import convert_savedmodel_repo
 
-    keys = ("torch_target", "torchscript", "exported_program", "hf_dir", "onnx_file")
-    others = [k for k in (*keys, "savedmodel", "keras_file", "sklearn_file") if kw.get(k)]
-    if others:
+    if given_sources(kw):
         raise UsageError("--savedmodel-repo is a source of its own; drop the other source options")
     console.print(f"converting TF Serving model base {kw['savedmodel_repo']} -> {kw['out']}")
     try:
@@ -477,19 +468,7 @@ def verify(package: str, **kw: Any) -> int:
     config = make_verify_config(kw["atol"], kw["rtol"], kw["verify_batch_sizes"], kw["verify_dims"])
     example = load_feed(kw["example_inputs"], pkg.signature) if kw["example_inputs"] else None
     reference = None
-    if any(
-        kw.get(k)
-        for k in (
-            "torch_target",
-            "torchscript",
-            "exported_program",
-            "hf_dir",
-            "onnx_file",
-            "savedmodel",
-            "keras_file",
-            "sklearn_file",
-        )
-    ):
+    if given_sources(kw):
         source = make_source(kw)
         stored = pkg.samples()
         ex = example or (stored[0] if stored else None)

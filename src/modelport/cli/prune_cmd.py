@@ -8,19 +8,8 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .convert_cmd import make_source, source_options
+from .convert_cmd import given_sources, make_source, source_options
 from .ui import console, human_bytes, table, write_json
-
-_SOURCE_KEYS = (
-    "torch_target",
-    "torchscript",
-    "exported_program",
-    "hf_dir",
-    "onnx_file",
-    "savedmodel",
-    "keras_file",
-    "sklearn_file",
-)
 
 
 @click.command()
@@ -110,7 +99,7 @@ def prune(package: str | None, **kw: Any) -> int:
     from ..package import ModelPackage
     from .convert_cmd import parse_ints
 
-    given = [k for k in _SOURCE_KEYS if kw.get(k)]
+    given = given_sources(kw)
     if package and given:
         raise UsageError("give either a PACKAGE or a source option (--torch ...), not both")
     if not package and not given:

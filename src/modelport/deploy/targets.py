@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import UsageError, VerificationError
 from ..package import ModelPackage, atomic_output_dir
+from ..signature import V2_DATATYPES
 
 __all__ = ["TARGETS", "PackageTargetConfig", "TargetResult", "package_for"]
 
@@ -138,21 +139,8 @@ def target_repo(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> Ta
 
 # --- triton ---------------------------------------------------------------------------------
 
-_TRITON_TYPES = {
-    "float32": "TYPE_FP32",
-    "float16": "TYPE_FP16",
-    "float64": "TYPE_FP64",
-    "int8": "TYPE_INT8",
-    "int16": "TYPE_INT16",
-    "int32": "TYPE_INT32",
-    "int64": "TYPE_INT64",
-    "uint8": "TYPE_UINT8",
-    "uint16": "TYPE_UINT16",
-    "uint32": "TYPE_UINT32",
-    "uint64": "TYPE_UINT64",
-    "bool": "TYPE_BOOL",
-    "str": "TYPE_STRING",
-}
+# Triton's config.pbtxt names: TYPE_ + the V2 datatype (TYPE_STRING for BYTES)
+_TRITON_TYPES = {k: "TYPE_" + ("STRING" if v == "BYTES" else v) for k, v in V2_DATATYPES.items()}
 
 
 def triton_config(pkg: ModelPackage, name: str, serving: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..signature import V2_DATATYPES
 
 __all__ = [
     "DATATYPES",
@@ -43,22 +44,7 @@ DATATYPES: dict[str, np.dtype] = {
 }
 
 # modelport signature dtype names (numpy names, "str" for ONNX STRING) -> V2 datatype.
-_SIGNATURE_TO_V2: dict[str, str] = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-    "str": "BYTES",
-    "object": "BYTES",
-}
+_SIGNATURE_TO_V2: dict[str, str] = {**V2_DATATYPES, "object": "BYTES"}
 _KIND_TO_V2 = {"O": "BYTES", "S": "BYTES", "U": "BYTES"}
 
 
