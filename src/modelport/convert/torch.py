@@ -185,25 +185,27 @@ def _flatten_outputs(out: Any) -> tuple[list[str] | None, list[Any]]:
     raise ConversionError(f"the model returned a {type(out).__name__}; return tensors")
 
 
-class _TupleOutputs:  # factory for a wrapper module; built lazily so torch stays optional
-    @staticmethod
-    def wrap(module: Any) -> Any:
-        torch = _torch()
+def _tuple_outputs(module: Any) -> Any:
+    """``module`` wrapped so that dict outputs (ModelOutput...) come out as a tuple in key order.
 
-        class TupleOutputs(torch.nn.Module):
-            def __init__(self, inner: Any) -> None:
-                super().__init__()
-                self.inner = inner
+    The class is defined here, not at module level, so that importing this module needs no torch.
+    """
+    torch = _torch()
 
-            def forward(self, *args: Any) -> Any:
-                out = self.inner(*args)
-                if isinstance(out, Mapping):
-                    return tuple(v for v in out.values() if v is not None)
-                if isinstance(out, torch.Tensor):
-                    return out
-                return tuple(out)
+    class TupleOutputs(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
 
-        return TupleOutputs(module)
+        def forward(self, *args: Any) -> Any:
+            out = self.inner(*args)
+            if isinstance(out, Mapping):
+                return tuple(v for v in out.values() if v is not None)
+            if isinstance(out, torch.Tensor):
+                return out
+            return tuple(out)
+
+    return TupleOutputs(module)
 
 
 def torch_reference(module: Any, input_names: Sequence[str]):
@@ -397,7 +399,7 @@ def export_with_fallback(
     export_feed = _widen_batch(feed, dynamic)
     # dict outputs (ModelOutput...) are flattened to a tuple by a wrapper; ScriptModules and
     # plain tensor/tuple outputs are exported as they are.
-    wrapped = _TupleOutputs.wrap(module) if isinstance(sample, Mapping) else module
+    wrapped = _tuple_outputs(module) if isinstance(sample, Mapping) else module
     order = ["dynamo", "torchscript"] if config.exporter == "auto" else [config.exporter]
     notes: list[str] = []
     last_error: Exception | None = None
