@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,32 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"serving config {path} must be a mapping of settings", path=str(path))
     return dict(data.get("serving", data))
+
+
+def ready_version(name: str, versions: Mapping[int, Any], version: str) -> Any:
+    """``versions[version]`` when it is READY; else the 404/503 error that says why.
+
+    ``version`` is parsed strictly (int() would take "+1", " 1", "1_0"). Shared by the local
+    repository and the Ray ingress's remote one, so both answer alike.
+    """
+    try:
+        v = check_version(version)
+    except InputError:
+        raise ModelNotFoundError(
+            f"model version must be an integer, got '{version}'", model=name
+        ) from None
+    vs = versions.get(v)
+    if vs is None:
+        raise ModelNotFoundError(
+            f"model '{name}' has no version {v} loaded; versions: {sorted(versions)}",
+            model=name,
+        )
+    if vs.state != READY:
+        raise ModelNotReadyError(
+            f"model '{name}' version {v} is {vs.state}" + (f": {vs.reason}" if vs.reason else ""),
+            model=name,
+        )
+    return vs
 
 
 class ModelRepository:
@@ -359,25 +386,7 @@ class ModelRepository:
             if vs is None:
                 raise ModelNotReadyError(self._why_not_ready(entry), model=name)
             return vs
-        try:
-            v = check_version(version)  # strict: int() would take "+1", " 1", "1_0"
-        except InputError:
-            raise ModelNotFoundError(
-                f"model version must be an integer, got '{version}'", model=name
-            ) from None
-        vs = entry.versions.get(v)
-        if vs is None:
-            raise ModelNotFoundError(
-                f"model '{name}' has no version {v} loaded; versions: {sorted(entry.versions)}",
-                model=name,
-            )
-        if vs.state != READY:
-            raise ModelNotReadyError(
-                f"model '{name}' version {v} is {vs.state}"
-                + (f": {vs.reason}" if vs.reason else ""),
-                model=name,
-            )
-        return vs
+        return ready_version(name, entry.versions, version)
 
     def entry(self, name: str) -> ModelEntry:
         entry = self.models.get(name)

@@ -28,7 +28,7 @@ from ..errors import (
     UnsupportedError,
 )
 from ..metrics import Metrics
-from ..repository import READY, UNAVAILABLE
+from ..repository import UNAVAILABLE, ready_version
 
 __all__ = ["RemoteCall", "RemoteRepository", "describe", "remote_infer"]
 
@@ -273,25 +273,8 @@ class RemoteRepository:
                     model=name,
                 )
             return RemoteCall(spec, self._infer[name], None)
-        try:
-            v = int(version)
-        except ValueError:
-            raise ModelNotFoundError(
-                f"model version must be an integer, got '{version}'", model=name
-            ) from None
-        spec = entry.versions.get(v)
-        if spec is None:
-            raise ModelNotFoundError(
-                f"model '{name}' has no version {v} loaded; versions: {sorted(entry.versions)}",
-                model=name,
-            )
-        if spec.state != READY:
-            raise ModelNotReadyError(
-                f"model '{name}' version {v} is {spec.state}"
-                + (f": {spec.reason}" if spec.reason else ""),
-                model=name,
-            )
-        return RemoteCall(spec, self._infer[name], str(v))
+        spec = ready_version(name, entry.versions, version)
+        return RemoteCall(spec, self._infer[name], str(spec.version))
 
     def entry(self, name: str) -> RemoteEntry:
         entry = self.models.get(name)
