@@ -86,16 +86,24 @@ def build_trained(seed: int = 0, epochs: int = 8) -> nn.Module:
     return train(DigitsCNN(), x, y, epochs=epochs, seed=seed)
 
 
-def main(out_dir: str) -> None:
+def save_trained(model: nn.Module, out_dir: str, weights_name: str) -> Path:
+    """Write the state_dict plus the data files the demo and docs use: digits_calib.npz (256
+    training images), digits_test.npz and digits_labels.npy. Returns the output directory."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    x_train, y_train, x_test, y_test = load_digits_split()
-    torch.manual_seed(0)
-    model = train(DigitsCNN(), x_train, y_train)
-    torch.save(model.state_dict(), out / "digits_cnn.pt")
+    x_train, _, x_test, y_test = load_digits_split()
+    torch.save(model.state_dict(), out / weights_name)
     np.savez(out / "digits_calib.npz", x=x_train[:256])
     np.savez(out / "digits_test.npz", x=x_test)
     np.save(out / "digits_labels.npy", y_test)
+    return out
+
+
+def main(out_dir: str) -> None:
+    x_train, y_train, x_test, y_test = load_digits_split()
+    torch.manual_seed(0)
+    model = train(DigitsCNN(), x_train, y_train)
+    out = save_trained(model, out_dir, "digits_cnn.pt")
     print(
         f"trained DigitsCNN: test accuracy {accuracy(model, x_test, y_test):.4f} -> {out}/digits_cnn.pt"
     )

@@ -14,13 +14,12 @@ it receives a (pruned) module and returns it trained for a few epochs on the dig
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from examples.digits_cnn import accuracy, load_digits_split
+from examples.digits_cnn import accuracy, load_digits_split, save_trained
 
 __all__ = [
     "BasicBlock",
@@ -115,14 +114,9 @@ def build_trained(width: int = 24, upsample: int = 2, epochs: int = 4, seed: int
 
 
 def main(out_dir: str) -> None:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    x_train, _, x_test, y_test = load_digits_split()
+    _, _, x_test, y_test = load_digits_split()
     model = build_trained()
-    torch.save(model.state_dict(), out / "resnet_digits.pt")
-    np.savez(out / "digits_calib.npz", x=x_train[:256])
-    np.savez(out / "digits_test.npz", x=x_test)
-    np.save(out / "digits_labels.npy", y_test)
+    out = save_trained(model, out_dir, "resnet_digits.pt")
     print(
         f"trained ResNetDigits: test accuracy {accuracy(model, x_test, y_test):.4f} -> {out}/resnet_digits.pt"
     )
