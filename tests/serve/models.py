@@ -98,6 +98,41 @@ def fixed_model():
     )
 
 
+def scaled_model():
+    """ids INT64 [batch, seq] and scale FP32 [batch, 1] -> out FP32 [batch, seq] = ids * scale.
+
+    Two inputs that share the batch axis: the model of issue 13's cross-request attack."""
+    from onnx import TensorProto, helper
+
+    return _model(
+        [
+            helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["f", "scale"], ["out"]),
+        ],
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("scale", TensorProto.FLOAT, ["batch", 1]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", "seq"])],
+    )
+
+
+def param_model():
+    """x FP32 [batch, 3] and gain FP32 [1] (a per-call parameter, no batch axis) -> y = x * gain.
+
+    Merging two requests would apply one request's gain to both: batching must be off."""
+    from onnx import TensorProto, helper
+
+    return _model(
+        [helper.make_node("Mul", ["x", "gain"], ["y"])],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("gain", TensorProto.FLOAT, [1]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+    )
+
+
 def write(model, out: Path, name: str, serving: dict | None = None) -> Path:
     from modelport.package import base_manifest, opset_of, write_package
     from modelport.signature import Signature

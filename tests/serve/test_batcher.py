@@ -7,7 +7,7 @@ import pytest
 
 from modelport.errors import InputError
 from modelport.serve.batcher import Batcher
-from modelport.serve.errors import InferenceFailedError, QueueFullError
+from modelport.serve.errors import QueueFullError
 
 pytestmark = pytest.mark.anyio
 
@@ -77,15 +77,21 @@ async def test_a_bad_request_fails_alone_in_a_merged_batch():
     assert calls[0] == 4  # tried merged first, then one by one
 
 
-async def test_outputs_without_a_batch_axis_are_refused():
-    b = Batcher(lambda feed: {"y": np.zeros(3)}, max_batch_size=8, inline=True)
+async def test_outputs_without_a_batch_axis_run_each_request_alone():
+    calls = []
+
+    def run(feed):
+        calls.append(feed["x"].shape[0])
+        return {"y": np.zeros(3)}
+
+    b = Batcher(run, max_batch_size=8, inline=True)
     b.start()
     results = await asyncio.gather(
         *[b.submit({"x": np.ones((1, 3))}) for _ in range(2)], return_exceptions=True
     )
     await b.close()
-    assert all(isinstance(r, InferenceFailedError) for r in results)
-    assert "max_batch_size: 1" in str(results[0])
+    assert calls == [2, 1, 1]  # merged, not splittable, so each ran alone
+    assert all(isinstance(r, dict) and r["y"].shape == (3,) for r in results)
 
 
 async def test_full_queue_is_refused_at_once_and_cancelled_work_is_skipped():

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InferenceFailedError, ModelNotReadyError, QueueFullError
+from .errors import ModelNotReadyError, QueueFullError
 
 __all__ = ["Batcher"]
 
@@ -51,6 +51,7 @@ class Batcher:
     max_queue_size: requests that may wait; ``submit`` raises QueueFullError beyond it.
     instances: calls that may run at once. inline: run calls on the event loop.
     on_batch: called after each call with (rows, [seconds each request waited]).
+    name: what the log calls this model (e.g. "mlp version 2").
     """
 
     def __init__(
@@ -63,8 +64,10 @@ class Batcher:
         instances: int = 1,
         inline: bool = False,
         on_batch: Callable[[int, list[float]], None] | None = None,
+        name: str = "",
     ) -> None:
         self._run = run
+        self.name = name or "model"
         self.max_batch_size = max_batch_size
         self._delay = max_queue_delay_s
         self.max_queue_size = max_queue_size
@@ -136,12 +139,7 @@ class Batcher:
             raise QueueFullError(
                 f"the model's queue is full ({self.max_queue_size} requests waiting); retry later"
             )
-        if self.max_batch_size > 1:
-            arrays = list(feed.values())
-            rows = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
-            key = tuple((a.shape[1:], a.dtype) for a in arrays)
-        else:
-            rows, key = 1, None
+        rows, key = _batch_key(feed) if self.max_batch_size > 1 else (1, None)
         loop = self._loop
         item = _Item(feed, rows, key, loop.create_future(), loop.time())
         self._queue.append(item)
@@ -260,24 +258,22 @@ class Batcher:
             self._on_batch(sum(it.rows for it in items), waits)
 
     def _call(self, items: list[_Item]) -> list[Outputs | BaseException]:
-        """Run the batch; if a merged batch fails, run its requests one by one so that a bad
-        request fails alone."""
+        """Run the batch; if a merged batch fails (or its outputs cannot be split by rows), run
+        its requests one by one so that a bad request fails alone."""
         if len(items) == 1:
             return [self._call_one(items[0].feed)]
         names = list(items[0].feed)
         feed = {n: np.concatenate([it.feed[n] for it in items]) for n in names}
+        total = sum(it.rows for it in items)
         try:
             outputs = self._run(feed)
-        except Exception:
-            return [self._call_one(it.feed) for it in items]
-        total = sum(it.rows for it in items)
+        except Exception as exc:
+            return self._alone(items, total, f"it failed ({_short(exc)})")
         bad = [k for k, v in outputs.items() if np.ndim(v) == 0 or v.shape[0] != total]
         if bad:
-            err = InferenceFailedError(
-                f"the model's output(s) {bad} do not have one row per input row, so a merged "
-                "batch cannot be split; set max_batch_size: 1 for this model"
+            return self._alone(
+                items, total, f"outputs {bad} do not have one row per input row ({total})"
             )
-            return [err] * len(items)
         results: list[Outputs | BaseException] = []
         start = 0
         for it in items:
@@ -286,8 +282,40 @@ class Batcher:
             start = stop
         return results
 
+    def _alone(self, items: list[_Item], rows: int, why: str) -> list[Outputs | BaseException]:
+        log.warning(
+            "%s: a merged batch of %d requests (%d rows) was not used because %s; running "
+            "each request alone",
+            self.name,
+            len(items),
+            rows,
+            why,
+        )
+        return [self._call_one(it.feed) for it in items]
+
     def _call_one(self, feed: Feed) -> Outputs | BaseException:
         try:
             return self._run(feed)
         except Exception as exc:
             return exc
+
+
+def _batch_key(feed: Feed) -> tuple[int, Any]:
+    """(rows, merge key) of a request: requests merge only when their keys are equal.
+
+    The key holds every input's shape after axis 0 and its dtype. A request whose inputs do not
+    all have the same number of rows on axis 0, or that has no rows, gets a key of its own (a
+    fresh object), so it is never merged with anyone and cannot shift another request's rows.
+    """
+    arrays = list(feed.values())
+    if not arrays or any(a.ndim == 0 for a in arrays):
+        return 1, object()
+    counts = {int(a.shape[0]) for a in arrays}
+    if len(counts) != 1 or 0 in counts:
+        return max(counts) or 1, object()
+    return counts.pop(), tuple((a.shape[1:], a.dtype) for a in arrays)
+
+
+def _short(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -120,6 +120,9 @@ class DataPlane:
                 "execution": "inline" if batcher.inline else "thread",
                 "intra_op_threads": model.threads,
                 "timeout_ms": cfg.timeout_ms,
+                "dynamic_batching": "on"
+                if batched
+                else f"off: {getattr(model, 'batching_note', '') or 'max_batch_size is 1'}",
             },
         }
 
@@ -250,7 +253,26 @@ def _feed(model, inputs: list[Tensor]) -> dict[str, np.ndarray]:
             f"missing input(s) {missing} for model '{model.name}'; its inputs are {list(specs)}",
             input=missing[0],
         )
+    _check_shared_dims(model, given)
     return given if list(given) == list(specs) else {n: given[n] for n in specs}
+
+
+def _check_shared_dims(model, given: dict[str, np.ndarray]) -> None:
+    """Inputs that share a symbolic dim (e.g. the batch axis) must agree on its size.
+
+    ONNX Runtime does not check this, and a merged batch would hand one request's rows to
+    another, so it is checked here, before the batcher.
+    """
+    for dim, uses in getattr(model, "shared_dims", {}).items():
+        sizes = {n: int(given[n].shape[axis]) for n, axis in uses}
+        if len(set(sizes.values())) > 1:
+            detail = ", ".join(f"'{n}' has {k}" for n, k in sizes.items())
+            raise InputError(
+                f"the inputs disagree on dimension '{dim}': {detail}; every input of one "
+                f"request must have the same size on '{dim}' (e.g. the same batch size)",
+                dim=dim,
+                sizes=sizes,
+            )
 
 
 def _as_str(name: str, arr: np.ndarray) -> np.ndarray:

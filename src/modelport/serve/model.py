@@ -21,18 +21,57 @@ from .config import INLINE_THRESHOLD_S, ModelConfig
 from .errors import InferenceFailedError
 from .types import v2_datatype
 
-__all__ = ["LoadedModel", "batch_axis_name", "load_model"]
+__all__ = ["LoadedModel", "batch_axis_name", "batching_plan", "load_model"]
 
 log = logging.getLogger("modelport.serve")
 
 
 def batch_axis_name(signature: Signature) -> str | None:
     """The symbolic dim every input and output has on axis 0, or None (then no batching)."""
-    specs = [*signature.inputs, *signature.outputs]
-    if not signature.inputs or not all(s.shape and isinstance(s.shape[0], str) for s in specs):
-        return None
+    return batching_plan(signature)[0]
+
+
+def _generated(dim: str, spec_name: str) -> bool:
+    """Whether a symbolic dim is one the signature reader named (the model left it unnamed)."""
+    return dim == f"dim_{spec_name}_0"
+
+
+def batching_plan(signature: Signature) -> tuple[str | None, str]:
+    """(the batch axis name, "") when requests may be merged, else (None, why not).
+
+    Merging is correct only when every input has the same symbolic dim on axis 0 and every
+    output has it too (or an unnamed dynamic axis 0, which the warm-up checks keeps one row per
+    input row). An input without it (a per-call parameter, a fixed first axis) or an output with
+    another named axis 0 (e.g. a detection count) would mix one request's values into another's.
+    """
+    if not signature.inputs:
+        return None, "the model has no inputs"
+    for s in signature.inputs:
+        if not s.shape or not isinstance(s.shape[0], str):
+            first = s.shape[0] if s.shape else "none (a scalar)"
+            return None, f"input '{s.name}' has no dynamic batch axis (its axis 0 is {first})"
     names = {s.shape[0] for s in signature.inputs}
-    return names.pop() if len(names) == 1 else None
+    if len(names) != 1:
+        detail = ", ".join(f"{s.name}: {s.shape[0]}" for s in signature.inputs)
+        return None, f"the inputs have different dims on axis 0 ({detail})"
+    (name,) = names
+    for s in signature.outputs:
+        if not s.shape or not isinstance(s.shape[0], str):
+            first = s.shape[0] if s.shape else "none (a scalar)"
+            return None, f"output '{s.name}' has no batch axis (its axis 0 is {first})"
+        if s.shape[0] != name and not _generated(s.shape[0], s.name):
+            return None, f"output '{s.name}' has axis 0 '{s.shape[0]}', not the batch axis '{name}'"
+    return name, ""
+
+
+def _shared_dims(signature: Signature) -> dict[str, list[tuple[str, int]]]:
+    """Symbolic dims that more than one input uses: name -> [(input, axis), ...]."""
+    uses: dict[str, list[tuple[str, int]]] = {}
+    for s in signature.inputs:
+        for axis, d in enumerate(s.shape):
+            if isinstance(d, str) and not d.startswith(f"dim_{s.name}_"):
+                uses.setdefault(d, []).append((s.name, axis))
+    return {d: u for d, u in uses.items() if len({n for n, _ in u}) > 1}
 
 
 @dataclass
@@ -48,9 +87,11 @@ class LoadedModel:
     batchable: bool
     inline: bool
     threads: int = 0  # ORT intra-op threads per call
+    batching_note: str = ""  # why dynamic batching is off, when it is
 
     def __post_init__(self) -> None:
         # Lookups the data plane makes on every request, computed once.
+        self.shared_dims = _shared_dims(self.signature)
         self.input_specs = {
             t.name: (v2_datatype(t.dtype), tuple(d if isinstance(d, int) else -1 for d in t.shape))
             for t in self.signature.inputs
@@ -81,7 +122,9 @@ def load_model(package: ModelPackage, name: str, version: int, config: ModelConf
         package.model_path,
         SessionConfig(intra_op_threads=config.threads, inter_op_threads=1),
     )
-    batch_name = batch_axis_name(signature)
+    batch_name, why_not = batching_plan(signature)
+    if batch_name is None and config.max_batch_size > 1:
+        log.info("model %s version %s: dynamic batching is off: %s", name, version, why_not)
     model = LoadedModel(
         name=name,
         version=version,
@@ -92,6 +135,7 @@ def load_model(package: ModelPackage, name: str, version: int, config: ModelConf
         batchable=batch_name is not None and config.max_batch_size > 1,
         inline=config.execution == "inline",
         threads=config.threads,
+        batching_note=why_not if config.max_batch_size > 1 else "max_batch_size is 1",
     )
     if config.warmup:
         _warm_up(model, batch_name)
@@ -119,6 +163,9 @@ def _warm_up(model: LoadedModel, batch_name: str | None) -> None:
                     bad,
                 )
                 model.batchable = False
+                model.batching_note = (
+                    f"outputs {bad} do not keep one row per input row (found by the warm-up)"
+                )
         if model.config.execution == "auto":
             rows = min(model.config.max_batch_size, 8) if model.batchable else 1
             feed = generate_feed(sig, {batch_name: rows} if batch_name else {})

@@ -287,6 +287,7 @@ class ModelRepository:
             instances=cfg.instances,
             inline=model.inline,
             on_batch=self.metrics.on_batch(name, vstr),
+            name=f"model {name} version {vstr}",
         )
         batcher.start()
         entry.versions[version] = VersionState(version, READY, "", model, batcher, fp)
@@ -296,7 +297,7 @@ class ModelRepository:
             "model %s version %s is ready (batching %s, max_batch_size %s, %s, %s ORT threads)",
             name,
             version,
-            "on" if model.batchable else "off",
+            "on" if model.batchable else f"off: {model.batching_note}",
             batcher.max_batch_size,
             "inline" if model.inline else f"{batcher.instances} instance(s)",
             model.threads,
