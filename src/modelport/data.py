@@ -9,15 +9,27 @@ vocabulary, attention masks are ones (with a padded tail on some rows), token ty
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import InputError
 from .signature import Signature, TensorSpec
 
-__all__ = ["Feed", "batches", "generate_feed", "load_feed", "split_batches", "feed_batch_size"]
+__all__ = [
+    "Feed",
+    "batches",
+    "feed_batch_size",
+    "generate_feed",
+    "graph_value_ranges",
+    "guess_dims",
+    "load_feed",
+    "parse_range",
+    "split_batches",
+    "take_rows",
+]
 
 Feed = dict[str, np.ndarray]
 
@@ -103,6 +115,9 @@ _MASK_HINTS = ("mask",)
 _TYPE_HINTS = ("token_type", "segment")
 
 
+Range = tuple[float, float]  # [low, high): integers low..high-1, floats uniform
+
+
 def generate_feed(
     signature: Signature,
     dims: Mapping[str, int] | None = None,
@@ -110,15 +125,33 @@ def generate_feed(
     seed: int = 0,
     vocab_size: int = 1000,
     default_dim: int = 1,
+    ranges: Mapping[str, Range] | None = None,
 ) -> Feed:
     """Random inputs that fit ``signature``; symbolic dims come from ``dims`` (else ``default_dim``).
 
-    Every symbolic dim name not in ``dims`` defaults to ``default_dim``; integer inputs are drawn
-    in ranges that make sense for their role (ids < ``vocab_size``, masks of ones, type ids 0).
+    Every symbolic dim name not in ``dims`` defaults to ``default_dim``. ``ranges`` gives the
+    values of an input ([low, high): what ``--input name:shape:dtype:LOW..HIGH`` and
+    ``graph_value_ranges`` give); other integer inputs are drawn in ranges that make sense for
+    their role (ids < ``vocab_size``, masks of ones, type ids 0).
     """
     rng = np.random.default_rng(seed)
     dims = dict(dims or {})
-    return {t.name: _random_tensor(t, dims, rng, vocab_size, default_dim) for t in signature.inputs}
+    ranges = ranges or {}
+    return {
+        t.name: _random_tensor(t, dims, rng, vocab_size, default_dim, ranges.get(t.name))
+        for t in signature.inputs
+    }
+
+
+def describe_generated(spec: TensorSpec, arr: np.ndarray, rng: Range | None = None) -> str:
+    """How an input was generated, for messages ("int64 [2, 6] in [0, 1000)")."""
+    arr = np.asarray(arr)
+    what = f"{arr.dtype} {list(arr.shape)}"
+    if arr.dtype.kind in "iu" and arr.size:
+        if rng is not None:
+            return f"{what} in [{rng[0]:g}, {rng[1]:g}) (given)"
+        return f"{what} with values {int(arr.min())}..{int(arr.max())}"
+    return what
 
 
 def _random_tensor(
@@ -127,10 +160,16 @@ def _random_tensor(
     rng: np.random.Generator,
     vocab_size: int,
     default_dim: int,
+    value_range: Range | None = None,
 ) -> np.ndarray:
     shape = spec.concrete_shape(dims, default=default_dim)
     name = spec.name.lower()
     dtype = spec.dtype
+    if value_range is not None and dtype not in ("str", "bool"):
+        lo, hi = value_range
+        if dtype.startswith("float"):
+            return rng.uniform(lo, hi, size=shape).astype(dtype)
+        return rng.integers(int(lo), max(int(hi), int(lo) + 1), size=shape).astype(dtype)
     if dtype == "str":
         return np.array([f"text {i}" for i in range(int(np.prod(shape)))], dtype=object).reshape(
             shape
@@ -152,3 +191,135 @@ def _random_tensor(
     info = np.iinfo(dtype)
     lo, hi = max(info.min, 0), min(info.max, 10)
     return rng.integers(lo, hi, size=shape).astype(dtype)
+
+
+def parse_range(text: str, what: str = "range") -> Range:
+    """``"LOW..HIGH"`` -> (low, high), high excluded (``0..50`` is 0, 1, ..., 49)."""
+    lo_s, sep, hi_s = text.partition("..")
+    try:
+        if not sep:
+            raise ValueError
+        lo, hi = float(lo_s), float(hi_s)
+    except ValueError:
+        raise InputError(
+            f"{what}: '{text}' is not a range; write LOW..HIGH, e.g. 0..50 (HIGH excluded)"
+        ) from None
+    if not hi > lo:
+        raise InputError(f"{what}: range '{text}' is empty; HIGH must be greater than LOW")
+    return lo, hi
+
+
+def take_rows(feed: Mapping[str, np.ndarray], rows: int, batched: Iterable[str] | None = None) -> Feed:
+    """``rows`` samples of ``feed`` along axis 0 (cut, or repeated when it holds fewer); inputs not
+    in ``batched`` (when given) are passed unchanged."""
+    keep = set(feed) if batched is None else set(batched)
+    out: Feed = {}
+    for name, arr in feed.items():
+        arr = np.asarray(arr)
+        if name not in keep or arr.ndim == 0 or arr.shape[0] == 0:
+            out[name] = arr
+            continue
+        n = arr.shape[0]
+        out[name] = arr[:rows] if n >= rows else np.take(arr, np.arange(rows) % n, axis=0)
+    return out
+
+
+# Pass-through ops: an integer input that reaches a Gather through these still indexes its table.
+_PASS_THROUGH = {"Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Expand"}
+
+
+def graph_value_ranges(model: Any) -> dict[str, Range]:
+    """Value ranges the graph itself implies for its integer inputs.
+
+    An input used as the indices of a ``Gather`` on a constant table (an embedding lookup) gets
+    [0, rows); the indices of a ``OneHot`` get [0, depth). Inputs reach those ops directly or
+    through shape-only ops (Cast, Reshape, Unsqueeze...). ``model`` is an ``onnx.ModelProto``;
+    tensors stored as external data are not needed (only their dims are read).
+    """
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consts: dict[str, Any] = {}
+    for n in graph.node:
+        if n.op_type == "Constant" and n.output:
+            for a in n.attribute:
+                if a.name == "value":
+                    consts[n.output[0]] = a.t
+    tables = {**inits, **consts}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for i, name in enumerate(n.input):
+            consumers.setdefault(name, []).append((n, i))
+    int_inputs = [
+        vi.name
+        for vi in graph.input
+        if vi.name not in inits and vi.type.tensor_type.elem_type in (2, 3, 4, 5, 6, 7, 12, 13)
+    ]
+    out: dict[str, Range] = {}
+    for name in int_inputs:
+        highs: list[int] = []
+        todo, seen = [name], set()
+        while todo:
+            t = todo.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            for node, idx in consumers.get(t, []):
+                if node.op_type in _PASS_THROUGH and idx == 0:
+                    todo.extend(node.output)
+                elif node.op_type == "Gather" and idx == 1 and node.input[0] in tables:
+                    dims = list(tables[node.input[0]].dims)
+                    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                    if dims:
+                        highs.append(int(dims[axis % len(dims)]))
+                elif node.op_type == "OneHot" and idx == 0 and node.input[1] in tables:
+                    depth = _scalar(tables[node.input[1]])
+                    if depth is not None:
+                        highs.append(int(depth))
+        if highs and min(highs) > 0:
+            out[name] = (0.0, float(min(highs)))
+    return out
+
+
+def _scalar(tensor: Any) -> float | None:
+    try:
+        from onnx import numpy_helper
+
+        arr = numpy_helper.to_array(tensor)
+    except Exception:  # external data not loaded, odd types: no range from it
+        return None
+    return float(arr.reshape(-1)[0]) if arr.size else None
+
+
+def guess_dims(signature: Signature, batch: int = 1) -> dict[str, int]:
+    """Sizes for symbolic dims that a model of this kind accepts, for when no real data exists.
+
+    Image-like inputs ([N, 1|3, H, W] or [N, H, W, 1|3]) get 224 x 224; integer [N, S] inputs
+    (token ids) and other sequences get 128; float [N, T] and [N, 1|2, T] inputs (audio) get
+    1024 samples; axis 0 gets ``batch``; anything else 16.
+    """
+    sizes: dict[str, int] = {}
+
+    def put(dim: Any, n: int) -> None:
+        if isinstance(dim, str):
+            sizes.setdefault(dim, n)
+
+    for t in signature.inputs:
+        shape, rank = t.shape, len(t.shape)
+        if rank:
+            put(shape[0], batch)
+        if rank == 4 and shape[1] in (1, 3, 4):
+            put(shape[2], 224)
+            put(shape[3], 224)
+        elif rank == 4 and shape[3] in (1, 3, 4):
+            put(shape[1], 224)
+            put(shape[2], 224)
+        elif rank == 2 and t.dtype.startswith("float"):
+            put(shape[1], 1024)
+        elif rank == 3 and t.dtype.startswith("float") and shape[1] in (1, 2):
+            put(shape[2], 1024)
+        elif rank >= 2:
+            put(shape[1], 128)
+    for t in signature.inputs:
+        for d in t.shape:
+            put(d, 16)
+    return sizes

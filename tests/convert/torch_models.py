@@ -90,3 +90,46 @@ class UnsupportedOp(nn.Module):
 
 def not_a_module() -> str:
     return "nope"
+
+
+class Subtract(nn.Module):
+    """Two inputs whose order matters: a - 2*b."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a - 2 * b
+
+
+class KeywordOnly(nn.Module):
+    """A keyword-only parameter: forward(image, *, meta)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, image: torch.Tensor, *, meta: torch.Tensor) -> torch.Tensor:
+        return self.fc(image) * meta
+
+
+class EmbeddingIds(nn.Module):
+    """nn.Embedding(50, 16) fed by an input named ``ids`` (looks like a token-id input)."""
+
+    def __init__(self, shift: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.shift = shift
+        self.emb = nn.Embedding(50, 16)
+        self.fc = nn.Linear(16 + 4, 3)
+
+    def forward(self, ids: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        looked_up = self.emb(ids + self.shift if self.shift else ids)
+        return self.fc(torch.cat([looked_up.mean(1), feats], dim=1))
+
+
+def build_embedding_ids() -> EmbeddingIds:
+    return EmbeddingIds()
+
+
+def build_shifted_embedding_ids() -> EmbeddingIds:
+    """The ids are changed before the lookup, so no range can be read from the module."""
+    return EmbeddingIds(shift=1)

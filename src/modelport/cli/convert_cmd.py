@@ -282,8 +282,9 @@ def print_report(report: VerifyReport, title: str = "Parity") -> None:
     "--input",
     "input_specs",
     multiple=True,
-    metavar="NAME:SHAPE:DTYPE",
-    help="Describe an input instead of --example-inputs, e.g. x:batch,3,32,32:float32.",
+    metavar="NAME:SHAPE:DTYPE[:LOW..HIGH]",
+    help="Describe an input instead of --example-inputs, e.g. x:batch,3,32,32:float32; "
+    "LOW..HIGH sets the range of its generated values (HIGH excluded), e.g. ids:batch,6:int64:0..50.",
 )
 @click.option(
     "--dynamic",
@@ -316,11 +317,13 @@ def convert(**kw: Any) -> int:
     ONNX model package (model.onnx + modelport.json)."""
     from ..convert import ConvertConfig
     from ..convert import convert as do_convert
-    from ..convert.torch import spec_from_string
+    from ..convert.torch import parse_input_spec
     from ..data import load_feed
 
     source = None if kw.get("savedmodel_repo") else make_source(kw)
-    specs = tuple(spec_from_string(s) for s in kw["input_specs"])
+    parsed = [parse_input_spec(s) for s in kw["input_specs"]]
+    specs = tuple(spec for spec, _ in parsed)
+    ranges = {spec.name: r for spec, r in parsed if r is not None}
     example = None
     if kw["example_inputs"]:
         from ..signature import Signature
@@ -330,6 +333,7 @@ def convert(**kw: Any) -> int:
     config = ConvertConfig(
         inputs=specs,
         example=example,
+        input_ranges=ranges,
         dynamic=parse_dynamic(kw["dynamic"]),
         dynamic_batch=not kw["static"],
         output_names=tuple(n.strip() for n in kw["output_names"].split(","))

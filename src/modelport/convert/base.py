@@ -106,7 +106,10 @@ class ConvertConfig:
 
     inputs: input specs (name, dtype, shape with symbolic dims) used to generate example inputs
         when ``example`` is not given; symbolic dims become dynamic axes.
-    example: example inputs by name (leading batch axis).
+    example: example inputs by name (leading batch axis); matched to the model's parameters
+        (PyTorch forward()) by name.
+    input_ranges: value range [low, high) of generated inputs by name (``--input
+        ids:batch,6:int64:0..50``); other integer ranges come from the model where it tells.
     dynamic: extra dynamic axes by input name (``{"input_ids": {1: "sequence"}}``).
     dynamic_batch: make axis 0 of every input and output dynamic ("batch").
     input_names / output_names: names to give the graph's inputs and outputs.
@@ -121,6 +124,7 @@ class ConvertConfig:
 
     inputs: tuple[TensorSpec, ...] = ()
     example: Feed | None = None
+    input_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     dynamic: DynamicAxes = field(default_factory=dict)
     dynamic_batch: bool = True
     input_names: tuple[str, ...] = ()

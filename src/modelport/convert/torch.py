@@ -17,13 +17,14 @@ import logging
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..data import Feed, generate_feed
-from ..errors import ConversionError, UsageError, require
+from ..data import Feed, describe_generated, generate_feed, parse_range
+from ..errors import ConversionError, InputError, ModelportError, UsageError, require
 from ..package import file_sha256
 from ..signature import Signature, TensorSpec
 from ..verify import verify_model
@@ -35,6 +36,9 @@ __all__ = [
     "convert_exported_program",
     "export_module",
     "import_target",
+    "bind_inputs",
+    "InputBinding",
+    "parse_input_spec",
 ]
 
 
@@ -208,23 +212,187 @@ def _tuple_outputs(module: Any) -> Any:
     return TupleOutputs(module)
 
 
-def torch_reference(module: Any, input_names: Sequence[str]):
-    """A callable feed -> list of numpy outputs, running ``module`` under no_grad."""
+# --- inputs bound to forward()'s parameters by name ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of forward(): its name, how it is passed and whether it has a default."""
+
+    name: str
+    kind: str  # "positional_only", "positional", "keyword_only", "var_positional", "var_keyword"
+    required: bool
+
+
+def forward_params(module: Any) -> list[Param] | None:
+    """forward()'s parameters (without self), or None when they cannot be read."""
+    import inspect
+
+    schema = getattr(getattr(module, "forward", None), "schema", None)
+    if schema is not None:  # a ScriptModule: the TorchScript schema names its arguments
+        return [
+            Param(a.name, "positional", not a.has_default_value())
+            for a in schema.arguments
+            if a.name != "self"
+        ]
+    try:
+        sig = inspect.signature(module.forward)
+    except (TypeError, ValueError):
+        return None
+    kinds = {
+        inspect.Parameter.POSITIONAL_ONLY: "positional_only",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional",
+        inspect.Parameter.KEYWORD_ONLY: "keyword_only",
+        inspect.Parameter.VAR_POSITIONAL: "var_positional",
+        inspect.Parameter.VAR_KEYWORD: "var_keyword",
+    }
+    return [
+        Param(p.name, kinds[p.kind], p.default is inspect.Parameter.empty)
+        for p in sig.parameters.values()
+    ]
+
+
+@dataclass(frozen=True)
+class InputBinding:
+    """How the graph's inputs reach forward(): ``names`` in graph order; ``positional`` of them
+    are passed by position, the rest by keyword (``keywords[i]`` is the parameter name)."""
+
+    names: tuple[str, ...]
+    positional: int
+    keywords: tuple[str, ...] = ()
+    note: str | None = None
+
+    @property
+    def direct(self) -> bool:
+        """True when forward() can be called with the graph's inputs in order, by position."""
+        return not self.keywords
+
+    def call(self, module: Any, tensors: Sequence[Any]) -> Any:
+        args = list(tensors[: self.positional])
+        kwargs = dict(zip(self.keywords, tensors[self.positional :], strict=True))
+        return module(*args, **kwargs)
+
+
+def bind_inputs(module: Any, keys: Sequence[str]) -> InputBinding:
+    """Match input names (``.npz`` keys, ``--input`` names) to forward()'s parameters by name.
+
+    Names that are parameter names bind to those parameters whatever their order; the graph's
+    inputs then follow forward()'s parameter order. Positional-only parameters are passed by
+    position, keyword-only ones by keyword. When no name is a parameter name (forward(*args), or
+    arrays saved under other names), inputs bind by position in the order given, with a note.
+    """
+    params = forward_params(module)
+    keys = list(keys)
+    if params is None:
+        return InputBinding(tuple(keys), len(keys), note=_positional_note(keys, None))
+    named = [p for p in params if p.kind not in ("var_positional", "var_keyword")]
+    by_name = {p.name: p for p in named}
+    matched = [k for k in keys if k in by_name]
+    var_kw = any(p.kind == "var_keyword" for p in params)
+    var_pos = any(p.kind == "var_positional" for p in params)
+    shown = "forward(" + ", ".join(_shown(p) for p in params) + ")"
+    if not matched and not var_kw:
+        positional = [p for p in named if p.kind in ("positional_only", "positional")]
+        if len(keys) > len(positional) and not var_pos:
+            raise UsageError(
+                f"the inputs {keys} match no parameter of {shown}, and there are more of them "
+                "than positional parameters; name each array (or --input) after the parameter "
+                "it is for"
+            )
+        need = [p.name for p in positional[len(keys) :] if p.required]
+        need += [p.name for p in named if p.kind == "keyword_only" and p.required]
+        if need:
+            raise UsageError(
+                f"{shown} needs {need}, which the inputs {keys} do not provide; name each array "
+                "(or --input) after the parameter it is for"
+            )
+        return InputBinding(tuple(keys), len(keys), note=_positional_note(keys, shown))
+    unknown = [k for k in keys if k not in by_name]
+    if unknown and not var_kw:
+        raise UsageError(
+            f"input(s) {unknown} match no parameter of {shown}; name each array (or --input) "
+            "after the parameter it is for"
+        )
+    missing = [p.name for p in named if p.required and p.name not in keys]
+    if missing:
+        raise UsageError(
+            f"{shown} needs {missing}, but the inputs are {keys}; add them to --example-inputs "
+            "(or as --input specs)"
+        )
+    order = [p.name for p in named if p.name in keys] + unknown
+    # by position while the parameters are given in order, then by keyword
+    positional = 0
+    for p in named:
+        if p.kind == "keyword_only" or p.name not in keys:
+            break
+        positional += 1
+    for p in named[positional:]:
+        if p.kind == "positional_only" and p.name in keys:
+            gap = [q.name for q in named[: named.index(p)] if q.name not in keys]
+            raise UsageError(
+                f"{shown}: positional-only parameter '{p.name}' comes after {gap}, which the "
+                "inputs do not provide; positional-only parameters can only be given in order"
+            )
+    return InputBinding(tuple(order), positional, tuple(order[positional:]))
+
+
+def _shown(p: Param) -> str:
+    name = {"var_positional": f"*{p.name}", "var_keyword": f"**{p.name}"}.get(p.kind, p.name)
+    return name if p.required or p.kind.startswith("var") else f"{name}=..."
+
+
+def _positional_note(keys: Sequence[str], shown: str | None) -> str | None:
+    if len(keys) < 2:
+        return None
+    where = shown or "forward()"
+    return (
+        f"inputs {list(keys)} bound to {where} by position, in the order given (no input is "
+        "named after a parameter); name them after the parameters to bind them by name"
+    )
+
+
+def _bound_module(module: Any, binding: InputBinding) -> Any:
+    """``module`` behind a forward(*args) that passes the graph's inputs as ``binding`` says."""
     torch = _torch()
 
+    class BoundInputs(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> Any:
+            return binding.call(self.inner, args)
+
+    return BoundInputs(module)
+
+
+def torch_reference(
+    module: Any, input_names: Sequence[str], binding: InputBinding | None = None
+):
+    """A callable feed -> list of numpy outputs, running ``module`` under no_grad; the feed's
+    arrays reach forward()'s parameters by name as ``binding`` says (else in ``input_names``
+    order, by position)."""
+    torch = _torch()
+    binding = binding or InputBinding(tuple(input_names), len(input_names))
+
     def run(feed: Feed) -> list[np.ndarray]:
-        args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in input_names]
+        args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in binding.names]
         with torch.no_grad():
-            out = module(*args)
+            out = binding.call(module, args)
         _, tensors = _flatten_outputs(out)
         return [t.detach().cpu().numpy() for t in tensors]
 
     return run
 
 
-def _example_feed(config: ConvertConfig) -> Feed:
+def _example_feed(config: ConvertConfig, module: Any = None) -> tuple[Feed, dict[str, str]]:
+    """The example inputs, and for generated ones how they were made (name -> description).
+
+    Generated integer inputs take their range from ``--input ...:LOW..HIGH``, else from the
+    module: an input that goes straight into an ``nn.Embedding`` gets [0, num_embeddings).
+    """
     if config.example is not None:
-        return {k: np.asarray(v) for k, v in config.example.items()}
+        return {k: np.asarray(v) for k, v in config.example.items()}, {}
     if not config.inputs:
         raise UsageError(
             "a PyTorch model needs example inputs: give --example-inputs FILE.npz or describe "
@@ -232,7 +400,60 @@ def _example_feed(config: ConvertConfig) -> Feed:
         )
     sig = Signature(tuple(config.inputs))
     dims = {d: (2 if d == "batch" else 8) for d in sig.symbolic_dims()}
-    return generate_feed(sig, dims)
+    ranges = dict(config.input_ranges)
+    found: dict[str, tuple[float, float]] = {}
+    if module is not None:
+        probe = generate_feed(sig, dims, ranges={t.name: (0, 1) for t in sig.inputs})
+        found = {
+            k: v for k, v in embedding_ranges(module, probe).items() if k not in ranges
+        }
+    feed = generate_feed(sig, dims, ranges={**found, **ranges})
+    how = {}
+    for t in sig.inputs:
+        how[t.name] = describe_generated(t, feed[t.name], ranges.get(t.name))
+        if t.name in found:
+            how[t.name] += f" (the range of the nn.Embedding it feeds)"
+    return feed, how
+
+
+def embedding_ranges(module: Any, feed: Feed) -> dict[str, tuple[float, float]]:
+    """Inputs that ``module`` passes unchanged to an ``nn.Embedding``: [0, num_embeddings).
+
+    Found by running ``module`` once on ``feed`` (integer inputs all zero) with hooks on its
+    embeddings; a module that fails on that run yields no ranges.
+    """
+    torch = _torch()
+    embeddings = [
+        m for m in module.modules() if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag)
+    ]
+    if not embeddings:
+        return {}
+    try:
+        binding = bind_inputs(module, list(feed))
+    except UsageError:
+        return {}
+    tensors = {n: torch.from_numpy(np.ascontiguousarray(feed[n])) for n in binding.names}
+    found: dict[str, int] = {}
+
+    def hook(mod: Any, args: tuple) -> None:
+        if not args or not isinstance(args[0], torch.Tensor):
+            return
+        for name, t in tensors.items():
+            if args[0] is t or (
+                args[0].data_ptr() == t.data_ptr() and args[0].numel() == t.numel()
+            ):
+                found[name] = min(found.get(name, mod.num_embeddings), mod.num_embeddings)
+
+    handles = [m.register_forward_pre_hook(hook) for m in embeddings]
+    try:
+        with torch.no_grad():
+            binding.call(module, [tensors[n] for n in binding.names])
+    except Exception:  # the probe is a hint; the real run reports errors
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: (0.0, float(v)) for k, v in found.items() if v > 0}
 
 
 def _dynamic_axes(
@@ -368,6 +589,39 @@ def _torch_versions() -> dict[str, str]:
     return versions
 
 
+def _first_call(module: Any, binding: InputBinding, feed: Feed, generated: Mapping[str, str]):
+    """The source's outputs on ``feed``; when it rejects generated inputs, an InputError that
+    names them and says how to give real ones."""
+    torch = _torch()
+    try:
+        with torch.no_grad():
+            return binding.call(
+                module, [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in binding.names]
+            )
+    except Exception as exc:
+        if not generated:
+            raise ConversionError(
+                f"the model failed on the example inputs: {type(exc).__name__}: "
+                f"{_error_summary(exc)}"
+            ) from exc
+        ints = [n for n in generated if np.asarray(feed[n]).dtype.kind in "iu"]
+        suspects = ints or list(generated)
+        how = "; ".join(f"'{n}': {generated[n]}" for n in suspects)
+        first = suspects[0]
+        raise InputError(
+            f"the model rejected the generated inputs ({type(exc).__name__}: "
+            f"{_error_summary(exc)}). Generated {how}. Give real inputs with --example-inputs "
+            f"FILE.npz (one array per input name), or a value range for the input, e.g. "
+            f"--input {first}:{_spec_text(feed[first])}:LOW..HIGH",
+            input=first,
+        ) from None
+
+
+def _spec_text(arr: np.ndarray) -> str:
+    shape = ",".join(["batch", *map(str, np.shape(arr)[1:])])
+    return f"{shape}:{np.asarray(arr).dtype}"
+
+
 def export_with_fallback(
     module: Any,
     reference_module: Any,
@@ -376,14 +630,21 @@ def export_with_fallback(
     input_names: Sequence[str],
     default_output_names: Sequence[str] | None = None,
     verify_config: Any = None,
+    *,
+    binding: InputBinding | None = None,
+    generated: Mapping[str, str] | None = None,
 ) -> tuple[Any, str, list[str], Any, dict[str, dict[int, str]], list[str]]:
     """Export ``module``; with exporter="auto" try dynamo, fall back to TorchScript on failure
-    or broken parity. Returns (proto, exporter, output_names, report, dynamic axes, notes)."""
-    reference = torch_reference(reference_module, input_names)
-    with _torch().no_grad():
-        sample = reference_module(
-            *[_torch().from_numpy(np.ascontiguousarray(feed[n])) for n in input_names]
-        )
+    or broken parity. Returns (proto, exporter, output_names, report, dynamic axes, notes).
+
+    ``binding`` says how the inputs reach forward() (default: ``input_names`` by position);
+    ``generated`` describes the inputs that were generated (name -> how), so that a source that
+    rejects them gets an error naming them and the fix.
+    """
+    binding = binding or InputBinding(tuple(input_names), len(input_names))
+    input_names = list(binding.names)
+    reference = torch_reference(reference_module, input_names, binding)
+    sample = _first_call(reference_module, binding, feed, generated or {})
     names, tensors = _flatten_outputs(sample)
     output_names = (
         list(config.output_names)
@@ -399,7 +660,8 @@ def export_with_fallback(
     export_feed = _widen_batch(feed, dynamic)
     # dict outputs (ModelOutput...) are flattened to a tuple by a wrapper; ScriptModules and
     # plain tensor/tuple outputs are exported as they are.
-    wrapped = _tuple_outputs(module) if isinstance(sample, Mapping) else module
+    wrapped = module if binding.direct else _bound_module(module, binding)
+    wrapped = _tuple_outputs(wrapped) if isinstance(sample, Mapping) else wrapped
     order = ["dynamo", "torchscript"] if config.exporter == "auto" else [config.exporter]
     notes: list[str] = []
     last_error: Exception | None = None
@@ -449,20 +711,23 @@ def export_with_fallback(
 def convert_torch(source: Source, config: ConvertConfig) -> Exported:
     module, prov = load_module(source)
     reference_module = copy.deepcopy(module)  # exporting may change the module's state
-    feed = _example_feed(config)
+    feed, generated = _example_feed(config, reference_module)
     input_names = list(config.input_names) or list(feed)
     missing = [n for n in input_names if n not in feed]
     if missing:
         raise UsageError(f"example inputs lack {missing}; they hold {list(feed)}")
+    binding = bind_inputs(module, input_names)
     proto, exporter, _, report, dynamic, notes = export_with_fallback(
-        module, reference_module, config, feed, input_names
+        module, reference_module, config, feed, input_names, binding=binding, generated=generated
     )
+    if binding.note:
+        notes.insert(0, binding.note)
     prov.update(source_kind="torch", frameworks=_torch_versions(), exporter=exporter)
     if source.init_args:
         prov["init_args"] = json.loads(json.dumps(dict(source.init_args), default=str))
     return Exported(
         proto,
-        torch_reference(reference_module, input_names),
+        torch_reference(reference_module, input_names, binding),
         feed,
         dynamic,
         prov,
@@ -487,13 +752,16 @@ def convert_torchscript(source: Source, config: ConvertConfig) -> Exported:
         ) from exc
     module.eval()
     reference_module.eval()
-    feed = _example_feed(config)
+    feed, generated = _example_feed(config, reference_module)
     input_names = list(config.input_names) or list(feed)
+    binding = bind_inputs(module, input_names)
     # TorchScript modules export natively through the TorchScript exporter
     cfg = config if config.exporter != "auto" else _replace(config, exporter="torchscript")
     proto, exporter, _, report, dynamic, notes = export_with_fallback(
-        module, reference_module, cfg, feed, input_names
+        module, reference_module, cfg, feed, input_names, binding=binding, generated=generated
     )
+    if binding.note:
+        notes.insert(0, binding.note)
     prov = {
         "source_kind": "torchscript",
         "source_path": str(path),
@@ -503,7 +771,7 @@ def convert_torchscript(source: Source, config: ConvertConfig) -> Exported:
     }
     return Exported(
         proto,
-        torch_reference(reference_module, input_names),
+        torch_reference(reference_module, input_names, binding),
         feed,
         dynamic,
         prov,
@@ -526,7 +794,7 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
             path=str(path),
         ) from exc
     module = program.module()
-    feed = _example_feed(config)
+    feed, _ = _example_feed(config, module)
     input_names = list(config.input_names) or list(feed)
     reference = torch_reference(module, input_names)
     # An ExportedProgram carries its own dynamic shapes; it is exported as it is.
@@ -579,13 +847,26 @@ def _replace(obj: Any, **changes: Any) -> Any:
 
 def spec_from_string(text: str) -> TensorSpec:
     """Parse ``name:dim,dim,...:dtype`` (dims are ints or names), e.g. ``x:batch,3,32,32:float32``."""
+    return parse_input_spec(text)[0]
+
+
+def parse_input_spec(text: str) -> tuple[TensorSpec, tuple[float, float] | None]:
+    """Parse ``name:shape[:dtype[:LOW..HIGH]]``, e.g. ``ids:batch,6:int64:0..50``: the spec and
+    the value range of generated inputs ([LOW, HIGH), HIGH excluded), if given."""
     parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0]:
+    if len(parts) not in (2, 3, 4) or not parts[0]:
         raise UsageError(
-            f"--input '{text}': expected name:shape:dtype, e.g. x:batch,3,32,32:float32"
+            f"--input '{text}': expected name:shape:dtype[:LOW..HIGH], e.g. "
+            "x:batch,3,32,32:float32 or ids:batch,16:int64:0..30522"
         )
     name, shape_s = parts[0], parts[1]
-    dtype = parts[2] if len(parts) == 3 else "float32"
+    dtype = parts[2] if len(parts) >= 3 and parts[2] else "float32"
+    value_range = None
+    if len(parts) == 4:
+        try:
+            value_range = parse_range(parts[3], f"--input '{text}'")
+        except ModelportError as exc:
+            raise UsageError(exc.message) from None
     try:
         np.dtype(dtype)
     except TypeError:
@@ -598,4 +879,4 @@ def spec_from_string(text: str) -> TensorSpec:
         dims.append(int(d) if d.lstrip("-").isdigit() else d)
     if any(isinstance(d, int) and d < 1 for d in dims):
         raise UsageError(f"--input '{text}': fixed dims must be >= 1; use a name for a dynamic dim")
-    return TensorSpec(name, str(np.dtype(dtype)), tuple(dims))
+    return TensorSpec(name, str(np.dtype(dtype)), tuple(dims)), value_range
