@@ -209,7 +209,9 @@ def parse_range(text: str, what: str = "range") -> Range:
     return lo, hi
 
 
-def take_rows(feed: Mapping[str, np.ndarray], rows: int, batched: Iterable[str] | None = None) -> Feed:
+def take_rows(
+    feed: Mapping[str, np.ndarray], rows: int, batched: Iterable[str] | None = None
+) -> Feed:
     """``rows`` samples of ``feed`` along axis 0 (cut, or repeated when it holds fewer); inputs not
     in ``batched`` (when given) are passed unchanged."""
     keep = set(feed) if batched is None else set(batched)

@@ -34,7 +34,9 @@ def test_npz_keys_in_the_other_order_bind_by_name(tmp_path):
 
     example = load_feed(path)
     assert list(example) == ["b", "a"]
-    res = convert(Source.torch_module(tm.Subtract()), tmp_path / "pkg", ConvertConfig(example=example))
+    res = convert(
+        Source.torch_module(tm.Subtract()), tmp_path / "pkg", ConvertConfig(example=example)
+    )
     assert res.report.passed
     pkg = res.package
     assert pkg.signature.input_names == ["a", "b"]  # forward()'s order and names

@@ -366,9 +366,7 @@ def _bound_module(module: Any, binding: InputBinding) -> Any:
     return BoundInputs(module)
 
 
-def torch_reference(
-    module: Any, input_names: Sequence[str], binding: InputBinding | None = None
-):
+def torch_reference(module: Any, input_names: Sequence[str], binding: InputBinding | None = None):
     """A callable feed -> list of numpy outputs, running ``module`` under no_grad; the feed's
     arrays reach forward()'s parameters by name as ``binding`` says (else in ``input_names``
     order, by position)."""
@@ -404,15 +402,13 @@ def _example_feed(config: ConvertConfig, module: Any = None) -> tuple[Feed, dict
     found: dict[str, tuple[float, float]] = {}
     if module is not None:
         probe = generate_feed(sig, dims, ranges={t.name: (0, 1) for t in sig.inputs})
-        found = {
-            k: v for k, v in embedding_ranges(module, probe).items() if k not in ranges
-        }
+        found = {k: v for k, v in embedding_ranges(module, probe).items() if k not in ranges}
     feed = generate_feed(sig, dims, ranges={**found, **ranges})
     how = {}
     for t in sig.inputs:
         how[t.name] = describe_generated(t, feed[t.name], ranges.get(t.name))
         if t.name in found:
-            how[t.name] += f" (the range of the nn.Embedding it feeds)"
+            how[t.name] += " (the range of the nn.Embedding it feeds)"
     return feed, how
 
 
