@@ -73,6 +73,19 @@ from ..serve.ray.cli import RAY_OPTIONS, ray_options
 )
 @click.option("--timeout-ms", type=float, default=None, help="Per-request timeout. Default 30000.")
 @click.option(
+    "--max-request-rows",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Most rows one request may send (413 above). Default 0 = max(1024, max batch size).",
+)
+@click.option(
+    "--max-tensor-elements",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Most elements in one input tensor (413 above). Default 0 = max(2**24, rows x "
+    "elements per row).",
+)
+@click.option(
     "--version-policy",
     default=None,
     help="latest, latest:N, all or specific:1,3. Default latest:1.",

@@ -124,12 +124,16 @@ def make_session(model: str | os.PathLike[str] | bytes | Any, config: SessionCon
 
 
 def run_session(
-    session: Any, feed: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
+    session: Any,
+    feed: Mapping[str, np.ndarray],
+    output_names: Sequence[str] | None = None,
+    run_options: Any = None,
 ) -> dict[str, np.ndarray]:
-    """Run ``session`` and return outputs by name; ORT's argument errors become InputError."""
+    """Run ``session`` and return outputs by name; ORT's argument errors become InputError.
+    ``run_options``: an ``onnxruntime.RunOptions`` (e.g. arena shrinkage), or None."""
     names = list(output_names) if output_names else [o.name for o in session.get_outputs()]
     try:
-        values = session.run(names, dict(feed))
+        values = session.run(names, dict(feed), run_options)
     except Exception as exc:
         msg = str(exc)
         if "INVALID_ARGUMENT" in msg or "Invalid" in msg or "Unexpected input" in msg:

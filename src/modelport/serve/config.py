@@ -126,6 +126,10 @@ class ModelConfig:
     warmup: run generated inputs through the model before it is marked ready.
     version_labels: names for versions, e.g. {"stable": 1, "canary": 2} (TF Serving's labels:
         GET /v1/models/<m>/labels/canary, ModelSpec.version_label).
+    max_request_rows: most rows (batch axis) one request may send; 0 = derived from the model,
+        max(1024, max_batch_size). Larger requests are refused with 413 before they run.
+    max_tensor_elements: most elements in one input tensor; 0 = derived from the model, the
+        larger of 2**24 and max_request_rows x the input's fixed elements per row.
     """
 
     max_batch_size: int = 32
@@ -138,6 +142,8 @@ class ModelConfig:
     version_policy: VersionPolicy = field(default_factory=VersionPolicy)
     warmup: bool = True
     version_labels: Mapping[str, int] = field(default_factory=dict)
+    max_request_rows: int = 0
+    max_tensor_elements: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.version_policy, str | Mapping):
@@ -164,6 +170,14 @@ class ModelConfig:
             problems.append(f"execution must be one of {EXECUTION_MODES}, got {self.execution!r}")
         if self.timeout_ms <= 0:
             problems.append(f"timeout_ms must be > 0, got {self.timeout_ms}")
+        if self.max_request_rows < 0:
+            problems.append(
+                f"max_request_rows must be >= 0 (0 = derived), got {self.max_request_rows}"
+            )
+        if self.max_tensor_elements < 0:
+            problems.append(
+                f"max_tensor_elements must be >= 0 (0 = derived), got {self.max_tensor_elements}"
+            )
         if problems:
             raise UsageError("invalid serving config: " + "; ".join(problems))
 

@@ -12,8 +12,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from .errors import RequestTimeoutError, status_of
+from .errors import RequestTimeoutError, RequestTooLargeError, status_of
 from .metrics import Metrics
+from .offload import off_loop
 from .repository import READY, ModelRepository, VersionState
 from .types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
 
@@ -142,7 +143,8 @@ class DataPlane:
             metrics.inflight[name] += 1
             counted = True
             model = vs.model
-            feed = _feed(model, request.inputs)
+            strings = sum(t.data.size for t in request.inputs if t.datatype == "BYTES")
+            feed = await off_loop(strings * 16, _feed, model, request.inputs)
             wanted = _wanted_outputs(model, request.outputs)
             outputs = await self._wait(vs, feed, request)
             version = vs.version_str  # a remote version (serve/ray) knows only now which served
@@ -244,6 +246,7 @@ def _feed(model, inputs: list[Tensor]) -> dict[str, np.ndarray]:
                 expected=list(shape),
                 got=list(arr.shape),
             )
+        _check_limits(model, t.name, arr, shape)
         if datatype == "BYTES":
             arr = _as_str(t.name, arr)
         given[t.name] = arr
@@ -255,6 +258,26 @@ def _feed(model, inputs: list[Tensor]) -> dict[str, np.ndarray]:
         )
     _check_shared_dims(model, given)
     return given if list(given) == list(specs) else {n: given[n] for n in specs}
+
+
+def _check_limits(model, name: str, arr: np.ndarray, shape: tuple) -> None:
+    """The model's rows-per-request and elements-per-tensor limits (413 before the run)."""
+    limits = getattr(model, "element_limits", None)
+    if limits is None:  # a remote model (serve/ray) checks on its own side
+        return
+    if shape and shape[0] == -1 and arr.ndim and arr.shape[0] > model.row_limit:
+        raise RequestTooLargeError(
+            f"input '{name}' has {arr.shape[0]} rows; model '{model.name}' accepts at most "
+            f"{model.row_limit} rows per request (max_request_rows); send smaller batches",
+            input=name,
+        )
+    limit = limits.get(name)
+    if limit is not None and arr.size > limit:
+        raise RequestTooLargeError(
+            f"input '{name}' has {arr.size} elements; model '{model.name}' accepts at most "
+            f"{limit} per tensor (max_tensor_elements); send smaller inputs",
+            input=name,
+        )
 
 
 def _check_shared_dims(model, given: dict[str, np.ndarray]) -> None:

@@ -7,6 +7,7 @@
         ├── QueueFullError         the model's queue is full            503 / UNAVAILABLE
         ├── RequestTimeoutError    not answered within the timeout      504 / DEADLINE_EXCEEDED
         ├── RequestTooLargeError   body or message over the limit       413 / RESOURCE_EXHAUSTED
+        ├── UnsupportedMediaError  a Content-Encoding not accepted      415 / INVALID_ARGUMENT
         ├── ForbiddenError         management from a non-loopback peer  403 / PERMISSION_DENIED
         ├── ConflictError          registering a version that exists    409 / ALREADY_EXISTS
         ├── UnsupportedError       a protocol feature not implemented   501 / UNIMPLEMENTED
@@ -37,6 +38,7 @@ __all__ = [
     "ServeError",
     "Status",
     "UnsupportedError",
+    "UnsupportedMediaError",
     "status_of",
 ]
 
@@ -63,6 +65,10 @@ class RequestTimeoutError(ServeError):
 
 class RequestTooLargeError(ServeError):
     """The request body is larger than the server's limit."""
+
+
+class UnsupportedMediaError(ServeError):
+    """The request body's encoding (e.g. ``Content-Encoding: br``) is not one the server reads."""
 
 
 class ForbiddenError(ServeError):
@@ -100,6 +106,7 @@ STATUS: dict[type[BaseException], Status] = {
     QueueFullError: Status("unavailable", 503, "UNAVAILABLE"),
     RequestTimeoutError: Status("deadline_exceeded", 504, "DEADLINE_EXCEEDED"),
     RequestTooLargeError: Status("too_large", 413, "RESOURCE_EXHAUSTED"),
+    UnsupportedMediaError: Status("invalid_argument", 415, "INVALID_ARGUMENT"),
     ForbiddenError: Status("forbidden", 403, "PERMISSION_DENIED"),
     ConflictError: Status("conflict", 409, "ALREADY_EXISTS"),
     UnsupportedError: Status("unsupported", 501, "UNIMPLEMENTED"),

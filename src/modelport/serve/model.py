@@ -6,6 +6,7 @@ The only serve module that touches ``modelport.runtime`` (and through it onnxrun
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ class LoadedModel:
     def __post_init__(self) -> None:
         # Lookups the data plane makes on every request, computed once.
         self.shared_dims = _shared_dims(self.signature)
+        self.row_limit, self.element_limits = request_limits(self.signature, self.config)
+        # Runs above this many rows or input bytes hand their arena memory back afterwards.
+        self.shrink_above_rows = max(self.config.max_batch_size, 1)
         self.input_specs = {
             t.name: (v2_datatype(t.dtype), tuple(d if isinstance(d, int) else -1 for d in t.shape))
             for t in self.signature.inputs
@@ -100,14 +104,25 @@ class LoadedModel:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None):
-        """Outputs by name. Bad inputs raise InputError, other ORT failures InferenceFailedError."""
+        """Outputs by name. Bad inputs raise InputError, other ORT failures InferenceFailedError.
+
+        A run larger than usual (more rows than a full merged batch, or over 1 MB of inputs)
+        asks ONNX Runtime to give the arena memory it grew for it back to the system afterwards.
+        """
+        options = None
+        arrays = list(feed.values())
+        if arrays and (
+            sum(a.nbytes for a in arrays) > SHRINK_ABOVE_BYTES
+            or (arrays[0].ndim and arrays[0].shape[0] > self.shrink_above_rows)
+        ):
+            options = _shrink_options()
         try:
-            return run_session(self.session, feed, outputs or self.output_names)
-        except InputError:
-            raise
+            return run_session(self.session, feed, outputs or self.output_names, options)
+        except InputError as exc:
+            raise InputError(without_paths(exc.message), model=self.name) from exc
         except ModelportError as exc:
             raise InferenceFailedError(
-                f"model '{self.name}' version {self.version} failed: {exc.message}",
+                f"model '{self.name}' version {self.version} failed: {without_paths(exc.message)}",
                 model=self.name,
             ) from exc
 
@@ -115,12 +130,93 @@ class LoadedModel:
         self.session = None
 
 
+_SOURCE_PATH = re.compile(r"\S*/\S+\.(?:h|hpp|cc|cpp|c|cu|py)\b(?::\d+)?(?:\s+\S+\([^)]*\))?")
+
+
+def without_paths(message: str) -> str:
+    """An ONNX Runtime message without the source file locations it carries (clients see it)."""
+    return re.sub(r"\s{2,}", " ", _SOURCE_PATH.sub("", message)).strip()
+
+
+# Elements per input tensor allowed whatever the model, and the rows allowed by default.
+MIN_ELEMENT_LIMIT = 1 << 24
+DEFAULT_ROW_LIMIT = 1024
+SHRINK_ABOVE_BYTES = 1 << 20
+
+
+def request_limits(signature: Signature, config: ModelConfig) -> tuple[int, dict[str, int]]:
+    """(rows per request, {input: elements}) for the model: the config's values, or derived.
+
+    Rows: ``max_request_rows`` or max(1024, max_batch_size). Elements: ``max_tensor_elements`` or
+    the larger of 2**24 and rows x the input's fixed elements per row (symbolic dims other than
+    the batch axis count 1)."""
+    rows = config.max_request_rows or max(DEFAULT_ROW_LIMIT, config.max_batch_size)
+    elements = {}
+    for s in signature.inputs:
+        if config.max_tensor_elements:
+            elements[s.name] = config.max_tensor_elements
+            continue
+        per_row = 1
+        for d in s.shape[1:]:
+            per_row *= d if isinstance(d, int) else 1
+        batched = bool(s.shape) and isinstance(s.shape[0], str)
+        fixed = per_row * (rows if batched else (s.shape[0] if s.shape else 1))
+        elements[s.name] = max(MIN_ELEMENT_LIMIT, fixed)
+    return rows, elements
+
+
+_ARENA: dict[str, Any] = {}
+
+
+def _serving_session_options() -> tuple[tuple[str, str], ...]:
+    """Session entries that put the session on one process-wide CPU arena that grows by exactly
+    what is requested (kSameAsRequested), so that arena shrinkage can hand back what a large
+    run grew (measured: ORT's default arena keeps it; see docs/serve.md)."""
+    if "registered" not in _ARENA:
+        import threading
+
+        with _ARENA.setdefault("lock", threading.Lock()):
+            if "registered" not in _ARENA:
+                import onnxruntime as ort
+
+                try:
+                    ort.create_and_register_allocator(
+                        ort.OrtMemoryInfo(
+                            "Cpu",
+                            ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR,
+                            0,
+                            ort.OrtMemType.DEFAULT,
+                        ),
+                        ort.OrtArenaCfg(0, 1, -1, -1),  # max_mem, kSameAsRequested, defaults
+                    )
+                    _ARENA["registered"] = True
+                except Exception as exc:  # pragma: no cover - an ORT build without it
+                    log.warning("cannot register a shrinkable CPU arena: %s", exc)
+                    _ARENA["registered"] = False
+    return (("session.use_env_allocators", "1"),) if _ARENA["registered"] else ()
+
+
+def _shrink_options() -> Any:
+    options = _ARENA.get("shrink")
+    if options is None:
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        _ARENA["shrink"] = options
+    return options
+
+
 def load_model(package: ModelPackage, name: str, version: int, config: ModelConfig) -> LoadedModel:
     """Create the session, warm it up and decide batching and inline execution by measurement."""
     signature = package.signature
     session = make_session(
         package.model_path,
-        SessionConfig(intra_op_threads=config.threads, inter_op_threads=1),
+        SessionConfig(
+            intra_op_threads=config.threads,
+            inter_op_threads=1,
+            extra_session_options=_serving_session_options(),
+        ),
     )
     batch_name, why_not = batching_plan(signature)
     if batch_name is None and config.max_batch_size > 1:
@@ -179,7 +275,12 @@ def _warm_up(model: LoadedModel, batch_name: str | None) -> None:
             # A model this small runs fastest in the calling thread alone: waking ORT's pool
             # threads costs more than the work (measured, docs/serve.md). Small, so cheap to redo.
             model.session = make_session(
-                model.package.model_path, SessionConfig(intra_op_threads=1, inter_op_threads=1)
+                model.package.model_path,
+                SessionConfig(
+                    intra_op_threads=1,
+                    inter_op_threads=1,
+                    extra_session_options=_serving_session_options(),
+                ),
             )
             model.threads = 1
             model.run(generate_feed(sig, {batch_name: 1} if batch_name else {}))

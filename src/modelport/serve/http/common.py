@@ -10,11 +10,13 @@ from typing import Any
 
 import orjson
 
-from ...errors import ModelportError
-from ..errors import ForbiddenError, RequestTooLargeError, status_of
+from ...errors import InputError, ModelportError
+from ..errors import ForbiddenError, RequestTooLargeError, UnsupportedMediaError, status_of
+from ..offload import off_loop
 
 __all__ = [
     "error_body",
+    "strict_int",
     "header",
     "read_body",
     "require_loopback",
@@ -36,11 +38,40 @@ def header(scope: dict, name: bytes) -> bytes | None:
     return None
 
 
-async def read_body(scope: dict, receive, limit: int) -> bytes:
-    """The request body (decompressed when gzip/deflate), refusing more than ``limit`` bytes."""
+_INFLATE_STEP = 1 << 20  # inflate at most this much per zlib call (the cap is checked between)
+_ENCODINGS = {
+    b"gzip": 16 + zlib.MAX_WBITS,
+    b"x-gzip": 16 + zlib.MAX_WBITS,
+    b"deflate": zlib.MAX_WBITS,
+}
+
+
+def strict_int(value: bytes, what: str) -> int:
+    """A header value that must be a plain non-negative decimal integer (Python's int() would
+    also take "1_155", " 7" or "+7")."""
+    if not (value.isdigit() and value.isascii() and len(value) <= 18):
+        shown = value.decode("latin-1")[:40]
+        raise InputError(f"{what} must be a non-negative decimal integer, got {shown!r}")
+    return int(value)
+
+
+async def read_body(scope: dict, receive, limit: int) -> bytes | bytearray:
+    """The request body (inflated when gzip/deflate), refusing more than ``limit`` bytes, before
+    and after inflation. Inflation of large bodies runs off the event loop, in steps, and stops
+    as soon as the output passes ``limit``."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
+    encoding = header(scope, b"content-encoding")
+    wbits = None
+    if encoding is not None and encoding.strip().lower() not in (b"identity", b""):
+        wbits = _ENCODINGS.get(encoding.strip().lower())
+        if wbits is None:
+            shown = encoding.decode("latin-1")[:40]
+            raise UnsupportedMediaError(
+                f"unsupported Content-Encoding {shown!r}; send the body as gzip, deflate or "
+                "uncompressed"
+            )
     chunks = []
     size = 0
     while True:
@@ -56,27 +87,27 @@ async def read_body(scope: dict, receive, limit: int) -> bytes:
         if not message.get("more_body"):
             break
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    encoding = header(scope, b"content-encoding")
-    if encoding and encoding not in (b"identity",):
-        body = _decompress(body, encoding, limit)
+    if wbits is not None:
+        body = await off_loop(len(body), _inflate, body, wbits, encoding, limit)
     return body
 
 
-def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
-    wbits = {b"gzip": 16 + zlib.MAX_WBITS, b"deflate": zlib.MAX_WBITS}.get(encoding.lower())
-    if wbits is None:
-        raise ModelportError(
-            f"unsupported Content-Encoding {encoding.decode(errors='replace')!r}; "
-            "use gzip, deflate or none",
-        )
+def _inflate(body: bytes, wbits: int, encoding: bytes, limit: int) -> bytearray:
     d = zlib.decompressobj(wbits)
+    out = bytearray()
+    data = body
     try:
-        out = d.decompress(body, limit + 1)
+        while data:
+            out += d.decompress(data, _INFLATE_STEP)
+            if len(out) > limit:
+                raise _too_large(len(out), limit)
+            data = d.unconsumed_tail
+        out += d.flush()
     except zlib.error as exc:
-        from ...errors import InputError
-
-        raise InputError(f"the {encoding.decode()} body does not decompress: {exc}") from None
-    if len(out) > limit or d.unconsumed_tail:
+        raise InputError(
+            f"the {encoding.decode('latin-1')} body does not decompress: {exc}"
+        ) from None
+    if len(out) > limit:
         raise _too_large(len(out), limit)
     return out
 

@@ -26,6 +26,7 @@ from ...errors import InputError, ModelportError
 from ..dataplane import DataPlane
 from ..errors import UnsupportedError, status_of
 from ..names import check_model_name, check_version, version_for_label
+from ..offload import off_loop
 from ..repository import FAILED, LOADING, READY, UNLOADING
 from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 from .common import read_body, send_bytes, send_json
@@ -49,6 +50,7 @@ __all__ = [
 log = logging.getLogger("modelport.serve")
 
 SIGNATURE_NAME = "serving_default"
+MAX_NESTING = 32  # numpy allows 64 dimensions; no model input has more than a handful
 PREDICT_METHOD = "tensorflow/serving/predict"
 
 # V2 datatype -> TensorFlow DataType enum name.
@@ -207,6 +209,11 @@ def _bytes_array(value: Any, name: str) -> np.ndarray:
     probe = value
     while isinstance(probe, list):
         shape.append(len(probe))
+        if len(shape) > MAX_NESTING:
+            raise InputError(
+                f"input '{name}' is nested more than {MAX_NESTING} lists deep; tensors have at "
+                f"most {MAX_NESTING} dimensions"
+            )
         if not probe:
             break
         probe = probe[0]
@@ -361,6 +368,10 @@ def _loads(body: bytes) -> Any:
         pass
     try:  # TF Serving accepts NaN / Infinity literals, which orjson does not
         return json.loads(body)
+    except RecursionError:
+        raise InputError(
+            f"the request body is nested too deeply; tensors have at most {MAX_NESTING} dimensions"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"the request body is not valid JSON: {exc}") from None
 
@@ -414,7 +425,9 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
             )
         if action != "predict":
             raise UnsupportedError(f"unknown method :{action}; use :predict")
-        request, rows = decode_predict(plane, name, version, _loads(body))
+        request, rows = await off_loop(
+            len(body), lambda: decode_predict(plane, name, version, _loads(body))
+        )
         response = await _infer_watching(plane, request, receive)
         await send_bytes(
             send, 200, encode_predict(response, rows), [(b"content-type", b"application/json")]

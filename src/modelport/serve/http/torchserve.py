@@ -25,6 +25,7 @@ from ...errors import InputError, ModelportError
 from ..dataplane import DataPlane
 from ..errors import status_of
 from ..names import check_model_name, check_version
+from ..offload import off_loop
 from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 from .common import header, read_body, send_bytes
 from .tfserving import to_array
@@ -77,10 +78,7 @@ async def send_torchserve_error(send, exc: BaseException) -> None:
 def _parse(body: bytes, content_type: bytes | None) -> Any:
     """The request body as a JSON value or a numpy array (.npy)."""
     if body.startswith(_NPY_MAGIC):
-        try:
-            return np.load(io.BytesIO(body), allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise InputError(f"the body looks like .npy but cannot be read: {exc}") from None
+        return _load_npy(body)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -89,6 +87,36 @@ def _parse(body: bytes, content_type: bytes | None) -> Any:
             f"send the inputs as JSON (a nested list, or an object of input name -> nested list) "
             f"or as the bytes of a .npy file; this body ({kind}) is neither"
         ) from None
+
+
+def _load_npy(body: bytes | bytearray) -> np.ndarray:
+    """A .npy body as an array, its declared shape checked against its length first (numpy
+    would allocate the declared shape before reading)."""
+    f = io.BytesIO(body)
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, OSError, SyntaxError, TypeError) as exc:
+        raise InputError(f"the body looks like .npy but its header cannot be read: {exc}") from None
+    if dtype.hasobject:
+        raise InputError(".npy bodies with Python objects (pickles) are not accepted")
+    count = 1
+    for d in shape:
+        count *= int(d)
+    data = len(body) - f.tell()
+    if count * dtype.itemsize != data:
+        raise InputError(
+            f"the .npy header declares shape {list(shape)} of {dtype} ({count * dtype.itemsize} "
+            f"bytes) but the body holds {data} bytes of data"
+        )
+    arr = np.frombuffer(body, dtype=dtype, count=count, offset=f.tell())
+    return arr.reshape(shape, order="F" if fortran else "C")
 
 
 def decode_predictions(
@@ -163,8 +191,11 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
         version = p.get("version")
         version = str(check_version(version)) if version else None
         body = await read_body(scope, receive, limit)
-        value = _parse(body, header(scope, b"content-type"))
-        request, one_example = decode_predictions(plane, name, version, value)
+        content_type = header(scope, b"content-type")
+        request, one_example = await off_loop(
+            len(body),
+            lambda: decode_predictions(plane, name, version, _parse(body, content_type)),
+        )
         rid = header(scope, b"x-request-id")
         request.id = rid.decode("latin-1") if rid else None
         response = await _infer_watching(plane, request, receive)

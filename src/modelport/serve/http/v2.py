@@ -17,8 +17,17 @@ from ...errors import ModelportError
 from ..auth import bearer_ok
 from ..dataplane import DataPlane
 from ..errors import ClientDisconnected, ForbiddenError
+from ..offload import off_loop
 from .codec import decode_request, encode_response
-from .common import header, read_body, require_loopback, send_bytes, send_error, send_json
+from .common import (
+    header,
+    read_body,
+    require_loopback,
+    send_bytes,
+    send_error,
+    send_json,
+    strict_int,
+)
 
 __all__ = ["routes"]
 
@@ -159,18 +168,10 @@ def _infer_handler(plane: DataPlane, limit: int) -> Handler:
         params = scope["path_params"]
         body = await read_body(scope, receive, limit)
         hl = header(scope, b"inference-header-content-length")
-        if hl is not None:
-            try:
-                header_length: int | None = int(hl)
-            except ValueError:
-                from ...errors import InputError
-
-                raise InputError(
-                    f"Inference-Header-Content-Length must be an integer, got {hl!r}"
-                ) from None
-        else:
-            header_length = None
-        request = decode_request(body, header_length, params["name"], params.get("version"))
+        header_length = None if hl is None else strict_int(hl, "Inference-Header-Content-Length")
+        request = await off_loop(
+            len(body), decode_request, body, header_length, params["name"], params.get("version")
+        )
         if request.id is None:
             rid = header(scope, b"x-request-id")
             request.id = rid.decode("latin-1") if rid else None

@@ -1,0 +1,168 @@
+"""Hostile request bodies (issue 13, items 2, 3, 5): every client error is a 4xx with a clear
+message and no internal paths, on every HTTP API family, and the server keeps serving."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from modelport.serve.http.app import HttpSettings, build_app
+
+from .conftest import running
+from .models import scaled_model, write
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def hostile_repo(repo):
+    write(scaled_model(), repo / "scaled" / "1", "scaled")
+    return repo
+
+
+def client(plane, max_request_bytes=1 << 20):
+    app = build_app(plane, HttpSettings(max_request_bytes=max_request_bytes))
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1234))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+def _npy_with_shape(shape: str) -> bytes:
+    b = io.BytesIO()
+    np.save(b, np.zeros((1, 4), np.float32))
+    raw = b.getvalue()
+    return raw.replace(b"(1, 4)", shape.encode())
+
+
+def _deep(n: int) -> bytes:
+    return b'{"instances": ' + b"[" * n + b"1" + b"]" * n + b"}"
+
+
+def _v2(*inputs) -> bytes:
+    return orjson.dumps(
+        {
+            "inputs": [
+                dict(zip(("name", "shape", "datatype", "data"), i, strict=True)) for i in inputs
+            ]
+        }
+    )
+
+
+BYTES_BOMB = orjson.dumps(
+    {
+        "inputs": [
+            {"name": "text", "shape": [100_000, 2], "datatype": "BYTES", "data": [""] * 200_000}
+        ]
+    }
+)
+
+CASES = [
+    # (method, path, body, headers, status, words in the message)
+    ("POST", "/v1/models/mlp:predict", _deep(5000), {}, 400, "nest"),
+    ("POST", "/v1/models/text:predict", _deep(900).replace(b"1", b'"a"'), {}, 400, ""),
+    ("POST", "/v2/models/mlp/infer", _deep(5000), {}, 400, ""),
+    ("POST", "/predictions/mlp", _deep(5000), {}, 400, ""),
+    ("POST", "/v2/models/mlp/infer", b"{}", {"content-encoding": "br"}, 415, "Content-Encoding"),
+    ("POST", "/predictions/mlp", b"{}", {"content-encoding": "br"}, 415, "Content-Encoding"),
+    ("POST", "/v2/models/mlp/infer", b"garbage", {"content-encoding": "gzip"}, 400, "decompress"),
+    (
+        "POST",
+        "/v2/models/mlp/infer",
+        gzip.compress(b" " * (3 << 20)),
+        {"content-encoding": "gzip"},
+        413,
+        "limit",
+    ),
+    (
+        "POST",
+        "/v2/models/mlp/infer",
+        zlib.compress(b"[" * (3 << 20)),
+        {"content-encoding": "deflate"},
+        413,
+        "limit",
+    ),
+    (
+        "POST",
+        "/v2/models/scaled/infer",
+        _v2(("ids", [2, 4], "INT64", [1] * 8), ("scale", [1, 1], "FP32", [1.0])),
+        {},
+        400,
+        "'ids' has 2, 'scale' has 1",
+    ),
+    ("POST", "/predictions/mlp", _npy_with_shape("(100000000000, 4)"), {}, 400, "declares shape"),
+    ("POST", "/predictions/mlp", _npy_with_shape("(-1, 4)"), {}, 400, ""),
+    ("POST", "/predictions/text", b'"abc"', {}, 400, ""),
+    ("POST", "/v1/models/text:predict", b'{"inputs": "abc"}', {}, 400, ""),
+    ("POST", "/v1/models/text:predict", b'{"instances": ["abc"]}', {}, 400, ""),
+    ("POST", "/v2/models/text/infer", b'"abc"', {}, 400, ""),
+    ("POST", "/v2/models/text/infer", BYTES_BOMB, {}, 413, "max_request_rows"),
+    (
+        "POST",
+        "/v2/models/mlp/infer",
+        _v2(("x", [1, 4], "FP32", [1, 2, 3, 4])),
+        {"inference-header-content-length": "1_0"},
+        400,
+        "integer",
+    ),
+    (
+        "POST",
+        "/v2/models/mlp/infer",
+        _v2(("x", [1, 4], "FP32", [1, 2, 3, 4])),
+        {"inference-header-content-length": " 10"},
+        400,
+        "integer",
+    ),
+    (
+        "POST",
+        "/v2/models/mlp/infer",
+        _v2(("x", [2000, 4], "FP32", [0.0] * 8000)),
+        {},
+        413,
+        "1024 rows",
+    ),
+    (
+        "POST",
+        "/v2/models/mlp/infer",
+        b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [NaN, 1, 2, 3]}]}',
+        {},
+        400,
+        "",
+    ),
+    (
+        "POST",
+        "/v2/models/mlp/infer",
+        _v2(("x", [99999999999, 99999999999], "FP32", [1])),
+        {},
+        400,
+        "",
+    ),
+    (
+        "POST",
+        "/v1/models/mlp:predict",
+        b'{"instances": [[1, 2, 3, 4]], "signature_name": {"a": 1}}',
+        {},
+        400,
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers", "status", "words"), CASES)
+async def test_hostile_bodies_get_4xx_with_a_clean_message(
+    hostile_repo, method, path, body, headers, status, words
+):
+    async with running(hostile_repo) as plane, client(plane) as c:
+        r = await c.request(method, path, content=body, headers=headers)
+        assert r.status_code == status, r.text
+        text = r.text
+        assert words in text
+        assert not re.search(r"(/[\w.-]+){2,}\.(py|h|cc|cpp)\b", text), text  # no source paths
+        assert "Traceback" not in text
+        ok = await c.post("/v2/models/mlp/infer", content=_v2(("x", [1, 4], "FP32", [1, 2, 3, 4])))
+        assert ok.status_code == 200
