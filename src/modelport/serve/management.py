@@ -394,6 +394,7 @@ class Management:
                 "with POST /v2/repository/models/{name}/unload"
             )
         self.repository.entry(name)
+        self.repository.defaults.merged({"instances": instances}, source="min_worker")
         async with self.lock:
             _write_settings(inside(root, name), {"instances": instances})
             await self.repository.sync(name)
