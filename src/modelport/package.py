@@ -43,6 +43,8 @@ SAMPLES_DIR = (
     "samples"  # inputs.npz (example inputs) and outputs.npz (the source's outputs on them)
 )
 MAX_SAMPLE_BYTES = 16_000_000
+# tokenizer, labels, custom handler: the files the manifest's "processing" steps use
+PROCESSING_DIR = "processing"
 FORMAT_VERSION = 1
 # ONNX protobufs cannot exceed 2 GiB; above this weights go to an external data file.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -282,13 +284,16 @@ def write_package(
     external_data: bool | None = None,
     samples: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
     samples_from: ModelPackage | None = None,
+    files: Mapping[str, bytes | os.PathLike[str]] | None = None,
 ) -> ModelPackage:
     """Write ``model`` (a ModelProto) and ``manifest`` as a package at ``out``, atomically.
 
     The key provenance facts are also written into the ONNX ``metadata_props`` so that a bare
     model.onnx still tells where it came from. Neither argument is modified. ``samples`` (example
     inputs, reference outputs) are stored under samples/ when small; ``samples_from`` copies them
-    from a parent package instead.
+    from a parent package instead, with its processing files (processing/). ``files`` maps
+    package-relative paths under processing/ to their content (bytes or a file to copy). Every
+    processing file's sha256 goes into the manifest's ``files``.
     """
     import onnx
 
@@ -303,6 +308,13 @@ def write_package(
             "bytes": (tmp / MODEL_NAME).stat().st_size,
         }
         _write_samples(tmp, samples, samples_from)
+        _write_processing_files(tmp, files or {}, samples_from)
+        for f in sorted((tmp / PROCESSING_DIR).rglob("*")):
+            if f.is_file():
+                manifest["files"][f.relative_to(tmp).as_posix()] = {
+                    "sha256": file_sha256(f),
+                    "bytes": f.stat().st_size,
+                }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=_json_default))
     return ModelPackage(Path(out), manifest)
 
@@ -328,6 +340,22 @@ def _write_samples(
     (tmp / SAMPLES_DIR).mkdir()
     np.savez(tmp / SAMPLES_DIR / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})
     np.savez(tmp / SAMPLES_DIR / "outputs.npz", **{k: np.asarray(v) for k, v in outputs.items()})
+
+
+def _write_processing_files(
+    tmp: Path, files: Mapping[str, bytes | os.PathLike[str]], parent: ModelPackage | None
+) -> None:
+    if parent is not None and not files and (parent.path / PROCESSING_DIR).is_dir():
+        shutil.copytree(parent.path / PROCESSING_DIR, tmp / PROCESSING_DIR)
+    for rel, content in files.items():
+        dest = tmp / rel
+        if (tmp / PROCESSING_DIR).resolve() not in dest.resolve().parents:
+            raise PackageError(f"processing file {rel!r} must be under {PROCESSING_DIR}/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            dest.write_bytes(content)
+        else:
+            shutil.copyfile(content, dest)
 
 
 def stamp_metadata(model: Any, manifest: Mapping[str, Any]) -> None:

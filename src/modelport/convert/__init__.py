@@ -146,6 +146,20 @@ def convert(
             "verified": report.passed,
         }
     ]
+    processing, files = exported.processing, dict(exported.processing_files)
+    if config.processing is not None:
+        from ..processing.build import configured_processing
+
+        processing, files, more = configured_processing(
+            config.processing, processing, files, exported, allow_mismatch=config.allow_mismatch
+        )
+        exported.notes.extend(more)
+    if processing is not None:
+        manifest["processing"] = processing.to_dict()
+        if processing.verification is not None:
+            manifest["history"][0]["processing_verified"] = bool(
+                processing.verification.get("passed")
+            )
     samples = None
     try:
         ref_out = _as_named(exported.reference(exported.example), manifest["signature"]["outputs"])
@@ -159,5 +173,6 @@ def convert(
         force=force,
         external_data=config.external_data,
         samples=samples,
+        files=files,
     )
     return ConvertResult(package, report, exported.exporter, seconds, exported.notes)

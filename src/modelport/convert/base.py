@@ -120,6 +120,8 @@ class ConvertConfig:
     allow_mismatch: write the package even when parity fails (the manifest records the failure).
     external_data: store weights in model.onnx.data (None: only when over 2 GB).
     name: package name (default: the output directory's name).
+    processing: pre/post-processing to ship in the package (image decoding, labels, a custom
+        handler); ``--hf`` text models get theirs without it.
     """
 
     inputs: tuple[TensorSpec, ...] = ()
@@ -135,6 +137,7 @@ class ConvertConfig:
     allow_mismatch: bool = False
     external_data: bool | None = None
     name: str | None = None
+    processing: Any = None  # modelport.processing.config.ProcessingConfig
 
     def __post_init__(self) -> None:
         if self.exporter not in EXPORTERS:
@@ -156,6 +159,8 @@ class Exported:
     notes: list[str] = field(default_factory=list)
     verify_config: VerifyConfig | None = None
     report: VerifyReport | None = None  # set when the converter already verified
+    processing: Any = None  # modelport.processing.Processing, when the converter found some
+    processing_files: dict[str, Any] = field(default_factory=dict)  # package path -> bytes
 
 
 @dataclass

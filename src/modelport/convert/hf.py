@@ -5,6 +5,13 @@ the task is inferred from the config's architectures when not given. Inputs are 
 (input_ids, attention_mask and token_type_ids when the model has token types), with dynamic
 ``batch`` and ``sequence`` dims. Example inputs are real tokenized sentences when a tokenizer is
 present; verification also covers sequence lengths 16 and 128 (within the model's maximum).
+
+Text processing travels in the package when the directory has a fast tokenizer: the tokenizer
+(``processing/tokenizer.json``, truncation/padding from the source: sentence-transformers'
+``max_seq_length`` when present), plus sentence-transformers' pooling and normalization (from
+``modules.json`` / ``1_Pooling/config.json``) for embedding models, or softmax and ``id2label``
+labels for classifiers. It is verified text-in -> answer-out against sentence-transformers'
+``encode`` (or the source model with the transformers tokenizer); a mismatch fails the conversion.
 """
 
 from __future__ import annotations
@@ -107,6 +114,10 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
     proto, exporter, _, report, dyn, notes = export_with_fallback(
         wrapper, reference_module, cfg, feed, input_names, verify_config=vcfg
     )
+    processing, files, more_notes = _text_processing(
+        path, hf_config, task, input_names, proto, config, max_len
+    )
+    notes.extend(more_notes)
     weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
     prov = {
         "source_kind": "hf",
@@ -129,6 +140,8 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
         notes,
         verify_config=vcfg,
         report=report,
+        processing=processing,
+        processing_files=files,
     )
 
 
@@ -161,3 +174,205 @@ def _example(
         if "token_type_ids" in input_names:
             feed["token_type_ids"] = np.zeros_like(ids)
         return feed
+
+
+# --- text processing ------------------------------------------------------------------------
+
+TOKENIZER_FILE = "processing/tokenizer.json"
+LABELS_FILE = "processing/labels.txt"
+_POOLING = {
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+}
+_ST_SUPPORTED = {
+    "sentence_transformers.models.Transformer",
+    "sentence_transformers.models.Pooling",
+    "sentence_transformers.models.Normalize",
+}
+
+
+def sentence_transformers_config(path: Path) -> dict[str, Any] | None:
+    """What sentence-transformers would do after the transformer, read from its config files
+    (``modules.json``, ``1_Pooling/config.json``, ``sentence_bert_config.json``); None when the
+    directory is not a sentence-transformers model. ``why`` is set when modelport cannot do it."""
+    import json
+
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return None
+    try:
+        modules = json.loads(modules_file.read_text())
+        sbert = path / "sentence_bert_config.json"
+        max_seq = json.loads(sbert.read_text()).get("max_seq_length") if sbert.is_file() else None
+    except (OSError, ValueError) as exc:
+        return {"why": f"cannot read the sentence-transformers config: {exc}"}
+    out: dict[str, Any] = {"max_seq_length": max_seq, "pooling": None, "normalize": False}
+    types = [m.get("type", "?") for m in modules]
+    odd = [t for t in types if t not in _ST_SUPPORTED]
+    if odd:
+        out["why"] = f"sentence-transformers modules {odd} are not supported by modelport"
+        return out
+    for m in modules:
+        if m.get("type") == "sentence_transformers.models.Normalize":
+            out["normalize"] = True
+        if m.get("type") == "sentence_transformers.models.Pooling":
+            try:
+                cfg = json.loads((path / m.get("path", "") / "config.json").read_text())
+            except (OSError, ValueError) as exc:
+                out["why"] = f"cannot read the pooling config: {exc}"
+                return out
+            modes = [v for k, v in _POOLING.items() if cfg.get(k)]
+            others = [
+                k
+                for k, v in cfg.items()
+                if k.startswith("pooling_mode") and v and k not in _POOLING
+            ]
+            if len(modes) != 1 or others or cfg.get("include_prompt") is False:
+                out["why"] = f"pooling {sorted(k for k, v in cfg.items() if v is True)} is not supported (one of mean, cls, max)"
+                return out
+            out["pooling"] = modes[0]
+    if out["pooling"] is None:
+        out["why"] = "the sentence-transformers model has no Pooling module"
+    return out
+
+
+def _text_processing(
+    path: Path,
+    hf_config: Any,
+    task: str,
+    input_names: list[str],
+    proto: Any,
+    config: ConvertConfig,
+    max_len: int,
+) -> tuple[Any, dict[str, bytes], list[str]]:
+    """(Processing or None, its files, notes). Raises VerificationError on a mismatch."""
+    from ..processing import L2Normalize, Processing, Softmax, Tokenize, TopK
+    from ..processing.steps import ClsPool, MaxPool, MeanPool
+
+    transformers = require("transformers", "torch")
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:
+        return None, {}, [f"no text processing: the tokenizer cannot be loaded ({exc})"]
+    if not getattr(tok, "is_fast", False):
+        return None, {}, ["no text processing: the tokenizer has no fast (tokenizers) version"]
+    tokenizers = require("tokenizers", "serve")
+    backend = tokenizers.Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    files: dict[str, bytes] = {TOKENIZER_FILE: backend.to_str().encode("utf-8")}
+    notes: list[str] = []
+    st = sentence_transformers_config(path) if task == "feature-extraction" else None
+    limit = min(int(tok.model_max_length or max_len), max_len)
+    max_length = int(st["max_seq_length"]) if st and st.get("max_seq_length") else limit
+    step = Tokenize(
+        file=TOKENIZER_FILE,
+        max_length=min(max_length, max_len),
+        truncation_side=getattr(tok, "truncation_side", "right"),
+        pad_id=int(tok.pad_token_id if tok.pad_token_id is not None else 0),
+        pad_type_id=int(getattr(tok, "pad_token_type_id", 0) or 0),
+        mask="attention_mask" if "attention_mask" in input_names else None,
+        type_ids="token_type_ids" if "token_type_ids" in input_names else None,
+    )
+    post: tuple[Any, ...] = ()
+    outputs: tuple[str, ...] = ()
+    if task == "text-classification":
+        id2label = dict(getattr(hf_config, "id2label", None) or {})
+        n = int(getattr(hf_config, "num_labels", len(id2label)) or len(id2label))
+        labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+        files[LABELS_FILE] = "\n".join(labels).encode("utf-8")
+        post = (Softmax("logits", "probabilities"), TopK(LABELS_FILE, "probabilities"))
+        outputs = ("label", "score")
+    elif st is not None and not st.get("why"):
+        pool = {"mean": MeanPool, "cls": ClsPool, "max": MaxPool}[st["pooling"]]()
+        post = (pool, L2Normalize()) if st["normalize"] else (pool,)
+        outputs = ("embedding",)
+    elif st is not None:
+        notes.append(f"text in, last_hidden_state out: {st['why']}")
+    processing = Processing(pre=(step,), post=post, outputs=outputs)
+    from ..processing.verify import VERIFY_SENTENCES
+
+    texts = list((config.processing.texts if config.processing else None) or VERIFY_SENTENCES)
+    report = _check_text(path, tok, processing, files, proto, task, texts, step.max_length)
+    if not report["passed"] and not config.allow_mismatch:
+        from ..errors import VerificationError
+        from ..processing.verify import failure_message
+
+        raise VerificationError(
+            failure_message(
+                "text processing",
+                report,
+                "Nothing was written; pass --allow-mismatch to write the package anyway.",
+            ),
+            report=None,
+        )
+    processing = dataclasses.replace(processing, verification=report)
+    return processing, files, notes
+
+
+def _check_text(
+    path: Path,
+    tok: Any,
+    processing: Any,
+    files: dict[str, bytes],
+    proto: Any,
+    task: str,
+    texts: list[str],
+    max_length: int,
+) -> dict[str, Any]:
+    """Text in -> answer out, the package's pipeline against the source."""
+    from ..processing.verify import compare_embeddings, staged_pipeline
+    from ..signature import Signature
+
+    with staged_pipeline(processing, files, proto, Signature.from_onnx(proto)) as pipe:
+        ours = pipe(texts)
+        if processing.outputs == ("embedding",):
+            st = require("sentence_transformers", "torch")
+            try:
+                model = st.SentenceTransformer(str(path), device="cpu", local_files_only=True)
+                ref = model.encode(texts, convert_to_numpy=True, batch_size=32)
+            except Exception as exc:
+                raise ConversionError(
+                    f"sentence-transformers cannot load '{path}' to check the embeddings: {exc}",
+                    path=str(path),
+                ) from exc
+            report = compare_embeddings(ours["embedding"], ref)
+            report["reference"] = f"sentence-transformers {st.__version__} encode"
+        elif processing.outputs == ("label", "score"):
+            report = _check_classifier(path, tok, texts, max_length, ours)
+        else:
+            enc = tok(texts, truncation=True, max_length=max_length)
+            tokens = [list(x) for x in pipe.prepare({"text": texts})["input_ids"]]
+            wrong = [i for i, (a, b) in enumerate(zip(tokens, enc["input_ids"])) if a != b]
+            report = {
+                "passed": not wrong,
+                "rows": len(texts),
+                "mismatched_rows": wrong[:10],
+                "reference": "transformers tokenizer ids",
+            }
+    report["texts"] = len(texts)
+    return report
+
+
+def _check_classifier(
+    path: Path, tok: Any, texts: list[str], max_length: int, ours: dict[str, Any]
+) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    from ..processing.verify import compare_labels
+
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(path), local_files_only=True, attn_implementation="eager"
+    ).eval()
+    enc = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        probs = torch.softmax(model(**enc).logits, dim=-1).numpy()
+    id2label = model.config.id2label
+    ref_labels = [str(id2label[int(i)]) for i in probs.argmax(axis=1)]
+    report = compare_labels(ours["label"], ref_labels, ours["score"], probs.max(axis=1))
+    report["reference"] = "transformers tokenizer + source model + softmax"
+    if report.get("max_abs_score_diff", 0.0) > 1e-4:
+        report["passed"] = False
+    return report
