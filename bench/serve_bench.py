@@ -410,7 +410,7 @@ def bench_minilm(work: Path, args) -> dict | None:
         "model": "all-MiniLM-L6-v2, batch 1, sequence 128",
         "raw_session_run_p50_ms": raw * 1e3,
     }
-    path = "/v2/models/minilm/infer"
+    path = "/v2/models/minilm_raw/infer"  # the graph itself: token ids in (the package has text processing)
     proc, port = start_modelport(repo)
     try:
         p50 = {}

@@ -12,4 +12,14 @@ from .errors import ModelportError
 from .package import ModelPackage
 from .signature import Signature, TensorSpec
 
-__all__ = ["ModelPackage", "ModelportError", "Signature", "TensorSpec", "__version__"]
+__all__ = ["ModelPackage", "ModelportError", "Signature", "TensorSpec", "__version__", "load"]
+
+
+def load(package, *, trust: bool = False):
+    """A package as a callable with its processing: ``modelport.load("minilm")(["a text"])``
+    returns ``{"embedding": array [1, 384]}`` (see ``modelport.processing.Pipeline``).
+
+    ``trust`` lets a custom handler shipped in the package run (it is Python code)."""
+    from .processing import load as _load
+
+    return _load(package, trust=trust)

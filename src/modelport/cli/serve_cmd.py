@@ -134,6 +134,12 @@ from ..serve.ray.cli import RAY_OPTIONS, ray_options
 )
 @click.option("--no-management", is_flag=True, help="Do not start the management API.")
 @click.option(
+    "--trust",
+    is_flag=True,
+    help="Run custom processing handlers shipped in packages (Python code; packages whose "
+    "handler changed since packaging are refused even so).",
+)
+@click.option(
     "--management-token",
     envvar="MODELPORT_MANAGEMENT_TOKEN",
     default=None,
@@ -187,6 +193,7 @@ def serve(
     auth_token: str | None,
     tls_cert: str | None,
     tls_key: str | None,
+    trust: bool,
     **model_options,
 ) -> int:
     """Serve REPOSITORY (REPO/<model>/<version>/ packages, or one package) over KServe V2 HTTP
@@ -241,6 +248,7 @@ def serve(
         tls=TLSConfig(tls_cert, tls_key) if tls_cert else None,
         tfserving_grpc_port=tfserving_grpc_port,
         management=management,
+        trust=trust,
     )
     setup_logging(log_level, log_json)
 

@@ -115,7 +115,14 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
         wrapper, reference_module, cfg, feed, input_names, verify_config=vcfg
     )
     processing, files, more_notes = _text_processing(
-        path, hf_config, task, input_names, proto, config, max_len
+        path,
+        hf_config,
+        task,
+        input_names,
+        proto,
+        config,
+        max_len,
+        (torch_reference(copy.deepcopy(reference_module), input_names), input_names),
     )
     notes.extend(more_notes)
     weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
@@ -229,7 +236,9 @@ def sentence_transformers_config(path: Path) -> dict[str, Any] | None:
                 if k.startswith("pooling_mode") and v and k not in _POOLING
             ]
             if len(modes) != 1 or others or cfg.get("include_prompt") is False:
-                out["why"] = f"pooling {sorted(k for k, v in cfg.items() if v is True)} is not supported (one of mean, cls, max)"
+                out["why"] = (
+                    f"pooling {sorted(k for k, v in cfg.items() if v is True)} is not supported (one of mean, cls, max)"
+                )
                 return out
             out["pooling"] = modes[0]
     if out["pooling"] is None:
@@ -245,6 +254,7 @@ def _text_processing(
     proto: Any,
     config: ConvertConfig,
     max_len: int,
+    reference: Any,
 ) -> tuple[Any, dict[str, bytes], list[str]]:
     """(Processing or None, its files, notes). Raises VerificationError on a mismatch."""
     from ..processing import L2Normalize, Processing, Softmax, Tokenize, TopK
@@ -294,7 +304,7 @@ def _text_processing(
     from ..processing.verify import VERIFY_SENTENCES
 
     texts = list((config.processing.texts if config.processing else None) or VERIFY_SENTENCES)
-    report = _check_text(path, tok, processing, files, proto, task, texts, step.max_length)
+    report = _check_text(path, tok, processing, files, proto, texts, step.max_length, reference)
     if not report["passed"] and not config.allow_mismatch:
         from ..errors import VerificationError
         from ..processing.verify import failure_message
@@ -317,9 +327,9 @@ def _check_text(
     processing: Any,
     files: dict[str, bytes],
     proto: Any,
-    task: str,
     texts: list[str],
     max_length: int,
+    reference: Any,
 ) -> dict[str, Any]:
     """Text in -> answer out, the package's pipeline against the source."""
     from ..processing.verify import compare_embeddings, staged_pipeline
@@ -340,11 +350,14 @@ def _check_text(
             report = compare_embeddings(ours["embedding"], ref)
             report["reference"] = f"sentence-transformers {st.__version__} encode"
         elif processing.outputs == ("label", "score"):
-            report = _check_classifier(path, tok, texts, max_length, ours)
+            labels = files[LABELS_FILE].decode("utf-8").split("\n")
+            report = _check_classifier(tok, texts, max_length, ours, reference, labels)
         else:
             enc = tok(texts, truncation=True, max_length=max_length)
             tokens = [list(x) for x in pipe.prepare({"text": texts})["input_ids"]]
-            wrong = [i for i, (a, b) in enumerate(zip(tokens, enc["input_ids"])) if a != b]
+            wrong = [
+                i for i, (a, b) in enumerate(zip(tokens, enc["input_ids"], strict=True)) if a != b
+            ]
             report = {
                 "passed": not wrong,
                 "rows": len(texts),
@@ -356,21 +369,26 @@ def _check_text(
 
 
 def _check_classifier(
-    path: Path, tok: Any, texts: list[str], max_length: int, ours: dict[str, Any]
+    tok: Any,
+    texts: list[str],
+    max_length: int,
+    ours: dict[str, Any],
+    reference: tuple[Any, list[str]],
+    labels: list[str],
 ) -> dict[str, Any]:
-    import torch
-    import transformers
-
+    """The source model on the transformers tokenizer's padded batch, softmax, argmax."""
     from ..processing.verify import compare_labels
 
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        str(path), local_files_only=True, attn_implementation="eager"
-    ).eval()
-    enc = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    with torch.no_grad():
-        probs = torch.softmax(model(**enc).logits, dim=-1).numpy()
-    id2label = model.config.id2label
-    ref_labels = [str(id2label[int(i)]) for i in probs.argmax(axis=1)]
+    run, input_names = reference
+    enc = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    feed = {
+        n: np.asarray(enc[n] if n in enc else np.zeros_like(enc["input_ids"]), dtype=np.int64)
+        for n in input_names
+    }
+    logits = np.asarray(run(feed)[0], dtype=np.float32)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    ref_labels = [labels[int(i)] for i in probs.argmax(axis=1)]
     report = compare_labels(ours["label"], ref_labels, ours["score"], probs.max(axis=1))
     report["reference"] = "transformers tokenizer + source model + softmax"
     if report.get("max_abs_score_diff", 0.0) > 1e-4:

@@ -108,7 +108,11 @@ def _check_image_shape(step: ImagePreprocess, shape: tuple) -> None:
 
 
 def check_image(
-    processing: Processing, files: dict[str, Any], exported: Any, step: ImagePreprocess, labels: bool
+    processing: Processing,
+    files: dict[str, Any],
+    exported: Any,
+    step: ImagePreprocess,
+    labels: bool,
 ) -> dict[str, Any]:
     """Image in -> answer out against the source model.
 

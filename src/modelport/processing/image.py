@@ -99,7 +99,9 @@ def from_hf_image_processor(config: Mapping[str, Any], output: str) -> ImagePrep
     """
     unsupported = [k for k in ("do_pad", "do_reduce_labels") if config.get(k)]
     if unsupported:
-        raise UsageError(f"the image processor config sets {unsupported}, which modelport cannot do")
+        raise UsageError(
+            f"the image processor config sets {unsupported}, which modelport cannot do"
+        )
     size = config.get("size") or {}
     if isinstance(size, int):
         size = {"height": size, "width": size}

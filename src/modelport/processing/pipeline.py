@@ -151,13 +151,13 @@ class Pipeline:
         self.graph = graph
         self.run_graph = run_graph
         self.handler = (
-            load_handler(processing.handler, self.base, trust=trust)
-            if processing.handler
-            else None
+            load_handler(processing.handler, self.base, trust=trust) if processing.handler else None
         )
         self._pre: list[tuple[Any, Any]] = []
         for step in processing.pre:
-            rt = TextTokenizer(step, self.base) if isinstance(step, Tokenize) else ImageDecoder(step)
+            rt = (
+                TextTokenizer(step, self.base) if isinstance(step, Tokenize) else ImageDecoder(step)
+            )
             self._pre.append((step, rt))
         self._tokenizers = [rt for s, rt in self._pre if isinstance(s, Tokenize)]
         self._labels = {
@@ -325,7 +325,7 @@ class Pipeline:
                 raise UsageError(
                     f"this model takes {self.signature.input_names}; pass them by name"
                 )
-        if isinstance(inputs.get(next(iter(inputs), ""), None), str | bytes):
+        if isinstance(inputs.get(next(iter(inputs), "")), str | bytes):
             inputs = {k: [v] if isinstance(v, str | bytes) else v for k, v in inputs.items()}
         arrays = {k: _as_array(v) for k, v in inputs.items()}
         return self.run_batch(self.prepare(arrays))

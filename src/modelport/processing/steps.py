@@ -247,9 +247,7 @@ def step_from_dict(data: Mapping[str, Any]) -> Any:
     unknown = sorted(set(data) - set(fields) - {"kind"})
     if unknown:
         raise PackageError(f"processing step {kind!r} has unknown fields {unknown}")
-    kwargs = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "kind"
-    }
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "kind"}
     try:
         return cls(**kwargs)
     except TypeError as exc:

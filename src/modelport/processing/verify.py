@@ -43,8 +43,7 @@ VERIFY_SENTENCES: tuple[str, ...] = (
     "Quantum computers exploit superposition and entanglement to solve certain problems faster.",
     "The library closes at 8 pm on weekdays and at noon on Saturdays.",
     "ok",
-    "A model package carries its graph, its signature, its tokenizer and where it came from. "
-    * 20,
+    "A model package carries its graph, its signature, its tokenizer and where it came from. " * 20,
 )
 
 

@@ -361,6 +361,7 @@ class ServerConfig:
     tfserving_grpc_port: TF Serving's gRPC API (PredictionService, ModelService) on this port;
         None = off (it needs the tensorflow-serving-api package, which imports tensorflow).
     management: the management API on its own port (None = off).
+    trust: run custom processing handlers shipped in packages (it is Python code).
     """
 
     repository: Path
@@ -376,6 +377,7 @@ class ServerConfig:
     tls: TLSConfig | None = None
     tfserving_grpc_port: int | None = None
     management: ManagementConfig | None = None
+    trust: bool = False
 
     _OPTIONAL = ("poll_s",)
 

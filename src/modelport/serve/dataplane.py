@@ -143,8 +143,12 @@ class DataPlane:
             metrics.inflight[name] += 1
             counted = True
             model = vs.model
-            strings = sum(t.data.size for t in request.inputs if t.datatype == "BYTES")
-            feed = await off_loop(strings * 16, _feed, model, request.inputs)
+            prepare = getattr(model, "prepare", None)  # a ProcessedModel: text/images in
+            if prepare is not None:
+                feed = await prepare(request.inputs)
+            else:
+                strings = sum(t.data.size for t in request.inputs if t.datatype == "BYTES")
+                feed = await off_loop(strings * 16, _feed, model, request.inputs)
             wanted = _wanted_outputs(model, request.outputs)
             outputs = await self._wait(vs, feed, request)
             version = vs.version_str  # a remote version (serve/ray) knows only now which served

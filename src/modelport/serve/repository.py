@@ -24,12 +24,14 @@ from typing import Any
 
 from ..errors import InputError, ModelportError, UsageError
 from ..package import MANIFEST_NAME, MODEL_NAME, ModelPackage
+from ..processing import Processing
 from .batcher import Batcher
 from .config import ModelConfig
 from .errors import ModelNotFoundError, ModelNotReadyError
 from .metrics import Metrics
 from .model import LoadedModel, load_model
 from .names import check_model_name, check_version
+from .processed import RAW_SUFFIX, ProcessedModel, with_processing
 
 __all__ = ["ModelEntry", "ModelRepository", "VersionState"]
 
@@ -55,6 +57,7 @@ class VersionState:
     model: LoadedModel | None = None
     batcher: Batcher | None = None
     fingerprint: tuple = ()
+    raw: VersionState | None = None  # the bare graph, when the package has processing
 
     @property
     def version_str(self) -> str:
@@ -152,9 +155,15 @@ class ModelRepository:
     """Models on disk and their loaded versions. All methods run on the event loop."""
 
     def __init__(
-        self, root: str | Path, defaults: ModelConfig | None = None, metrics: Metrics | None = None
+        self,
+        root: str | Path,
+        defaults: ModelConfig | None = None,
+        metrics: Metrics | None = None,
+        *,
+        trust: bool = False,
     ) -> None:
         self.root = Path(root)
+        self.trust = trust  # run custom handlers shipped in packages (modelport serve --trust)
         self.defaults = defaults or ModelConfig()
         self.metrics = metrics or Metrics()
         self.single = self.root.is_file() or (self.root / MODEL_NAME).is_file()
@@ -264,6 +273,11 @@ class ModelRepository:
             package = ModelPackage.load(path)
             cfg = self._version_config(settings[0], settings[1], package)
             model = await loop.run_in_executor(None, load_model, package, name, version, cfg)
+            processing = Processing.of(package.manifest)
+            if processing is not None:
+                model = await loop.run_in_executor(
+                    None, lambda: with_processing(model, processing, trust=self.trust)
+                )
         except Exception as exc:
             message = (
                 exc.message if isinstance(exc, ModelportError) else f"{type(exc).__name__}: {exc}"
@@ -290,7 +304,21 @@ class ModelRepository:
             name=f"model {name} version {vstr}",
         )
         batcher.start()
-        entry.versions[version] = VersionState(version, READY, "", model, batcher, fp)
+        raw = None
+        if isinstance(model, ProcessedModel):
+            raw_batcher = Batcher(
+                model.raw.run,
+                max_batch_size=cfg.max_batch_size if model.batchable else 1,
+                max_queue_delay_s=cfg.max_queue_delay_ms / 1000.0,
+                max_queue_size=cfg.max_queue_size,
+                instances=cfg.instances,
+                inline=model.inline,
+                on_batch=self.metrics.on_batch(name + RAW_SUFFIX, vstr),
+                name=f"model {name}{RAW_SUFFIX} version {vstr}",
+            )
+            raw_batcher.start()
+            raw = VersionState(version, READY, "", model.raw, raw_batcher, fp)
+        entry.versions[version] = VersionState(version, READY, "", model, batcher, fp, raw)
         entry.refresh_default()
         self.metrics.set_state(name, vstr, READY)
         log.info(
@@ -307,6 +335,11 @@ class ModelRepository:
 
     async def _drain(self, name: str, vs: VersionState) -> None:
         vs.state = UNLOADING
+        if vs.raw is not None:
+            vs.raw.state = UNLOADING
+            if vs.raw.batcher is not None:
+                await vs.raw.batcher.close()
+            vs.raw.model = vs.raw.batcher = None
         if vs.batcher is not None:
             await vs.batcher.close()
         if vs.model is not None:
@@ -376,9 +409,13 @@ class ModelRepository:
     # --- lookups (hot path) ---------------------------------------------------------------
 
     def get(self, name: str, version: str | None = None) -> VersionState:
-        """The READY version serving ``name`` (the default when ``version`` is empty)."""
+        """The READY version serving ``name`` (the default when ``version`` is empty).
+
+        ``NAME_raw`` is the bare graph of a model whose package has processing."""
         entry = self.models.get(name)
         if entry is None:
+            if name.endswith(RAW_SUFFIX) and name[: -len(RAW_SUFFIX)] in self.models:
+                return self._raw(name, version)
             raise ModelNotFoundError(
                 f"unknown model '{name}'; models served: {sorted(self.models)}", model=name
             )
@@ -389,8 +426,21 @@ class ModelRepository:
             return vs
         return ready_version(name, entry.versions, version)
 
+    def _raw(self, name: str, version: str | None) -> VersionState:
+        base = name[: -len(RAW_SUFFIX)]
+        vs = self.get(base, version)
+        if vs.raw is None:
+            raise ModelNotFoundError(
+                f"model '{base}' has no processing, so there is no '{name}': its graph is served "
+                f"as '{base}' itself",
+                model=name,
+            )
+        return vs.raw
+
     def entry(self, name: str) -> ModelEntry:
         entry = self.models.get(name)
+        if entry is None and name.endswith(RAW_SUFFIX):
+            entry = self.models.get(name[: -len(RAW_SUFFIX)])
         if entry is None:
             raise ModelNotFoundError(
                 f"unknown model '{name}'; models served: {sorted(self.models)}", model=name

@@ -134,7 +134,9 @@ async def serve_async(
             loop.add_signal_handler(sig, stop.set)  # fails off the main thread: fine in tests
 
     metrics = Metrics()
-    repository = ModelRepository(config.repository, config.model_defaults, metrics)
+    repository = ModelRepository(
+        config.repository, config.model_defaults, metrics, trust=config.trust
+    )
     plane = DataPlane(repository, metrics)
 
     mgmt = _management(plane, config) if config.management is not None else None

@@ -1,0 +1,124 @@
+"""A served model with its package's processing: text or images in, embeddings or labels out.
+
+``ProcessedModel`` wraps a ``LoadedModel``: its ``input_specs``/``output_types``/``signature`` are
+the public ones (e.g. ``text`` BYTES -> ``embedding`` FP32), so every protocol adapter describes
+and decodes it as they would any model. The data plane calls ``prepare`` per request (tokenize,
+decode; on the event loop when the payload is small, else in a worker thread); the batcher calls
+``run`` per merged batch (pad token rows to the longest row, run the graph, post-process).
+
+The raw graph stays reachable as model ``NAME_raw`` (``RAW_SUFFIX``), for clients that tokenize
+themselves; it has its own batcher over the same ONNX Runtime session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..processing import Pipeline, Processing
+from .offload import decode_pool
+from .types import Tensor, v2_datatype
+
+__all__ = ["RAW_SUFFIX", "ProcessedModel", "with_processing"]
+
+RAW_SUFFIX = "_raw"
+
+
+class ProcessedModel:
+    """A LoadedModel seen through its processing (see the module docstring)."""
+
+    def __init__(self, model: Any, pipeline: Pipeline) -> None:
+        self.raw = model
+        self.pipeline = pipeline
+        self.name = model.name
+        self.version = model.version
+        self.package = model.package
+        self.config = model.config
+        self.signature = pipeline.signature
+        self.shared_dims: dict = {}
+        self.input_specs = {
+            t.name: (v2_datatype(t.dtype), tuple(d if isinstance(d, int) else -1 for d in t.shape))
+            for t in self.signature.inputs
+        }
+        self.output_types = {t.name: v2_datatype(t.dtype) for t in self.signature.outputs}
+        self.output_names = list(self.output_types)
+
+    # the batcher and /config read these from the graph
+    @property
+    def batchable(self) -> bool:
+        return self.raw.batchable
+
+    @property
+    def inline(self) -> bool:
+        return self.raw.inline
+
+    @property
+    def threads(self) -> int:
+        return self.raw.threads
+
+    @property
+    def batching_note(self) -> str:
+        return getattr(self.raw, "batching_note", "")
+
+    async def prepare(self, inputs: list[Tensor]) -> dict[str, np.ndarray]:
+        """The request's inputs, checked against the public signature, pre-processed."""
+        given: dict[str, np.ndarray] = {}
+        for t in inputs:
+            spec = self.input_specs.get(t.name)
+            if spec is None:
+                raise InputError(
+                    f"model '{self.name}' has no input named '{t.name}'; its inputs are "
+                    f"{list(self.input_specs)} (the graph's own inputs are served as model "
+                    f"'{self.name}{RAW_SUFFIX}')",
+                    input=t.name,
+                )
+            if t.name in given:
+                raise InputError(f"input '{t.name}' is given twice", input=t.name)
+            if t.datatype != spec[0]:
+                raise InputError(
+                    f"input '{t.name}' has datatype {t.datatype}, the model expects {spec[0]}",
+                    input=t.name,
+                    expected=spec[0],
+                    got=t.datatype,
+                )
+            given[t.name] = t.data
+        missing = [n for n in self.input_specs if n not in given]
+        if missing:
+            raise InputError(
+                f"missing input(s) {missing} for model '{self.name}'; its inputs are "
+                f"{list(self.input_specs)}",
+                input=missing[0],
+            )
+        if self.pipeline.inline_ok(given):
+            return self.pipeline.prepare(given)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(decode_pool(), self.pipeline.prepare, given)
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One merged batch: collate, graph, post-process."""
+        return self.pipeline.run_batch(feed, self.raw.run)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def with_processing(model: Any, processing: Processing, *, trust: bool) -> ProcessedModel:
+    """Wrap a loaded model with its package's processing (checks files, loads the tokenizer,
+    and the handler when trusted); runs a one-row warm-up through the pipeline when the
+    processing takes text."""
+    from ..processing.pipeline import check_files
+
+    pkg = model.package
+    check_files(pkg.path, pkg.manifest, processing)
+    pipeline = Pipeline(processing, pkg.path, model.signature, trust=trust)
+    processed = ProcessedModel(model, pipeline)
+    if model.config.warmup and processing.handler is None:
+        texts = [s.input for s in processing.pre if s.kind == "tokenize"]
+        if texts and len(texts) == len(pipeline.signature.inputs):
+            warm = {n: np.array(["warm-up"], dtype=object) for n in texts}
+            processed.run(pipeline.prepare(warm))
+    return processed
