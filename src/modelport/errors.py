@@ -4,13 +4,16 @@ Every error is a ``ModelportError``; the message says what went wrong and what t
 Third-party exceptions are wrapped at the boundary (``raise ConversionError(...) from exc``).
 
     ModelportError
-    ├── UsageError            bad arguments or configuration (CLI exit code 2)
+    ├── UsageError            bad arguments or configuration
     ├── MissingDependencyError  an optional extra is not installed
     ├── PackageError          a model package that cannot be read or written
     ├── ConversionError       a source model that cannot be loaded or exported
-    ├── VerificationError     onnx.checker or numerical parity failed (CLI exit code 1)
+    ├── VerificationError     onnx.checker or numerical parity failed
     ├── InputError            data that does not match a model's signature
     └── OptimizationError     a quantization / pruning / graph step that cannot be applied
+
+The exit code the command line returns for each class is a CLI concern: one table,
+``modelport.cli.errors.EXIT_CODES``.
 """
 
 from __future__ import annotations
@@ -26,13 +29,12 @@ __all__ = [
     "PackageError",
     "UsageError",
     "VerificationError",
+    "output_exists",
 ]
 
 
 class ModelportError(Exception):
-    """Root of all modelport errors. ``exit_code`` is what the CLI returns for it."""
-
-    exit_code = 2
+    """Root of all modelport errors."""
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
@@ -69,8 +71,6 @@ class ConversionError(ModelportError):
 class VerificationError(ModelportError):
     """The checker or numerical parity failed. ``report`` holds the details when there is one."""
 
-    exit_code = 1
-
 
 class InputError(ModelportError):
     """Input data that does not match a model's signature (name, dtype or shape)."""
@@ -78,6 +78,15 @@ class InputError(ModelportError):
 
 class OptimizationError(ModelportError):
     """An optimization that cannot be applied to this model."""
+
+
+def output_exists(out: object) -> UsageError:
+    """The error for an output path that exists and may not be replaced (API and CLI wording)."""
+    return UsageError(
+        f"output path '{out}' already exists; choose another path or replace it "
+        "(force=True; on the command line --force)",
+        path=str(out),
+    )
 
 
 def require(module: str, extra: str) -> Any:

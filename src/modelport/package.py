@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PackageError, UsageError
+from .errors import PackageError, output_exists
 from .signature import Signature
 
 __all__ = [
@@ -228,11 +228,7 @@ def atomic_output_dir(out: str | os.PathLike[str], force: bool = False) -> Itera
     """
     out = Path(out)
     if out.exists() and not force:
-        raise UsageError(
-            f"output path '{out}' already exists; choose another path or pass --force to "
-            "replace it",
-            path=str(out),
-        )
+        raise output_exists(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     umask = os.umask(0)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .ui import console, human_bytes, table, write_json
+from .ui import console, echo, human_bytes, table, write_json
 
 
 @click.command()
@@ -22,7 +22,7 @@ def inspect(path: str, as_json: bool, json_file: str | None) -> int:
     if json_file:
         write_json(json_file, d)
     if as_json:
-        click.echo(json.dumps(d, indent=2, default=str))
+        echo(json.dumps(d, indent=2, default=str))
         return 0
     console.print(f"[bold]{d['name']}[/]  {d['model_file']}")
     console.print(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ..serve.ray.cli import RAY_OPTIONS, ray_options
@@ -253,6 +251,8 @@ def serve(
     setup_logging(log_level, log_json)
 
     def on_ready(info: dict) -> None:
+        import json
+
         click.echo(json.dumps({"event": "ready", **info}), nl=True)
 
     run_server(config, on_ready)

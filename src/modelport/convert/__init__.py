@@ -103,13 +103,13 @@ def convert(
     ``config.allow_mismatch``; then the package is written and its manifest records the failure.
     Nothing is written at ``out`` unless the whole conversion succeeds.
     """
-    from ..errors import UsageError
+    from ..errors import UsageError, output_exists
 
     config = config or ConvertConfig()
     if source.kind not in CONVERTERS:
         raise UsageError(f"unknown source kind '{source.kind}'; known: {sorted(CONVERTERS)}")
     if os.path.exists(out) and not force:
-        raise UsageError(f"output path '{out}' already exists; choose another path or pass --force")
+        raise output_exists(out)
     t0 = time.perf_counter()
     exported = CONVERTERS[source.kind](source, config)
     export_seconds = time.perf_counter() - t0

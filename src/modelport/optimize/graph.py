@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptimizationError, UsageError
+from ..errors import OptimizationError, UsageError, output_exists
 from ..package import ModelPackage, derive_package
 from .report import EvalConfig, OptimizeReport
 
@@ -97,7 +97,7 @@ def optimize_graph(
     config = config or GraphConfig()
     pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
     if Path(out).exists() and not force:
-        raise UsageError(f"output path '{out}' already exists; choose another path or pass --force")
+        raise output_exists(out)
     report = OptimizeReport(step="optimize", config=config.describe())
     with tempfile.TemporaryDirectory(prefix="modelport-optimize-") as tmp:
         work = Path(tmp)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, output_exists
 from ..package import ModelPackage
 
 __all__ = ["METHODS", "PruneConfig", "PruneResult", "prune"]
@@ -156,7 +156,7 @@ def prune(
     """
     config = config or PruneConfig()
     if os.path.exists(out) and not force:
-        raise UsageError(f"output path '{out}' already exists; choose another path or pass --force")
+        raise output_exists(out)
     source = _as_torch_source(model)
     if source is not None:
         return _prune_torch(source, out, config, example, eval_data, labels, finetune, force)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptimizationError, UsageError
+from ..errors import OptimizationError, UsageError, output_exists
 from ..package import ModelPackage, derive_package
 from .calibration import CALIBRATION_METHODS, DataSource
 from .report import EvalConfig, OptimizeReport
@@ -256,7 +256,7 @@ def quantize(
     config = config or QuantizeConfig()
     pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
     if Path(out).exists() and not force:
-        raise UsageError(f"output path '{out}' already exists; choose another path or pass --force")
+        raise output_exists(out)
     model = pkg.load_onnx()
     refuse_quantized(model, config.mode)
     cpu = detect_cpu()

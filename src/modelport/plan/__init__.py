@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, output_exists
 from ..package import ModelPackage
 
 __all__ = ["TARGETS", "PlanConfig", "PlanResult", "plan"]
@@ -199,10 +199,7 @@ class PlanResult:
 def _prepare_out(out: Path, force: bool) -> None:
     if out.exists():
         if not force:
-            raise UsageError(
-                f"output path '{out}' already exists; choose another path or pass --force",
-                path=str(out),
-            )
+            raise output_exists(out)
         if out.is_dir() and ((out / "plan.json").is_file() or not any(out.iterdir())):
             shutil.rmtree(out)
         else:
