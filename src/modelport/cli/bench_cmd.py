@@ -7,7 +7,43 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from .options import given, refuse_inapplicable
 from .ui import console, console_err, table, write_json
+
+# option -> the modes it applies to (options not listed apply to all); the rest are refused
+MODES = {
+    "inprocess": "packages (in-process)",
+    "server": "--server URL",
+    "ceiling": "--ceiling",
+}
+APPLIES: dict[str, tuple[str, ...]] = {
+    "batch_sizes": ("inprocess",),
+    "threads": ("inprocess",),
+    "providers": ("inprocess",),
+    "warmup": ("inprocess",),
+    "repeats": ("inprocess",),
+    "shapes": ("inprocess", "server"),
+    "data": ("inprocess", "server"),
+    "plot": ("inprocess", "server"),
+    "report": ("inprocess", "server"),
+    "model": ("server",),
+    "model_version": ("server",),
+    "protocol": ("server",),
+    "requests": ("server",),
+    "rate": ("server",),
+    "batch_size": ("server", "inprocess"),  # in-process: the same as --batch-sizes N
+    "package": ("server",),
+    "timeout": ("server",),
+    "no_ceiling": ("server",),
+    "concurrency": ("server", "ceiling"),
+    "http_client": ("server", "ceiling"),
+}
+
+
+HINTS = {
+    "batch_sizes": "against a server, --batch-size N sets the rows of each request",
+    "threads": "the server's threads are set where it starts (modelport serve --threads)",
+}
 
 
 def _ints(value: str | None, what: str) -> tuple[int, ...]:
@@ -85,7 +121,11 @@ def _dims(shapes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     type=float,
     help="Server: open loop at this many requests/s (concurrency = max in flight).",
 )
-@click.option("--batch-size", default=1, help="Server: batch size of each request.")
+@click.option(
+    "--batch-size",
+    default=1,
+    help="Server: batch size of each request. In-process: the same as --batch-sizes N.",
+)
 @click.option(
     "--package",
     type=click.Path(exists=True),
@@ -106,15 +146,26 @@ def _dims(shapes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     is_flag=True,
     help="Only measure the load generator against a trivial endpoint, for each protocol.",
 )
-def bench(models: tuple[str, ...], **opts: Any) -> int:
+@click.pass_context
+def bench(ctx: click.Context, models: tuple[str, ...], **opts: Any) -> int:
     """Latency, throughput and memory of MODELS (packages or .onnx files, interleaved in one
-    process, ratios against the first), or of a running server with --server."""
-    if opts["ceiling_only"]:
+    process, ratios against the first), or of a running server with --server.
+
+    Options marked "In-process:" or "Server:" are refused in the other mode."""
+    mode = "ceiling" if opts["ceiling_only"] else "server" if opts["server"] else "inprocess"
+    if mode == "ceiling" and (models or opts["server"]):
+        raise UsageError("--ceiling measures the load generator alone; drop the packages/--server")
+    refuse_inapplicable(ctx, APPLIES, mode, MODES, HINTS)
+    if mode == "ceiling":
         return _ceiling(opts)
     if models and opts["server"]:
         raise UsageError("give either packages to bench in-process or --server, not both")
     if not models and not opts["server"]:
         raise UsageError("give one or more packages (or .onnx files), or --server URL --model NAME")
+    if mode == "inprocess" and given(ctx, "batch_size"):
+        if given(ctx, "batch_sizes"):
+            raise UsageError("give --batch-sizes (a list) or --batch-size, not both")
+        opts["batch_sizes"] = str(opts["batch_size"])
     result = _server(opts) if opts["server"] else _inprocess(models, opts)
     d = result.to_dict()
     _show(d)

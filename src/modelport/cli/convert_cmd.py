@@ -10,6 +10,7 @@ import click
 
 from ..errors import UsageError, VerificationError
 from ..verify import VerifyConfig, VerifyReport
+from .options import refuse_inapplicable
 from .ui import console, table, write_json
 
 # the click parameter names of the source options (one of them names the model to convert)
@@ -23,6 +24,36 @@ SOURCE_KEYS = (
     "keras_file",
     "sklearn_file",
 )
+
+
+# source option -> how it is named in messages (also the modes of the table below)
+SOURCE_LABELS = {
+    "torch_target": "--torch",
+    "torchscript": "--torchscript",
+    "exported_program": "--exported-program",
+    "hf_dir": "--hf",
+    "onnx_file": "--onnx",
+    "savedmodel": "--savedmodel",
+    "keras_file": "--keras",
+    "sklearn_file": "--sklearn",
+    "savedmodel_repo": "--savedmodel-repo",
+}
+_TORCH = ("torch_target", "torchscript", "hf_dir")  # exported by torch.onnx, modelport's choice
+_TF = ("savedmodel", "savedmodel_repo", "keras_file")
+# convert: option -> the sources it applies to (options not listed apply to all); the rest are
+# refused. An existing ONNX file is not exported, so export options do not apply to --onnx.
+CONVERT_APPLIES: dict[str, tuple[str, ...]] = {
+    "exporter": _TORCH,
+    "output_names": _TORCH + ("exported_program",) + _TF,
+    "dynamic": _TORCH + _TF,  # an ExportedProgram carries its own dynamic shapes
+    "static": _TORCH + _TF + ("sklearn_file",),
+    "task": ("hf_dir",),
+    "signature_name": ("savedmodel", "savedmodel_repo"),
+    "tag": ("savedmodel", "savedmodel_repo"),
+    "trust": ("keras_file", "sklearn_file"),
+    "weights": ("torch_target",),
+    "init_args": ("torch_target",),
+}
 
 
 def given_sources(kw: dict[str, Any]) -> list[str]:
@@ -312,14 +343,19 @@ def print_report(report: VerifyReport, title: str = "Parity") -> None:
 @click.option(
     "--json", "json_out", type=click.Path(), help="Write the verification report as JSON."
 )
-def convert(**kw: Any) -> int:
+@click.pass_context
+def convert(ctx: click.Context, **kw: Any) -> int:
     """Convert a PyTorch, Hugging Face, TensorFlow, scikit-learn or ONNX model into a verified
-    ONNX model package (model.onnx + modelport.json)."""
+    ONNX model package (model.onnx + modelport.json). Options that do not apply to the source
+    are refused (e.g. --exporter with --onnx: an ONNX file is not exported)."""
     from ..convert import ConvertConfig
     from ..convert import convert as do_convert
     from ..convert.torch import parse_input_spec
     from ..data import load_feed
 
+    sources = given_sources(kw) + (["savedmodel_repo"] if kw.get("savedmodel_repo") else [])
+    if len(sources) == 1:
+        refuse_inapplicable(ctx, CONVERT_APPLIES, sources[0], SOURCE_LABELS)
     source = None if kw.get("savedmodel_repo") else make_source(kw)
     parsed = [parse_input_spec(s) for s in kw["input_specs"]]
     specs = tuple(spec for spec, _ in parsed)

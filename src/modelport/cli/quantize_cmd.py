@@ -9,6 +9,17 @@ import click
 
 from ..errors import UsageError
 from .optimize_cmd import eval_options, make_eval_config, print_report
+from .options import refuse_inapplicable
+
+MODES = {m: f"--mode {m}" for m in ("dynamic", "static", "partial", "fp16")}
+
+
+def applies() -> dict[str, tuple[str, ...]]:
+    """Option -> the modes it applies to: the library's own table (QuantizeConfig's fields and
+    these options share their names), so the CLI and the recorded history cannot disagree."""
+    from ..optimize.quantize import FIELD_MODES
+
+    return dict(FIELD_MODES)
 
 
 @click.command()
@@ -85,7 +96,9 @@ from .optimize_cmd import eval_options, make_eval_config, print_report
 )
 @eval_options
 @click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.pass_context
 def quantize(
+    ctx: click.Context,
     package: str,
     out: str,
     mode: str,
@@ -107,10 +120,12 @@ def quantize(
     """Quantize PACKAGE into a new package at OUT and measure it against PACKAGE on this machine:
     size, latency at batch 1 and a larger batch, fidelity, accuracy (with --labels).
 
-    Exit code 1 when the result is outside --max-drop."""
+    Exit code 1 when the result is outside --max-drop. Options that do not apply to --mode are
+    refused (for example --method with fp16)."""
     from ..optimize.quantize import QuantizeConfig
     from ..optimize.quantize import quantize as run
 
+    refuse_inapplicable(ctx, applies(), mode, MODES)
     json_file = eval_kw.pop("json_file")
     evaluation = make_eval_config(**eval_kw)
     smooth: float | str | None

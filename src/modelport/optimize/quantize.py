@@ -27,6 +27,22 @@ from .report import EvalConfig, OptimizeReport
 __all__ = ["MODES", "QuantizeConfig", "QUANTIZED_OPS", "quantize"]
 
 MODES = ("dynamic", "static", "partial", "fp16")
+# config field -> the modes it applies to (fields not listed apply to all). describe() leaves the
+# others out, so a package's history records only what was used; the CLI refuses them.
+FIELD_MODES: dict[str, tuple[str, ...]] = {
+    "calibration": ("static", "partial"),
+    "calibration_method": ("static", "partial"),
+    "calibration_samples": ("static", "partial"),
+    "weight_type": ("dynamic", "static", "partial"),
+    "activation_type": ("static", "partial"),
+    "per_channel": ("dynamic", "static", "partial"),
+    "reduce_range": ("dynamic", "static", "partial"),
+    "partial_base": ("partial",),
+    "granularity": ("partial",),
+    "rank_by": ("partial",),
+    "smoothing": ("dynamic", "partial"),
+    "keep_io_types": ("fp16",),
+}
 WEIGHT_TYPES = ("int8", "uint8")
 
 # ops that only appear in an already-quantized (or fp16-converted) model
@@ -209,7 +225,9 @@ class QuantizeConfig:
 
     def describe(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["calibration"] = _describe_data(self.calibration)
+        d = {k: v for k, v in d.items() if self.mode in FIELD_MODES.get(k, (self.mode,))}
+        if "calibration" in d:
+            d["calibration"] = _describe_data(self.calibration)
         ev = self.evaluation
         d["evaluation"] = {
             "data": _describe_data(ev.data),
