@@ -513,6 +513,7 @@ def fetch_metadata(target: LoadTarget, timeout_s: float = 10.0) -> dict[str, Any
     """The model's V2 metadata (after checking that the server is ready)."""
     if target.protocol == "grpc":
         return _grpc_metadata(target, timeout_s)
+    import http.client
     import json
     import urllib.error
     import urllib.request
@@ -529,6 +530,11 @@ def fetch_metadata(target: LoadTarget, timeout_s: float = 10.0) -> dict[str, Any
         raise ModelportError(
             f"{base} answered {exc.code} for the model metadata of '{target.model}'; "
             "check --model (and --model-version)"
+        ) from exc
+    except http.client.HTTPException as exc:  # e.g. BadStatusLine: an HTTP/2 (gRPC) preface
+        raise ModelportError(
+            f"{base} is not an HTTP server (a gRPC port?): it did not answer HTTP/1.1 "
+            f"({type(exc).__name__}). Give the server's HTTP port, or --protocol grpc"
         ) from exc
     except (OSError, ValueError) as exc:
         raise ModelportError(f"cannot reach a V2 server at {base}: {exc}") from exc

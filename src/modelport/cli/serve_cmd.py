@@ -6,6 +6,48 @@ import click
 
 from ..serve.ray.cli import RAY_OPTIONS, ray_options
 
+LAYOUT = "REPO/<model>/<version>/ (e.g. models/digits/1/model.onnx), or one package directory"
+
+
+def refuse_empty_repository(repository: str) -> None:
+    """Refuse (exit 2) a repository in which no model would be found, saying what was found
+    instead and what to do: serving zero models is never what was meant."""
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..serve.repository import ModelRepository
+
+    root = Path(repository)
+    if ModelRepository(root).on_disk():
+        return
+    why = f"no model found in '{root}': serve expects {LAYOUT}"
+    later = ". To start with no model and add models while it runs, give --poll SECONDS"
+    if root.is_file():
+        raise UsageError(f"'{root}' is not an .onnx file or package: serve expects {LAYOUT}")
+    children = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    packages = [p for p in children if (p / "model.onnx").is_file()]
+    onnx_files = [p for p in children if p.suffix == ".onnx" and p.is_file()]
+    if packages:
+        names = ", ".join(p.name for p in packages[:3]) + (", ..." if len(packages) > 3 else "")
+        first = packages[0]
+        raise UsageError(
+            f"{why}. '{root}' holds packages ({names}), not model folders with numbered "
+            f"versions. Serve one with: modelport serve {first}; or build a repository with: "
+            f"modelport package {first} --target repo -o models (then modelport serve models)"
+        )
+    if onnx_files:
+        raise UsageError(
+            f"{why}. '{root}' holds .onnx files ({onnx_files[0].name}, ...). Serve one with: "
+            f"modelport serve {onnx_files[0]}; or put each in <model>/1/model.onnx"
+        )
+    dirs = [p for p in children if p.is_dir()]
+    if dirs:
+        raise UsageError(
+            f"{why}. '{dirs[0]}' has no numbered version folder: move its package into "
+            f"{dirs[0]}/1/{later}"
+        )
+    raise UsageError(f"{why}. '{root}' is empty{later}")
+
 
 @click.command()
 @ray_options
@@ -207,6 +249,8 @@ def serve(
 
     if not (math.isfinite(max_request_mb) and 0 < max_request_mb <= 1 << 20):
         raise UsageError(f"--max-request-mb must be a positive number of MB, got {max_request_mb}")
+    if poll_s is None:
+        refuse_empty_repository(repository)
     ray_settings = {k: model_options.pop(k) for k in RAY_OPTIONS}
     overrides = {k: v for k, v in model_options.items() if v is not None}
     if no_warmup:

@@ -365,7 +365,7 @@ def load_keras(source: Source) -> tuple[Any, dict[str, Any]]:
         if "safe_mode" in str(exc):
             hint = (
                 " The file holds Python code (a Lambda layer); load it only if you trust it, "
-                "with Source('keras', path=..., trust=True)."
+                "with --trust (Python: Source.keras(path, trust=True))."
             )
         elif "custom" in str(exc).lower() or "Unknown" in str(exc):
             hint = (

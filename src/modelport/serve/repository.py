@@ -234,12 +234,14 @@ class ModelRepository:
 
     async def _sync_model(self, entry: ModelEntry) -> None:
         async with entry.lock:
+            previous = entry.reason  # every poll meets the same broken config: log it once
             try:
                 settings, config_fp, source = self._model_settings(entry.path)
                 model_cfg = self.defaults.merged(settings, source=source)
             except ModelportError as exc:
                 entry.reason = exc.message
-                log.error("model %s: %s", entry.name, exc.message)
+                if exc.message != previous:
+                    log.error("model %s: %s", entry.name, exc.message)
                 return
             entry.reason = ""
             on_disk = self._versions_on_disk(entry.path)
@@ -249,7 +251,8 @@ class ModelRepository:
                     f"no version on disk matches the version policy {model_cfg.version_policy} "
                     f"(on disk: {sorted(on_disk)})"
                 )
-                log.error("model %s: %s", entry.name, entry.reason)
+                if entry.reason != previous:
+                    log.error("model %s: %s", entry.name, entry.reason)
             for v in sorted(wanted):
                 fp = self._fingerprint(on_disk[v], config_fp)
                 current = entry.versions.get(v)

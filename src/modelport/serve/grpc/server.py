@@ -146,10 +146,13 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
 def listen(server: Any, host: str, port: int, credentials: Any = None, flag: str = "") -> int:
     """Bind ``server`` (TLS when ``credentials`` are given); the port it got."""
     address = f"{_host(host)}:{port}"
-    if credentials is not None:
-        bound = server.add_secure_port(address, credentials)
-    else:
-        bound = server.add_insecure_port(address)
+    try:  # grpcio returns 0 (older) or raises RuntimeError("Failed to bind ...") (newer)
+        if credentials is not None:
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
     if bound == 0:
         from ...errors import UsageError
 
