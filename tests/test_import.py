@@ -20,3 +20,27 @@ def test_public_surface():
     import modelport
 
     assert set(modelport.__all__) >= {"ModelPackage", "ModelportError", "Signature", "__version__"}
+
+
+def test_help_imports_neither_numpy_nor_rich():
+    """`modelport --help` and `modelport serve --help` stay fast: no numpy, no rich (issue 16)."""
+    for args in ("['--help']", "['serve', '--help']", "['--version']"):
+        code = (
+            "import sys, contextlib, io;"
+            "from modelport.cli import main;"
+            f"rc = main({args});"
+            "heavy = [m for m in ('numpy', 'rich', 'onnx', 'torch') if m in sys.modules];"
+            "sys.stderr.write('HEAVY=' + ','.join(heavy))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert out.stderr.strip().endswith("HEAVY="), (args, out.stderr)
+
+
+def test_version_comes_from_the_installed_metadata():
+    from importlib.metadata import version
+
+    import modelport
+
+    assert modelport.__version__ == version("modelport")

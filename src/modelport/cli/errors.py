@@ -93,11 +93,11 @@ def describe(exc: BaseException) -> tuple[str, str | None]:
 
 def handle(exc: BaseException, debug: bool, err: object) -> int:
     """Print ``exc`` for a person (and its traceback with ``debug``); return the exit code."""
+    import traceback
+
     from rich.markup import escape
 
     from .ui import console_err
-
-    import traceback
 
     code = exit_code(exc)
     if debug and not isinstance(exc, click.exceptions.Abort | KeyboardInterrupt):
