@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -258,16 +259,20 @@ def make_source(kw: dict[str, Any]) -> Any:
     return Source.sklearn(kw["sklearn_file"], trust=bool(kw.get("trust")))
 
 
-def print_report(report: VerifyReport, title: str = "Parity") -> None:
+def print_report(
+    report: VerifyReport, title: str = "Parity", against: Callable[[Any], str] | None = None
+) -> None:
+    """The parity table; ``against(case)`` fills a "compared with" column when given."""
     rows = []
     for c in report.cases:
         shapes = " ".join(f"{k}={'x'.join(map(str, v))}" for k, v in c.input_shapes.items())
+        label = f"{c.label} [dim](vs {against(c)})[/]" if against else c.label
         if c.error:
-            rows.append((c.label, shapes, "-", "-", "-", "-", "-", f"[red]{c.error}[/]"))
+            rows.append((label, shapes, "-", "-", "-", "-", "-", f"[red]{c.error}[/]"))
         for o in c.outputs:
             rows.append(
                 (
-                    c.label,
+                    label,
                     shapes,
                     o.name,
                     "x".join(map(str, o.shape)),
@@ -468,6 +473,23 @@ def _convert_savedmodel_repo(kw: dict[str, Any], config: Any) -> int:
     return 0 if passed else 1
 
 
+def _self_check(pkg: Any, example: Any) -> Callable[[Any], str]:
+    """What each case of a source-less verification was compared with (verify_package)."""
+    stored = pkg.samples()
+    derived = any(h.get("step") != "convert" for h in pkg.history)
+    has_stored = stored is not None and bool(stored[1]) and not derived and example is None
+
+    def against(case: Any) -> str:
+        if case.label == "example" and has_stored:
+            return "outputs stored at conversion"
+        batch = max((s[0] for s in case.input_shapes.values() if s), default=1)
+        if batch > 1:
+            return "itself row by row"
+        return "itself: it runs"
+
+    return against
+
+
 def _load_any(path: str) -> dict[str, Any]:
     import numpy as np
 
@@ -520,7 +542,15 @@ def verify(package: str, **kw: Any) -> int:
         )
         reference, example = exported.reference, ex or exported.example
     report = verify_package(pkg, config, reference=reference, example=example)
-    print_report(report, f"Verify {pkg.path}")
+    if reference is not None:
+        print_report(report, f"Verify {pkg.path} against the source", lambda c: "the source")
+    else:
+        print_report(report, f"Verify {pkg.path} (no source given)", _self_check(pkg, example))
+        console.print(
+            "[dim]no source given: checked against the outputs stored at conversion where "
+            "there are some, and for consistency across batch sizes; give the source "
+            "(--torch, --onnx, ...) to check parity with it[/]"
+        )
     if kw["json_out"]:
         write_json(kw["json_out"], report.to_dict())
     if report.passed:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from .options import AliasedOption
 from .ui import console, console_err, table, write_json
 
 
@@ -54,7 +55,15 @@ def eval_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)."
         ),
         click.option("--no-latency", is_flag=True, help="Skip latency measurement."),
-        click.option("--json-file", type=click.Path(), help="Also write the report as JSON here."),
+        click.option(
+            "--json",
+            "--json-file",
+            "json_file",
+            cls=AliasedOption,
+            hidden_aliases=("--json-file",),
+            type=click.Path(),
+            help="Also write the report as JSON here.",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -104,7 +113,7 @@ def print_report(report: Any, out: str, json_file: str | None) -> None:
             table(
                 f"kept float ({len(rows)} of {part['candidates']}; metric drop when "
                 "quantized alone)",
-                ["node", "cost", "weights"],
+                ["node", "scope", "metric drop alone", "weights"],
                 rows,
             )
         )
@@ -120,7 +129,17 @@ def print_report(report: Any, out: str, json_file: str | None) -> None:
 
 @click.command()
 @click.argument("package", type=click.Path(exists=True))
-@click.option("-o", "--out", required=True, type=click.Path(), help="Output package directory.")
+@click.option(
+    "-o",
+    "--output",
+    "--out",
+    "out",
+    cls=AliasedOption,
+    hidden_aliases=("--out",),
+    required=True,
+    type=click.Path(),
+    help="Output package directory.",
+)
 @click.option(
     "--level",
     type=click.Choice(["basic", "extended", "all"]),

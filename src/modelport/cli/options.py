@@ -8,13 +8,36 @@ command line against it. An option that is not in the table applies to every mod
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import Any
 
 import click
 from click.core import ParameterSource
 
 from ..errors import UsageError
 
-__all__ = ["given", "refuse_inapplicable"]
+__all__ = ["AliasedOption", "given", "refuse_inapplicable"]
+
+
+class AliasedOption(click.Option):
+    """An option whose old spellings still work but are not shown in --help, so that every
+    command spells the same thing the same way (``-o/--output``, ``--json``) without breaking
+    scripts: ``click.option("-o", "--output", "--out", "out", cls=AliasedOption,
+    hidden_aliases=("--out",))``."""
+
+    def __init__(self, *args: Any, hidden_aliases: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = tuple(hidden_aliases)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = self.opts
+        self.opts = [o for o in shown if o not in self.hidden_aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+    def get_error_hint(self, ctx: click.Context) -> str:
+        return " / ".join(f"'{o}'" for o in self.opts if o not in self.hidden_aliases)
 
 
 def given(ctx: click.Context, name: str) -> bool:
@@ -26,8 +49,8 @@ def given(ctx: click.Context, name: str) -> bool:
 def _flag(ctx: click.Context, name: str) -> str:
     for p in ctx.command.params:
         if p.name == name:
-            longest = max(p.opts, key=len)
-            return longest
+            hidden = getattr(p, "hidden_aliases", ())
+            return max((o for o in p.opts if o not in hidden), key=len)
     return name
 
 

@@ -268,12 +268,15 @@ class OptimizeReport:
                     f"{r['speedup']:.2f}x " + ("faster" if r["speedup"] >= 1 else "(SLOWER)"),
                 )
             )
+        labels = {"cos_mean": "cosine, mean", "cos_min": "cosine, min",
+                  "top1_agreement": "top-1 agreement", "max_abs_err": "max abs error"}  # fmt: skip
         for name, d in self.fidelity.items():
-            for k in ("cos_mean", "cos_min", "top1_agreement", "max_abs_err"):
+            for k, label in labels.items():
                 if k in d:
-                    out.append(
-                        (f"{name} {k}", "1" if k != "max_abs_err" else "0", f"{d[k]:.4f}", "")
-                    )
+                    v = d[k]
+                    after = f"{v:.4f}" if v == 0 or abs(v) >= 1e-3 else f"{v:.2e}"
+                    before = "0" if k == "max_abs_err" else "1.0000"
+                    out.append((f"{name}: {label}", before, after, ""))
         if self.metric:
             m = self.metric
             budget = f" (budget {m['budget']:.4g})" if m.get("budget") is not None else ""
