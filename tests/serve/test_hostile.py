@@ -166,3 +166,44 @@ async def test_hostile_bodies_get_4xx_with_a_clean_message(
         assert "Traceback" not in text
         ok = await c.post("/v2/models/mlp/infer", content=_v2(("x", [1, 4], "FP32", [1, 2, 3, 4])))
         assert ok.status_code == 200
+
+
+async def test_large_json_bodies_are_decoded_in_another_process(hostile_repo, monkeypatch):
+    """Above PROCESS_DECODE_BYTES the V2, TF Serving and TorchServe JSON decoders run in the
+    decode processes: the answers are the same, and errors come back as 4xx."""
+    from modelport.serve import offload
+
+    monkeypatch.setattr(offload, "PROCESS_DECODE_BYTES", 1000)
+    import modelport.serve.http.v2 as v2mod
+
+    monkeypatch.setattr(v2mod, "PROCESS_DECODE_BYTES", 1000)
+    used = []
+    real = offload.process_pool
+
+    def pool():
+        used.append(1)
+        return real()
+
+    monkeypatch.setattr(offload, "process_pool", pool)
+    x = np.arange(400, dtype=np.float32).reshape(100, 4)
+    try:
+        async with running(hostile_repo) as plane, client(plane) as c:
+            r = await c.post(
+                "/v2/models/mlp/infer", content=_v2(("x", [100, 4], "FP32", x.ravel().tolist()))
+            )
+            assert r.status_code == 200, r.text
+            y = np.asarray(r.json()["outputs"][0]["data"]).reshape(100, 3)
+            r = await c.post(
+                "/v1/models/mlp:predict", content=orjson.dumps({"instances": x.tolist()})
+            )
+            assert r.status_code == 200, r.text
+            np.testing.assert_allclose(r.json()["predictions"], y, rtol=1e-6)
+            r = await c.post("/predictions/mlp", content=orjson.dumps(x.tolist()))
+            assert r.status_code == 200, r.text
+            np.testing.assert_allclose(r.json(), y, rtol=1e-6)
+            bad = _v2(("x", [100, 4], "FP32", ["a"] * 400))
+            r = await c.post("/v2/models/mlp/infer", content=bad)
+            assert r.status_code == 400 and "cannot be read as FP32" in r.json()["error"]
+    finally:
+        offload.shutdown()
+    assert len(used) == 4

@@ -243,6 +243,9 @@ async def serve_async(
             with contextlib.suppress(OSError):
                 mgmt.token_file.unlink()  # the token dies with the server
         await repository.close()
+        from .offload import shutdown as stop_decoders
+
+        stop_decoders()
         log.info("stopped")
 
 

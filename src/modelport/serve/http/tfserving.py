@@ -26,7 +26,7 @@ from ...errors import InputError, ModelportError
 from ..dataplane import DataPlane
 from ..errors import UnsupportedError, status_of
 from ..names import check_model_name, check_version, version_for_label
-from ..offload import off_loop
+from ..offload import off_process
 from ..repository import FAILED, LOADING, READY, UNLOADING
 from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 from .common import read_body, send_bytes, send_json
@@ -266,10 +266,26 @@ def _tensors(values: dict[str, Any], specs: dict[str, tuple[str, tuple]]) -> lis
     return tensors
 
 
+def decode_predict_body(
+    specs: dict, name: str, version: str | None, body: bytes
+) -> tuple[InferenceRequest, int | None]:
+    """``decode_predict`` from the raw body and the model's input specs (picklable, so that
+    large bodies can be decoded in another process)."""
+    return _decode_predict(specs, name, version, _loads(body))
+
+
 def decode_predict(
     plane: DataPlane, name: str, version: str | None, doc: Any
 ) -> tuple[InferenceRequest, int | None]:
     """A TF Serving predict body -> (request, number of instances; None for the columnar form)."""
+    return _decode_predict(
+        plane.repository.get(name, version).model.input_specs, name, version, doc
+    )
+
+
+def _decode_predict(
+    specs: dict, name: str, version: str | None, doc: Any
+) -> tuple[InferenceRequest, int | None]:
     if not isinstance(doc, dict):
         raise InputError('the predict body must be a JSON object with "instances" or "inputs"')
     check_signature_name(doc.get("signature_name"))
@@ -278,7 +294,6 @@ def decode_predict(
             "Request format must contain either 'instances' (row format) or 'inputs' (columnar "
             "format), not both and not neither"
         )
-    specs = plane.repository.get(name, version).model.input_specs
     only = next(iter(specs)) if len(specs) == 1 else None
     rows = None
     if "instances" in doc:
@@ -425,8 +440,9 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
             )
         if action != "predict":
             raise UnsupportedError(f"unknown method :{action}; use :predict")
-        request, rows = await off_loop(
-            len(body), lambda: decode_predict(plane, name, version, _loads(body))
+        specs = plane.repository.get(name, version).model.input_specs
+        request, rows = await off_process(
+            len(body), decode_predict_body, dict(specs), name, version, body
         )
         response = await _infer_watching(plane, request, receive)
         await send_bytes(

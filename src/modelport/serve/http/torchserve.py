@@ -25,7 +25,7 @@ from ...errors import InputError, ModelportError
 from ..dataplane import DataPlane
 from ..errors import status_of
 from ..names import check_model_name, check_version
-from ..offload import off_loop
+from ..offload import off_loop, off_process
 from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 from .common import header, read_body, send_bytes
 from .tfserving import to_array
@@ -119,11 +119,24 @@ def _load_npy(body: bytes | bytearray) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
+def decode_predictions_body(
+    specs: dict, name: str, version: str | None, body: bytes, content_type: bytes | None
+) -> tuple[InferenceRequest, bool]:
+    """``decode_predictions`` from the raw body and the model's input specs (picklable)."""
+    return _decode_predictions(specs, name, version, _parse(body, content_type))
+
+
 def decode_predictions(
     plane: DataPlane, name: str, version: str | None, value: Any
 ) -> tuple[InferenceRequest, bool]:
     """(the request, whether a batch axis was added because the body was one example)."""
     specs = plane.repository.get(name, version).model.input_specs
+    return _decode_predictions(specs, name, version, value)
+
+
+def _decode_predictions(
+    specs: dict, name: str, version: str | None, value: Any
+) -> tuple[InferenceRequest, bool]:
     if isinstance(value, dict):
         values = value
     elif len(specs) == 1:
@@ -192,9 +205,10 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
         version = str(check_version(version)) if version else None
         body = await read_body(scope, receive, limit)
         content_type = header(scope, b"content-type")
-        request, one_example = await off_loop(
-            len(body),
-            lambda: decode_predictions(plane, name, version, _parse(body, content_type)),
+        specs = dict(plane.repository.get(name, version).model.input_specs)
+        decode = off_loop if body.startswith(_NPY_MAGIC) else off_process  # .npy: no parsing
+        request, one_example = await decode(
+            len(body), decode_predictions_body, specs, name, version, body, content_type
         )
         rid = header(scope, b"x-request-id")
         request.id = rid.decode("latin-1") if rid else None

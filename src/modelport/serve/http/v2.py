@@ -17,7 +17,7 @@ from ...errors import ModelportError
 from ..auth import bearer_ok
 from ..dataplane import DataPlane
 from ..errors import ClientDisconnected, ForbiddenError
-from ..offload import off_loop
+from ..offload import PROCESS_DECODE_BYTES, off_loop, off_process
 from .codec import decode_request, encode_response
 from .common import (
     header,
@@ -169,7 +169,9 @@ def _infer_handler(plane: DataPlane, limit: int) -> Handler:
         body = await read_body(scope, receive, limit)
         hl = header(scope, b"inference-header-content-length")
         header_length = None if hl is None else strict_int(hl, "Inference-Header-Content-Length")
-        request = await off_loop(
+        json_size = len(body) if header_length is None else header_length
+        decode = off_process if json_size > PROCESS_DECODE_BYTES else off_loop
+        request = await decode(
             len(body), decode_request, body, header_length, params["name"], params.get("version")
         )
         if request.id is None:
