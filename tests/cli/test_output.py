@@ -63,8 +63,8 @@ def test_verify_without_a_source_says_what_it_compared(tiny_onnx, tmp_path, caps
     pkg = convert(Source.onnx(str(tiny_onnx)), tmp_path / "p").package
     assert main(["verify", str(pkg.path)]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "example (vs outputs stored at conversion)" in out
-    assert "(vs itself: it runs)" in out or "(vs itself row by row)" in out
+    assert "example (vs stored outputs)" in out
+    assert "(vs itself (runs))" in out or "(vs itself row by row)" in out
     assert "no source given" in out
     assert main(["verify", str(pkg.path), "--onnx", str(tiny_onnx)]) == 0
     out = " ".join(capsys.readouterr().out.split())

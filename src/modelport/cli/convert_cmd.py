@@ -481,11 +481,11 @@ def _self_check(pkg: Any, example: Any) -> Callable[[Any], str]:
 
     def against(case: Any) -> str:
         if case.label == "example" and has_stored:
-            return "outputs stored at conversion"
+            return "stored outputs"
         batch = max((s[0] for s in case.input_shapes.values() if s), default=1)
         if batch > 1:
             return "itself row by row"
-        return "itself: it runs"
+        return "itself (runs)"
 
     return against
 
@@ -547,9 +547,10 @@ def verify(package: str, **kw: Any) -> int:
     else:
         print_report(report, f"Verify {pkg.path} (no source given)", _self_check(pkg, example))
         console.print(
-            "[dim]no source given: checked against the outputs stored at conversion where "
-            "there are some, and for consistency across batch sizes; give the source "
-            "(--torch, --onnx, ...) to check parity with it[/]"
+            "[dim]no source given: the example is compared with the outputs stored at "
+            "conversion (when the package has them), larger batches with the same model row by "
+            "row, and batch-1 cases only run; give the source (--torch, --onnx, ...) to check "
+            "parity with it[/]"
         )
     if kw["json_out"]:
         write_json(kw["json_out"], report.to_dict())
