@@ -139,6 +139,37 @@ def refuse_empty_repository(repository: str) -> None:
     help="Largest HTTP body / gRPC message accepted.",
 )
 @click.option(
+    "--header-timeout",
+    "header_timeout_s",
+    type=float,
+    default=30,
+    show_default=True,
+    help="Seconds an HTTP connection has to send a request's complete headers.",
+)
+@click.option(
+    "--body-timeout",
+    "body_timeout_s",
+    type=float,
+    default=60,
+    show_default=True,
+    help="Longest pause (seconds) between chunks of an HTTP request body.",
+)
+@click.option(
+    "--keep-alive-timeout",
+    "keep_alive_timeout_s",
+    type=float,
+    default=5,
+    show_default=True,
+    help="Seconds an idle keep-alive HTTP connection stays open.",
+)
+@click.option(
+    "--max-connections",
+    type=int,
+    default=2048,
+    show_default=True,
+    help="Open HTTP connections per port; beyond it the longest-idle one is closed.",
+)
+@click.option(
     "--shutdown-grace",
     type=float,
     default=30,
@@ -234,6 +265,10 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     trust: bool,
+    header_timeout_s: float,
+    body_timeout_s: float,
+    keep_alive_timeout_s: float,
+    max_connections: int,
     **model_options,
 ) -> int:
     """Serve REPOSITORY (REPO/<model>/<version>/ packages, or one package) over KServe V2 HTTP
@@ -291,6 +326,10 @@ def serve(
         tfserving_grpc_port=tfserving_grpc_port,
         management=management,
         trust=trust,
+        header_timeout_s=header_timeout_s,
+        body_timeout_s=body_timeout_s,
+        keep_alive_timeout_s=keep_alive_timeout_s,
+        max_connections=max_connections,
     )
     setup_logging(log_level, log_json)
 

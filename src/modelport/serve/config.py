@@ -339,6 +339,10 @@ _SERVER_FIELD_RANGES: dict[str, tuple[str, float, float]] = {
     "max_request_bytes": ("int", 1024, 1 << 40),
     "shutdown_grace_s": ("float", 0, 86_400),
     "log_json": ("bool", 0, 0),
+    "header_timeout_s": ("float", 0.1, 3600),
+    "body_timeout_s": ("float", 0.1, 3600),
+    "keep_alive_timeout_s": ("float", 0.1, 3600),
+    "max_connections": ("int", 16, 1_000_000),
 }
 
 
@@ -362,6 +366,14 @@ class ServerConfig:
         None = off (it needs the tensorflow-serving-api package, which imports tensorflow).
     management: the management API on its own port (None = off).
     trust: run custom processing handlers shipped in packages (it is Python code).
+    header_timeout_s: an HTTP connection must send a request's complete headers within this of
+        opening (or of its first byte after a keep-alive pause); else it is closed.
+    body_timeout_s: longest pause between two chunks of a request body before the connection
+        is closed.
+    keep_alive_timeout_s: an idle keep-alive connection is closed after this.
+    max_connections: open HTTP connections per port; beyond it the connection idle the longest
+        is closed (503 for the new one if every connection is busy). Also kept below the
+        process's open-file limit.
     """
 
     repository: Path
@@ -378,6 +390,10 @@ class ServerConfig:
     tfserving_grpc_port: int | None = None
     management: ManagementConfig | None = None
     trust: bool = False
+    header_timeout_s: float = 30.0
+    body_timeout_s: float = 60.0
+    keep_alive_timeout_s: float = 5.0
+    max_connections: int = 2048
 
     _OPTIONAL = ("poll_s",)
 

@@ -79,11 +79,19 @@ def _uvicorn(app: Any, config: ServerConfig) -> Any:
     """A uvicorn server for ``app`` (started on our sockets and loop, TLS when configured)."""
     import uvicorn
 
+    from .http.protocol import ConnectionLimits, guarded_protocol
+
+    limits = ConnectionLimits(
+        header_timeout_s=config.header_timeout_s,
+        body_timeout_s=config.body_timeout_s,
+        max_connections=_connection_cap(config.max_connections),
+    )
     tls = config.tls
     uv_config = uvicorn.Config(
         app,
         lifespan="off",
-        http="httptools",
+        http=guarded_protocol(limits),
+        timeout_keep_alive=config.keep_alive_timeout_s,
         loop="none",
         access_log=False,
         log_config=None,
@@ -97,6 +105,33 @@ def _uvicorn(app: Any, config: ServerConfig) -> Any:
     server = uvicorn.Server(uv_config)
     server.lifespan = uv_config.lifespan_class(uv_config)
     return server
+
+
+def _connection_cap(wanted: int) -> int:
+    """``wanted``, after raising the open-file limit towards it; kept below that limit (with
+    room for model files, gRPC and the management port) when it cannot be raised."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + 256
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft - 256 < wanted:
+        cap = max(16, soft - 256)
+        log.warning(
+            "max_connections %d is above what the open-file limit (%d) allows; using %d "
+            "(raise it with ulimit -n)",
+            wanted,
+            soft,
+            cap,
+        )
+        return cap
+    return wanted
 
 
 def _grpc_security(config: ServerConfig) -> tuple[Any, tuple]:
