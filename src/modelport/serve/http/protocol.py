@@ -73,7 +73,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         def _expire(self, why: str) -> None:
             self._deadline = None
             if self.transport is not None and not self.transport.is_closing():
-                client = "%s:%s" % self.client if self.client else "?"
+                client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
                 log.info("closed the connection from %s: %s", client, why)
                 self.transport.close()
 
