@@ -143,3 +143,35 @@ def test_refusal_names_a_hint(capsys):
     with pytest.raises(UsageError):
         ctx = bench.make_context("bench", ["--server", "u", "--threads", "2"])
         refuse_inapplicable(ctx, BENCH, "server", BENCH_MODES)
+
+
+@pytest.mark.parametrize(
+    "args, flag, needs",
+    [
+        (["optimize", "{onnx}", "-o", "{tmp}/o", "--model-type", "gpt2"], "--model-type",
+         "--transformers"),
+        (["optimize", "{onnx}", "-o", "{tmp}/o", "--num-heads", "4"], "--num-heads",
+         "--transformers"),
+        (["optimize", "{onnx}", "-o", "{tmp}/o", "--hidden-size", "8"], "--hidden-size",
+         "--transformers"),
+        (["prune", "{onnx}", "-o", "{tmp}/p", "--sparsity", "0.5", "--importance", "l2"],
+         "--importance", "--method structured"),
+        (["prune", "{onnx}", "-o", "{tmp}/p", "--sparsity", "0.5", "--round-to", "8"],
+         "--round-to", "--method structured"),
+    ],
+)  # fmt: skip
+def test_optimize_and_prune_tables(tmp_path, tiny_onnx, capsys, args, flag, needs):
+    from modelport.cli.optimize_cmd import OPTIMIZE_APPLIES, OPTIMIZE_MODES, optimize
+    from modelport.cli.prune_cmd import PRUNE_APPLIES, PRUNE_MODES, prune
+
+    argv = [a.format(tmp=tmp_path, onnx=tiny_onnx) for a in args]
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{flag} applies only with {needs}" in err, err
+    # and where it applies, it passes the check
+    command, table, labels, mode, extra = {
+        "optimize": (optimize, OPTIMIZE_APPLIES, OPTIMIZE_MODES, "transformers", ["--transformers"]),
+        "prune": (prune, PRUNE_APPLIES, PRUNE_MODES, "structured", ["--method", "structured"]),
+    }[argv[0]]  # fmt: skip
+    ctx = command.make_context(argv[0], argv[1:] + extra)
+    refuse_inapplicable(ctx, table, mode, labels)

@@ -8,8 +8,19 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .options import AliasedOption
+from .options import AliasedOption, refuse_inapplicable
 from .ui import console, console_err, table, write_json
+
+# optimize: option -> the modes it applies to (the rest are refused)
+OPTIMIZE_MODES = {
+    "ort": "ONNX Runtime levels (no --transformers)",
+    "transformers": "--transformers",
+}
+OPTIMIZE_APPLIES: dict[str, tuple[str, ...]] = {
+    "model_type": ("transformers",),
+    "num_heads": ("transformers",),
+    "hidden_size": ("transformers",),
+}
 
 
 def eval_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -153,7 +164,9 @@ def print_report(report: Any, out: str, json_file: str | None) -> None:
 @click.option("--hidden-size", type=int, default=0, help="Hidden size (0: detect).")
 @eval_options
 @click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.pass_context
 def optimize(
+    ctx: click.Context,
     package: str,
     out: str,
     level: str | None,
@@ -168,6 +181,8 @@ def optimize(
     against PACKAGE, and say plainly when it is not faster on this CPU."""
     from ..optimize.graph import GraphConfig, optimize_graph
 
+    mode = "transformers" if transformers else "ort"
+    refuse_inapplicable(ctx, OPTIMIZE_APPLIES, mode, OPTIMIZE_MODES)
     json_file = eval_kw.pop("json_file")
     evaluation = make_eval_config(**eval_kw)
     if level is None and not transformers:

@@ -9,7 +9,15 @@ import click
 
 from ..errors import UsageError
 from .convert_cmd import given_sources, make_source, source_options
+from .options import refuse_inapplicable
 from .ui import console, human_bytes, table, write_json
+
+# prune: option -> the methods it applies to (the rest are refused)
+PRUNE_MODES = {"magnitude": "--method magnitude", "structured": "--method structured"}
+PRUNE_APPLIES: dict[str, tuple[str, ...]] = {
+    "importance": ("structured",),
+    "round_to": ("structured",),
+}
 
 
 @click.command()
@@ -86,7 +94,8 @@ from .ui import console, human_bytes, table, write_json
     help="Timed runs per model and batch size.",
 )
 @click.option("--json", "json_out", type=click.Path(), help="Write the report as JSON.")
-def prune(package: str | None, **kw: Any) -> int:
+@click.pass_context
+def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
     """Prune PACKAGE (an ONNX package or .onnx file) or a PyTorch source (--torch ...), measure what it
     bought (sparsity, parameters, size raw and gzip, latency, fidelity, accuracy) and write a package
     whose manifest holds the report."""
@@ -99,6 +108,7 @@ def prune(package: str | None, **kw: Any) -> int:
     from ..package import ModelPackage
     from .convert_cmd import parse_ints
 
+    refuse_inapplicable(ctx, PRUNE_APPLIES, kw["method"], PRUNE_MODES)
     given = given_sources(kw)
     if package and given:
         raise UsageError("give either a PACKAGE or a source option (--torch ...), not both")
