@@ -19,14 +19,15 @@ def users_model() -> None:
 def boom(noisy: bool, ok: bool) -> int:
     """Raise from "user code"."""
     if noisy:
-        print("[torch.onnx] Obtain model graph ... done")
+        from modelport.cli.ui import console
+
+        with console.status("working..."):
+            print("[torch.onnx] Obtain model graph ... done")
         sys.stderr.write("Collecting tensor data and making histogram ...\n")
         logging.warning("Axis 1 is out-of-range")
         logging.getLogger("transformers").warning("some library warning")
         logging.getLogger("modelport.test").warning("modelport's own warning")
         warnings.warn("a library DeprecationWarning", DeprecationWarning, stacklevel=1)
-        from modelport.cli.ui import console
-
         console.print("our own output")
     if ok:
         return 0

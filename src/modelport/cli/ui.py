@@ -69,6 +69,15 @@ class _LazyConsole:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._get(), name)
 
+    def status(self, text: str) -> Any:
+        """A spinner while a block runs. Unlike rich's Console.status it does not redirect
+        sys.stdout/stderr into the console, which would let captured library output through."""
+        from rich.live import Live
+        from rich.spinner import Spinner
+
+        return Live(Spinner("dots", text=text), console=self._get(), transient=True,
+                    refresh_per_second=12.5, redirect_stdout=False, redirect_stderr=False)  # fmt: skip
+
 
 console: Any = _LazyConsole("stdout")
 console_err: Any = _LazyConsole("stderr")
