@@ -346,6 +346,34 @@ def print_report(
 )
 @click.option("--name", default=None, help="Package name (default: the output directory name).")
 @click.option(
+    "--image-preprocess",
+    default=None,
+    metavar="SPEC|FILE",
+    help="Ship image decoding with the package (clients send PNG/JPEG bytes), e.g. "
+    "size=8x8,grayscale,scale=1/255 or size=224x224,mean=0.485:0.456:0.406,std=0.229:0.224:0.225; "
+    "or an HF preprocessor_config.json. Verified image-in -> answer-out.",
+)
+@click.option(
+    "--label-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Class names, one per line (or a JSON list): the package answers label/score.",
+)
+@click.option(
+    "--top-k", type=int, default=1, show_default=True, help="Classes to answer with --label-file."
+)
+@click.option(
+    "--no-softmax",
+    is_flag=True,
+    help="With --label-file: the output already holds probabilities (no softmax).",
+)
+@click.option(
+    "--handler",
+    default=None,
+    metavar="MODULE:CLASS",
+    help="Ship a custom pre/post-processing handler (a .py file; serve runs it only with --trust).",
+)
+@click.option(
     "--json", "json_out", type=click.Path(), help="Write the verification report as JSON."
 )
 @click.pass_context
@@ -388,6 +416,7 @@ def convert(ctx: click.Context, **kw: Any) -> int:
         allow_mismatch=kw["allow_mismatch"],
         external_data=True if kw["external_data"] else None,
         name=kw["name"],
+        processing=_processing_config(kw),
     )
     if source is None:
         return _convert_savedmodel_repo(kw, config)
@@ -405,6 +434,7 @@ def convert(ctx: click.Context, **kw: Any) -> int:
     for n in result.notes:
         console.print(f"[yellow]note:[/] {n}")
     pkg = result.package
+    _print_processing(pkg.manifest.get("processing"))
     status = (
         "[green]verified[/]" if result.report.passed else "[red]NOT verified (--allow-mismatch)[/]"
     )
@@ -422,6 +452,42 @@ def convert(ctx: click.Context, **kw: Any) -> int:
             },
         )
     return 0 if result.report.passed else 1
+
+
+def _print_processing(proc: dict[str, Any] | None) -> None:
+    if not proc:
+        return
+    sig_in = [s.get("input") for s in proc.get("pre", [])]
+    steps = " -> ".join(s["kind"] for s in [*proc.get("pre", []), *proc.get("post", [])])
+    outs = ", ".join(proc.get("outputs") or ["the graph's outputs"])
+    console.print(f"processing: {', '.join(sig_in) or 'tensors'} in, {outs} out ({steps})")
+    v = proc.get("verification") or {}
+    if v:
+        facts = ", ".join(
+            f"{k} {v[k]:.6g}" if isinstance(v[k], float) else f"{k} {v[k]}"
+            for k in ("texts", "images", "min_cosine", "max_abs_diff", "max_abs_score_diff")
+            if k in v
+        )
+        ok = "[green]verified[/]" if v.get("passed") else "[red]NOT verified[/]"
+        console.print(f"processing {ok} against {v.get('reference', 'the source')} ({facts})")
+
+
+def _processing_config(kw: dict[str, Any]) -> Any:
+    """A ProcessingConfig from --image-preprocess/--label-file/--top-k/--handler, or None."""
+    from ..processing.config import ProcessingConfig, parse_image_spec, read_label_file
+
+    given = kw.get("image_preprocess") or kw.get("label_file") or kw.get("handler")
+    if not given:
+        if kw.get("top_k", 1) != 1 or kw.get("no_softmax"):
+            raise UsageError("--top-k and --no-softmax go with --label-file")
+        return None
+    return ProcessingConfig(
+        image=parse_image_spec(kw["image_preprocess"]) if kw.get("image_preprocess") else None,
+        labels=read_label_file(kw["label_file"]) if kw.get("label_file") else None,
+        top_k=kw.get("top_k") or 1,
+        softmax=not kw.get("no_softmax"),
+        handler=kw.get("handler"),
+    )
 
 
 def _convert_savedmodel_repo(kw: dict[str, Any], config: Any) -> int:

@@ -123,7 +123,23 @@ def decode_predictions_body(
     specs: dict, name: str, version: str | None, body: bytes, content_type: bytes | None
 ) -> tuple[InferenceRequest, bool]:
     """``decode_predictions`` from the raw body and the model's input specs (picklable)."""
-    return _decode_predictions(specs, name, version, _parse(body, content_type))
+    raw = _raw_file(specs, body)
+    value = raw if raw is not None else _parse(body, content_type)
+    return _decode_predictions(specs, name, version, value)
+
+
+def _raw_file(specs: dict, body: bytes) -> Any:
+    """The body itself as one example, for a model whose only input is BYTES (an image file or
+    a text, as TorchServe's handlers take them: ``curl -T digit.png .../predictions/m``); None
+    when the body is JSON or .npy, or the model takes tensors."""
+    if len(specs) != 1 or body.startswith(_NPY_MAGIC):
+        return None
+    ((datatype, _),) = specs.values()
+    if datatype != "BYTES" or body.lstrip()[:1] in (b"{", b"[", b'"'):
+        return None
+    one = np.empty((), dtype=object)
+    one[()] = body
+    return one
 
 
 def decode_predictions(
@@ -180,7 +196,8 @@ def _json(arr: np.ndarray) -> Any:
 
 def encode_predictions(response: InferenceResponse, one_example: bool) -> bytes:
     outs = {
-        t.name: (t.data[0] if one_example and t.data.ndim else t.data) for t in response.outputs
+        t.name: (t.data[0:1].reshape(t.data.shape[1:]) if one_example and t.data.ndim else t.data)
+        for t in response.outputs
     }
     if len(outs) == 1:
         data: Any = _json(next(iter(outs.values())))
