@@ -116,3 +116,21 @@ async def test_manifest_serving_section_and_config_file(repo):
         cfg = plane.model_config("nobatch")
         assert cfg["max_batch_size"] == 0 and cfg["parameters"]["timeout_ms"] == 500
         assert plane.model_config("fixed")["max_batch_size"] == 0  # no batch axis
+
+
+async def test_a_config_error_is_logged_once_per_change_not_every_poll(repo, caplog):
+    """`serve --poll 1` with a config.json typo: one ERROR line, not one per poll."""
+    import logging
+
+    (repo / "mlp" / "config.json").write_text(json.dumps({"max_batchsize": 3}))
+    with caplog.at_level(logging.ERROR, logger="modelport"):
+        async with running(repo) as plane:
+            for _ in range(3):  # three polls
+                await plane.repository.sync()
+            errors = [r for r in caplog.records if "max_batchsize" in r.getMessage()]
+            assert len(errors) == 1
+            (repo / "mlp" / "config.json").write_text(json.dumps({"max_batch_sizes": 3}))
+            await plane.repository.sync()
+            await plane.repository.sync()
+            errors = [r for r in caplog.records if "max_batch_sizes" in r.getMessage()]
+            assert len(errors) == 1  # a new mistake is logged again, once
