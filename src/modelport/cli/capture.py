@@ -4,7 +4,8 @@ torch.onnx progress lines, transformers/tqdm progress bars, ONNX Runtime's calib
 ``WARNING:root:...`` log lines and Python warnings from dependencies are collected instead of
 printed; ``--verbose`` lets them through. modelport's own log records (WARNING and up) still
 reach stderr. Only Python-level output is captured: text a C/C++ library writes straight to the
-file descriptors (for example TensorFlow's native logs) is not.
+file descriptors is not (TensorFlow's start-up lines are silenced where it is imported,
+``convert.tensorflow.import_tensorflow``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import sys
 from collections.abc import Iterator
 
@@ -63,10 +63,6 @@ def library_output(verbose: bool) -> Iterator[Captured | None]:
     root = logging.getLogger()
     saved = sys.stdout, sys.stderr, dict(ui._REAL)
     ui._REAL.update(stdout=sys.stdout, stderr=sys.stderr)
-    # TensorFlow's native INFO/WARNING lines bypass Python; ask it to keep them quiet.
-    tf_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-    if tf_level is None:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     root.addHandler(handler)
     logging.captureWarnings(True)
     sys.stdout = sys.stderr = captured
@@ -78,5 +74,3 @@ def library_output(verbose: bool) -> Iterator[Captured | None]:
         ui._REAL.update(saved[2])
         logging.captureWarnings(False)
         root.removeHandler(handler)
-        if tf_level is None:
-            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
