@@ -55,8 +55,26 @@ async def test_a_broken_model_is_reported_and_others_keep_serving(repo):
         with pytest.raises(ModelNotReadyError, match="no ready version"):
             plane.model_metadata("broken")
         assert not plane.model_ready("broken")
-        assert plane.ready()  # the server itself is fine
+        # strict readiness (Triton's default): not ready while a model that should be loaded
+        # is not, though the others keep serving
+        assert not plane.ready()
+        problems = plane.repository.not_ready()
+        assert any(p.startswith("broken version 1 is FAILED") for p in problems)
+        assert any(p.startswith("badcfg: unknown serving setting") for p in problems)
         assert (await plane.infer(x_request())).model_version == "2"
+        plane.strict_readiness = False
+        assert plane.ready()
+        plane.strict_readiness = True
+        await plane.unload("broken")  # explicitly unloaded models do not count
+        await plane.unload("badcfg")
+        assert plane.ready()
+
+
+async def test_readiness_needs_a_loaded_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    async with running(tmp_path / "empty") as plane:
+        assert plane.repository.not_ready() == ["no model is loaded"]
+        assert not plane.ready()
 
 
 async def test_hot_reload_new_version_changed_version_and_removal(repo):

@@ -170,6 +170,12 @@ def refuse_empty_repository(repository: str) -> None:
     help="Open HTTP connections per port; beyond it the longest-idle one is closed.",
 )
 @click.option(
+    "--strict-readiness/--no-strict-readiness",
+    default=True,
+    show_default=True,
+    help="Ready only when every model that should be loaded is (and at least one is).",
+)
+@click.option(
     "--shutdown-grace",
     type=float,
     default=30,
@@ -269,6 +275,7 @@ def serve(
     body_timeout_s: float,
     keep_alive_timeout_s: float,
     max_connections: int,
+    strict_readiness: bool,
     **model_options,
 ) -> int:
     """Serve REPOSITORY (REPO/<model>/<version>/ packages, or one package) over KServe V2 HTTP
@@ -330,6 +337,7 @@ def serve(
         body_timeout_s=body_timeout_s,
         keep_alive_timeout_s=keep_alive_timeout_s,
         max_connections=max_connections,
+        strict_readiness=strict_readiness,
     )
     setup_logging(log_level, log_json)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import orjson
@@ -19,6 +19,7 @@ __all__ = [
     "HTTP_OPEN_PATHS",
     "GRPC_OPEN_METHODS",
     "bearer_ok",
+    "log_safe",
     "grpc_token_interceptor",
     "require_token",
 ]
@@ -30,6 +31,9 @@ HTTP_OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/ping"})
 GRPC_OPEN_METHODS = frozenset(
     {"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"}
 )
+# Where the management token is accepted instead of the inference token (both servers).
+HTTP_CONTROL_PREFIX = "/v2/repository/"
+GRPC_CONTROL_PREFIX = "/inference.GRPCInferenceService/Repository"
 # Paths answered with TorchServe's error shape; everything else gets {"error": ...}.
 _TORCHSERVE_PREFIXES = ("/predictions", "/ping", "/models")
 
@@ -45,6 +49,17 @@ def bearer_ok(value: bytes | str | None, token: bytes) -> bool:
     return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
 
 
+def log_safe(value: Any, limit: int = 200) -> str:
+    """A client-supplied string for a text log line: control characters (newlines that could
+    forge a line) escaped, and at most ``limit`` characters."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")
+
+
 def _unauthorized_body(path: str, message: str) -> bytes:
     if path.startswith(_TORCHSERVE_PREFIXES):
         return orjson.dumps({"code": 401, "type": "UnauthorizedException", "message": message})
@@ -52,31 +67,50 @@ def _unauthorized_body(path: str, message: str) -> bytes:
 
 
 def require_token(
-    app: Callable, token: str, open_paths: Collection[str] = HTTP_OPEN_PATHS, what: str = "this API"
+    app: Callable,
+    token: str,
+    open_paths: Collection[str] = HTTP_OPEN_PATHS,
+    what: str = "this API",
+    alternates: Mapping[str, str] | None = None,
 ) -> Callable:
     """``app`` behind a bearer-token check: 401 with ``WWW-Authenticate: Bearer`` when the
-    token is missing or wrong (``open_paths`` excepted)."""
+    token is missing or wrong (``open_paths`` excepted). Every scope but lifespan is checked:
+    a WebSocket handshake without the token is refused (403) before it reaches the app.
+
+    alternates: path prefix -> another token accepted there instead (the management token on
+    the repository routes, which need that token anyway: one Authorization header cannot carry
+    two tokens).
+    """
     secret = token.encode()
     open_paths = frozenset(open_paths)
+    others = [(prefix, t.encode()) for prefix, t in (alternates or {}).items()]
 
     async def guarded(scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in open_paths:
+        kind = scope["type"]
+        if kind == "lifespan" or (kind == "http" and scope["path"] in open_paths):
             await app(scope, receive, send)
             return
         value = None
-        for k, v in scope["headers"]:
+        for k, v in scope.get("headers", ()):
             if k == b"authorization":
                 value = v
                 break
-        if bearer_ok(value, secret):
+        path = scope.get("path", "")
+        if bearer_ok(value, secret) or any(
+            path.startswith(prefix) and bearer_ok(value, other) for prefix, other in others
+        ):
             await app(scope, receive, send)
+            return
+        if kind != "http":  # a WebSocket handshake: refuse it (the server answers 403)
+            log.info("refused a %s connection to %s: no valid token", kind, log_safe(path))
+            await send({"type": "websocket.close", "code": 1008})
             return
         message = (
             f"{what} needs 'Authorization: Bearer <token>'"
             if value is None
             else f"the bearer token for {what} is wrong"
         )
-        log.info("refused %s %s: %s", scope.get("method"), scope["path"], message)
+        log.info("refused %s %s: %s", scope.get("method"), log_safe(scope["path"]), message)
         body = _unauthorized_body(scope["path"], message)
         await send(
             {
@@ -94,13 +128,18 @@ def require_token(
     return guarded
 
 
-def grpc_token_interceptor(token: str, open_methods: Collection[str] = GRPC_OPEN_METHODS) -> Any:
+def grpc_token_interceptor(
+    token: str,
+    open_methods: Collection[str] = GRPC_OPEN_METHODS,
+    alternates: Mapping[str, str] | None = None,
+) -> Any:
     """A grpc.aio server interceptor refusing calls without ``authorization: Bearer <token>``
-    metadata with UNAUTHENTICATED."""
+    metadata with UNAUTHENTICATED. ``alternates``: method prefix -> another token accepted."""
     import grpc
 
     secret = token.encode()
     open_methods = frozenset(open_methods)
+    others = [(prefix, t.encode()) for prefix, t in (alternates or {}).items()]
 
     class TokenInterceptor(grpc.aio.ServerInterceptor):
         async def intercept_service(self, continuation, details):
@@ -112,7 +151,10 @@ def grpc_token_interceptor(token: str, open_methods: Collection[str] = GRPC_OPEN
                 if k == "authorization":
                     value = v
                     break
-            if bearer_ok(value, secret):
+            if bearer_ok(value, secret) or any(
+                details.method.startswith(prefix) and bearer_ok(value, other)
+                for prefix, other in others
+            ):
                 return handler
             message = (
                 "this API needs 'authorization: Bearer <token>' metadata"

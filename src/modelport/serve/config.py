@@ -343,6 +343,7 @@ _SERVER_FIELD_RANGES: dict[str, tuple[str, float, float]] = {
     "body_timeout_s": ("float", 0.1, 3600),
     "keep_alive_timeout_s": ("float", 0.1, 3600),
     "max_connections": ("int", 16, 1_000_000),
+    "strict_readiness": ("bool", 0, 0),
 }
 
 
@@ -374,6 +375,9 @@ class ServerConfig:
     max_connections: open HTTP connections per port; beyond it the connection idle the longest
         is closed (503 for the new one if every connection is busy). Also kept below the
         process's open-file limit.
+    strict_readiness: /v2/health/ready (and ServerReady, /ping) only when every model that
+        should be loaded is READY and at least one is (Triton's --strict-readiness); False =
+        ready once the initial load is done, whatever the models' states.
     """
 
     repository: Path
@@ -394,6 +398,7 @@ class ServerConfig:
     body_timeout_s: float = 60.0
     keep_alive_timeout_s: float = 5.0
     max_connections: int = 2048
+    strict_readiness: bool = True
 
     _OPTIONAL = ("poll_s",)
 

@@ -35,6 +35,7 @@ class DataPlane:
         self.metrics = metrics or repository.metrics
         self.started = False
         self.draining = False
+        self.strict_readiness = True
 
     # --- health and metadata --------------------------------------------------------------
 
@@ -42,8 +43,15 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        """Ready once the initial load (with warm-up) is done, until shutdown starts."""
-        return self.started and not self.draining
+        """Ready once the initial load (with warm-up) is done and every model that should be
+        loaded is ready (Triton's strict readiness; at least one model), until shutdown starts.
+        With ``strict_readiness`` off: ready once started, whatever the models."""
+        if not self.started or self.draining:
+            return False
+        if not self.strict_readiness:
+            return True
+        not_ready = getattr(self.repository, "not_ready", None)
+        return not_ready is None or not not_ready()
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "modelport", "version": __version__, "extensions": list(EXTENSIONS)}

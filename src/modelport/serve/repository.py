@@ -460,6 +460,25 @@ class ModelRepository:
         )
         return f"model '{entry.name}' has no ready version" + (f" ({details})" if details else "")
 
+    def not_ready(self) -> list[str]:
+        """Why the repository is not fully ready (empty when it is): every model that should be
+        loaded (not explicitly unloaded) must have each of its versions READY, and at least one
+        model must be. Triton's strict readiness."""
+        problems = []
+        for name, entry in sorted(self.models.items()):
+            if entry.unloaded:
+                continue
+            if entry.reason:
+                problems.append(f"{name}: {entry.reason}")
+            for v, vs in sorted(entry.versions.items()):
+                if vs.state != READY:
+                    problems.append(f"{name} version {v} is {vs.state}")
+            if not entry.versions and not entry.reason:
+                problems.append(f"{name} has no version loaded")
+        if not any(e.default is not None for e in self.models.values()):
+            problems.append("no model is loaded")
+        return problems
+
     def index(self) -> list[dict[str, str]]:
         """Every model on disk or loaded, with each version's state (V2 repository index)."""
         rows: list[dict[str, str]] = []

@@ -42,13 +42,22 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+class _TextFormatter(logging.Formatter):
+    """One line per record: control characters in the message (client strings such as request
+    ids or paths) are escaped so that no client can forge a log line; tracebacks stay as is."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        from .auth import log_safe
+
+        record.message = log_safe(record.message, limit=4000)
+        return super().formatMessage(record)
+
+
 def setup_logging(level: str = "info", json_logs: bool = False) -> None:
     """Log modelport.serve (and uvicorn's errors) to stderr, as text or one JSON object a line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        _JsonFormatter()
-        if json_logs
-        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+        _JsonFormatter() if json_logs else _TextFormatter("%(asctime)s %(levelname)s %(message)s")
     )
     for name in ("modelport.serve", "uvicorn.error"):
         logger = logging.getLogger(name)
@@ -92,6 +101,7 @@ def _uvicorn(app: Any, config: ServerConfig) -> Any:
         lifespan="off",
         http=guarded_protocol(limits),
         timeout_keep_alive=config.keep_alive_timeout_s,
+        ws="none",  # no WebSocket API: upgrade requests are plain HTTP requests (404)
         loop="none",
         access_log=False,
         log_config=None,
@@ -134,7 +144,7 @@ def _connection_cap(wanted: int) -> int:
     return wanted
 
 
-def _grpc_security(config: ServerConfig) -> tuple[Any, tuple]:
+def _grpc_security(config: ServerConfig, control_token: str | None = None) -> tuple[Any, tuple]:
     """(grpc server credentials or None, interceptors) from the TLS and auth settings."""
     credentials = None
     if config.tls is not None:
@@ -145,9 +155,10 @@ def _grpc_security(config: ServerConfig) -> tuple[Any, tuple]:
         )
     interceptors: tuple = ()
     if config.auth_token:
-        from .auth import grpc_token_interceptor
+        from .auth import GRPC_CONTROL_PREFIX, grpc_token_interceptor
 
-        interceptors = (grpc_token_interceptor(config.auth_token),)
+        alternates = {GRPC_CONTROL_PREFIX: control_token} if control_token else None
+        interceptors = (grpc_token_interceptor(config.auth_token, alternates=alternates),)
     return credentials, interceptors
 
 
@@ -173,6 +184,7 @@ async def serve_async(
         config.repository, config.model_defaults, metrics, trust=config.trust
     )
     plane = DataPlane(repository, metrics)
+    plane.strict_readiness = config.strict_readiness
 
     mgmt = _management(plane, config) if config.management is not None else None
     sock = _bind(config.host, config.http_port)
@@ -186,11 +198,16 @@ async def serve_async(
         ),
     )
     if config.auth_token:
-        from .auth import require_token
+        from .auth import HTTP_CONTROL_PREFIX, require_token
 
-        app = require_token(app, config.auth_token, what="inference")
+        app = require_token(
+            app,
+            config.auth_token,
+            what="inference",
+            alternates={HTTP_CONTROL_PREFIX: mgmt.token} if mgmt is not None else None,
+        )
     http_server = _uvicorn(app, config)
-    credentials, interceptors = _grpc_security(config)
+    credentials, interceptors = _grpc_security(config, mgmt.token if mgmt is not None else None)
 
     grpc_server, grpc_port = None, None
     if config.grpc_port is not None:

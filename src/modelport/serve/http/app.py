@@ -58,6 +58,9 @@ def build_app(
 
 
 async def _not_found(scope, receive, send) -> None:
-    if scope["type"] == "lifespan":
+    if scope["type"] == "websocket":  # no WebSocket API: refuse the handshake (403)
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    if scope["type"] != "http":
         return
     await send_json(send, {"error": f"no route for {scope.get('path')}; see docs/serve.md"}, 404)
