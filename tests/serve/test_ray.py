@@ -1,7 +1,9 @@
 """``modelport serve --ray``: a local two-node Ray cluster (head + one worker node process),
 two models with 2 replicas each behind Ray Serve's HTTP proxy, answering tritonclient and the
-TF Serving / TorchServe routes byte for byte like the single-process server, and a rolling update
-to a new model version under load with zero failed requests."""
+TF Serving / TorchServe routes byte for byte like the single-process server, a third model that
+fails to load reported like the single-process server does while the others serve, a rolling
+update to a new model version under load with zero failed requests, and a broken update that
+never replaces a working model. (The checks that need no cluster: test_ray_checks.py.)"""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pytest
 from tests.serve.compat_server import running_server, server_config
 from tests.serve.models import int64_model, mlp_model, write
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.timeout(420), pytest.mark.slow]
 
 X = np.array([[1, 2, 3, 4], [0.5, -1, 0, 2]], dtype=np.float32)
 IDS = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
@@ -66,6 +68,8 @@ def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray") / "repo"
     write(mlp_model(scale=1.0)[0], root / "mlp" / "1", "mlp")
     write(int64_model(), root / "ints" / "1", "ints")
+    (root / "broken" / "1").mkdir(parents=True)
+    (root / "broken" / "1" / "model.onnx").write_bytes(b"not a model")  # fails to load
     return root
 
 
@@ -84,10 +88,22 @@ def deployed(cluster, repo):
         undeploy(config.app_name)
 
 
-def test_two_models_two_replicas_each(deployed):
+REPLICAS = {"ingress": 2, "model-broken": 2, "model-ints": 2, "model-mlp": 2}
+
+
+def test_two_models_two_replicas_each_and_the_failed_one_reported(deployed, repo):
     _, info = deployed
-    assert info["models"] == ["ints", "mlp"]
-    assert info["replicas"] == {"ingress": 2, "model-ints": 2, "model-mlp": 2}
+    assert info["models"] == ["broken", "ints", "mlp"]
+    assert info["replicas"] == REPLICAS
+    assert list(info["failed"]) == ["broken"]
+    # the path is the repository's, not the replica's temporary copy
+    assert (
+        f"'{repo / 'broken' / '1' / 'model.onnx'}' is not a readable ONNX model"
+        in (info["failed"]["broken"])
+    )
+    index = httpx.post(info["http_url"] + "/v2/repository/index", timeout=30).json()
+    states = {row["name"]: row["state"] for row in index}
+    assert states == {"broken": "FAILED", "ints": "READY", "mlp": "READY"}
 
 
 def test_tritonclient_against_the_ray_proxy(deployed):
@@ -131,6 +147,11 @@ def test_answers_like_the_single_process_server(deployed, repo):
         ("POST", "/predictions/mlp", X.tolist()),
         ("POST", "/predictions/mlp/1", X[0].tolist()),
         ("GET", "/ping", None),
+        ("GET", "/v2/models/broken", None),
+        ("GET", "/v2/models/broken/ready", None),
+        ("POST", "/v2/models/broken/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [0]}]}),
+        ("GET", "/v1/models/broken", None),
+        ("POST", "/predictions/broken", [0.0]),
     ]  # fmt: skip
 
     def answers(base: str) -> list[tuple[int, bytes]]:
@@ -151,6 +172,7 @@ def test_answers_like_the_single_process_server(deployed, repo):
     for call, want, have in zip(calls, expected, got, strict=True):
         assert have == want, call[:2]
     assert [s for s, _ in got][:5] == [200, 200, 200, 400, 404]
+    assert got[-5][0] == 503 and b"not a readable ONNX model" in got[-5][1]
 
 
 def test_rolling_update_under_load_has_no_failed_requests(deployed, repo, tmp_path):
@@ -200,7 +222,7 @@ def test_rolling_update_under_load_has_no_failed_requests(deployed, repo, tmp_pa
         np.testing.assert_allclose(y, {"1": V1, "2": V2}[version](X), rtol=1e-5, atol=1e-5)
     assert seen == {"1", "2"}
     assert answers[-1][0] == "2"
-    assert updated["replicas"] == {"ingress": 2, "model-ints": 2, "model-mlp": 2}
+    assert updated["replicas"] == REPLICAS
     assert replica_counts(config.app_name)["model-mlp"] == 2
     meta = httpx.get(info["http_url"] + "/v2/models/mlp", timeout=30).json()
     assert meta["versions"] == ["2"]
@@ -219,28 +241,49 @@ def test_cli_deploys_onto_an_existing_cluster(deployed, repo, capsys):
     argv += ["--http-port", port, "--replicas", "2", "--replica-cpus", "0.25"]
     assert main(argv) == 0
     ready = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert ready["event"] == "ready" and ready["models"] == ["ints", "mlp"]
-    assert ready["replicas"] == {"ingress": 2, "model-ints": 2, "model-mlp": 2}
+    assert ready["event"] == "ready" and ready["models"] == ["broken", "ints", "mlp"]
+    assert ready["replicas"] == REPLICAS and list(ready["failed"]) == ["broken"]
     r = httpx.post(info["http_url"] + "/v1/models/mlp:predict", json={"instances": X.tolist()})
     np.testing.assert_allclose(r.json()["predictions"], V1(X), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "extra, words",
-    [
-        (["--autoscale", "3"], "MIN:MAX"),
-        (["--autoscale", "4:2"], "MIN <= MAX"),
-        (["--replicas", "0"], "replicas must be >= 1"),
-        (["--detach"], "--detach needs --address"),
-        (["--auth-token", "x" * 20], "--auth-token cannot be used with --ray"),
-    ],
-)
-def test_cli_usage_errors(repo, capsys, extra, words):
+def test_a_broken_update_never_replaces_a_working_model(deployed, repo, tmp_path):
+    """A new version of a model that serves now fails to load: the update fails (exit 2 from the
+    CLI) and the replicas of the version that works keep serving it."""
+    from modelport.errors import UsageError
+    from modelport.serve.ray.runner import deploy
+
+    config, info = deployed
+    before = httpx.get(info["http_url"] + "/v2/models/mlp", timeout=30).json()["versions"]
+    new = tmp_path / "repo"
+    shutil.copytree(repo, new)
+    (new / "mlp" / "9").mkdir()
+    (new / "mlp" / "9" / "model.onnx").write_bytes(b"garbage")  # latest:1 -> only version 9
+    with pytest.raises(UsageError) as err:
+        deploy(new, config, timeout_s=180)
+    text = err.value.message
+    assert "DEPLOY_FAILED: model-mlp: model 'mlp' failed to load" in text
+    assert f"'{new / 'mlp' / '9' / 'model.onnx'}' is not a readable ONNX model" in text
+    assert "keep serving" in text
+    r = httpx.post(info["http_url"] + "/v1/models/mlp:predict", json={"instances": X.tolist()})
+    assert r.status_code == 200
+    meta = httpx.get(info["http_url"] + "/v2/models/mlp", timeout=30).json()
+    assert meta["versions"] == before
+
+
+def test_cli_refuses_replicas_the_cluster_cannot_run(deployed, repo, capsys):
+    """Issue 14: 3 models x 2 replicas x 1 CPU + 2 ingress x 0.5 = 7 CPUs on a 4-CPU cluster
+    used to wait forever; now it exits 2 at once, with the numbers and what would fit."""
     from modelport.cli import main
 
-    assert main(["serve", str(repo), "--ray", *extra]) == 2
-    captured = capsys.readouterr()
-    assert words in captured.out + captured.err
+    config, info = deployed
+    port = info["http_url"].rsplit(":", 1)[1]
+    argv = ["serve", str(repo), "--ray", "--address", config.address, "--detach"]
+    argv += ["--http-port", port, "--replicas", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "= 7 CPUs requested, 4 CPUs available (of 4)" in err
+    assert "--replica-cpus 0.5 (or --replica-cpus auto)" in err
 
 
 def test_app_builder_for_serve_config_files(deployed, repo):
@@ -254,7 +297,12 @@ def test_app_builder_for_serve_config_files(deployed, repo):
     args = {"repository": str(repo), "replicas": 1, "replica_cpus": 0.25, "max_batch_size": 4}
     serve.run(app_builder(args), name=config.app_name, route_prefix="/", blocking=False)
     _wait_running(config.app_name, 240)
-    assert replica_counts(config.app_name) == {"ingress": 1, "model-ints": 1, "model-mlp": 1}
+    assert replica_counts(config.app_name) == {
+        "ingress": 1,
+        "model-broken": 1,
+        "model-ints": 1,
+        "model-mlp": 1,
+    }
     deadline = time.monotonic() + 20  # the ingress re-reads what the models say every 2 s
     while True:
         cfg = httpx.get(info["http_url"] + "/v2/models/mlp/config", timeout=30).json()

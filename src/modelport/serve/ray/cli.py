@@ -3,13 +3,15 @@ command only declares them and hands over)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-__all__ = ["RAY_OPTIONS", "ray_options", "serve_with_ray"]
+__all__ = ["NOT_WITH_RAY", "RAY_OPTIONS", "check_options", "ray_options", "serve_with_ray"]
 
 RAY_OPTIONS = (
     "ray",
@@ -19,11 +21,89 @@ RAY_OPTIONS = (
     "target_ongoing_requests",
     "replica_cpus",
     "detach",
+    "deploy_timeout",
+    "no_cpu_check",
 )
+
+_IN_FRONT = "Ray Serve's proxy serves HTTP only: put {} in front of it (docs/ray.md)"
+# ``serve`` options that --ray cannot honour (parameter name -> why), refused when given
+NOT_WITH_RAY = {
+    "grpc_port": "gRPC is not served through Ray; run the single-process server for gRPC",
+    "tfserving_grpc_port": "gRPC is not served through Ray; run the single-process server for gRPC",
+    "poll_s": "models on Ray change by deploying again (SIGHUP, or --detach), a rolling update",
+    "management_port": "there is no management API under --ray",
+    "management_host": "there is no management API under --ray",
+    "management_token": "there is no management API under --ray",
+    "management_token_file": "there is no management API under --ray",
+    "allow_url_hosts": "there is no management API (registering models by URL) under --ray",
+    "auth_token": _IN_FRONT.format("auth (a gateway, an ingress controller)"),
+    "tls_cert": _IN_FRONT.format("TLS (a gateway, an ingress controller)"),
+    "tls_key": _IN_FRONT.format("TLS (a gateway, an ingress controller)"),
+}
+# read from the environment, these still matter: a token the user believes protects inference
+_ENV_MATTERS = {"auth_token"}
+
+
+def _replica_cpus(ctx: click.Context, param: click.Parameter, value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        cpus = float(value)
+    except ValueError:
+        raise click.BadParameter(f"a number of CPUs or 'auto', got {value!r}") from None
+    if cpus < 0:
+        raise click.BadParameter(f"must be >= 0, got {value}")
+    return cpus
+
+
+def _flag(ctx: click.Context, name: str) -> str:
+    for param in ctx.command.params:
+        if param.name == name:
+            return param.opts[0] if isinstance(param, click.Option) else name
+    return "--" + name.replace("_", "-")
+
+
+def check_options(ctx: click.Context) -> None:
+    """UsageError for options given that the mode does not use: single-process options under
+    --ray (``NOT_WITH_RAY``), and the --ray options without --ray. Given means on the command
+    line (or, for ``_ENV_MATTERS``, from the environment); defaults are fine."""
+    from ...errors import UsageError
+
+    def given(name: str) -> ParameterSource | None:
+        source = ctx.get_parameter_source(name)
+        if source == ParameterSource.COMMANDLINE:
+            return source
+        if source == ParameterSource.ENVIRONMENT and name in _ENV_MATTERS:
+            return source
+        return None
+
+    if ctx.params.get("ray"):
+        problems = []
+        for name, why in NOT_WITH_RAY.items():
+            source = given(name)
+            if source is None:
+                continue
+            flag = _flag(ctx, name)
+            if source == ParameterSource.ENVIRONMENT:
+                envvar = next(p.envvar for p in ctx.command.params if p.name == name)
+                flag = f"{flag} (set by ${envvar})"
+            problems.append(f"{flag} cannot be used with --ray ({why})")
+        if problems:
+            raise UsageError("; ".join(problems))
+        return
+    ray_only = [_flag(ctx, n) for n in RAY_OPTIONS if n != "ray" and given(n)]
+    if ray_only:
+        raise UsageError(
+            f"{', '.join(ray_only)} only {'applies' if len(ray_only) == 1 else 'apply'} with "
+            "--ray (Ray Serve deployments, docs/ray.md); "
+            "the single-process server runs one copy of each model: add --ray, or leave "
+            f"{'it' if len(ray_only) == 1 else 'them'} out"
+        )
 
 
 def ray_options(command: Callable) -> Callable:
-    """Add the --ray options to a click command."""
+    """Add the --ray options to a click command, and refuse the options that the chosen mode
+    would ignore (``check_options``) before the command runs."""
     options = [
         click.option(
             "--ray",
@@ -56,21 +136,43 @@ def ray_options(command: Callable) -> Callable:
         ),
         click.option(
             "--replica-cpus",
-            type=float,
-            default=1.0,
+            default="1",
             show_default=True,
+            callback=_replica_cpus,
+            metavar="CPUS|auto",
             help="With --ray: CPUs each replica reserves (fractions allowed); ONNX Runtime "
-            "threads per replica default to this.",
+            "threads per replica default to this. auto: share the cluster's available CPUs "
+            "among all replicas (docs/ray.md).",
         ),
         click.option(
             "--detach",
             is_flag=True,
             help="With --ray --address: deploy (or update) and exit, leaving it running.",
         ),
+        click.option(
+            "--deploy-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=300,
+            show_default=True,
+            metavar="SECONDS",
+            help="With --ray: give up when the replicas are not all running after this long.",
+        ),
+        click.option(
+            "--no-cpu-check",
+            is_flag=True,
+            help="With --ray: deploy even when the replicas need more CPUs than the cluster has "
+            "free (for clusters whose autoscaler adds nodes).",
+        ),
     ]
+
+    @functools.wraps(command)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check_options(click.get_current_context())
+        return command(*args, **kwargs)
+
     for option in reversed(options):
-        command = option(command)
-    return command
+        checked = option(checked)
+    return checked
 
 
 def serve_with_ray(
@@ -81,7 +183,8 @@ def serve_with_ray(
     refused: dict[str, Any],
 ) -> int:
     """Run ``modelport serve --ray``. ``http``: host, http_port, max_request_bytes and
-    shutdown_grace; ``refused``: single-process-only options that were given (an error)."""
+    shutdown_grace; ``refused``: single-process-only options that were given (an error; the
+    options given on the command line were already refused by ``check_options``)."""
     from ...errors import UsageError
     from .config import RayConfig, parse_autoscale
     from .runner import serve_on_ray
@@ -103,10 +206,21 @@ def serve_with_ray(
         http_port=http["http_port"],
         max_request_bytes=http["max_request_bytes"],
         graceful_shutdown_s=http["shutdown_grace"],
+        deploy_timeout_s=settings["deploy_timeout"],
+        check_cpus=not settings["no_cpu_check"],
+        # the proxy's own timeout: after the data plane's (so its 504s win), never unbounded
+        request_timeout_s=max(60.0, defaults.timeout_ms / 1000 + 10),
     )
 
     def on_ready(info: dict) -> None:
         click.echo(json.dumps(info), nl=True)
+        for name, why in info.get("failed", {}).items():
+            click.echo(f"warning: model '{name}' is not served: {why}", err=True)
 
-    serve_on_ray(repository, config, defaults, on_ready, detach=settings["detach"])
+    def progress(message: str) -> None:
+        click.echo(message, err=True)
+
+    serve_on_ray(
+        repository, config, defaults, on_ready, detach=settings["detach"], progress=progress
+    )
     return 0

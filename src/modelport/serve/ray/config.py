@@ -38,7 +38,9 @@ class RayConfig:
         or running per replica stay above ``target_ongoing_requests``.
     target_ongoing_requests: the autoscaler's target of requests in flight per replica.
     replica_cpus: CPUs each replica reserves (fractions allowed); ONNX Runtime gets that many
-        threads (at least 1) unless the model's serving config says otherwise.
+        threads (at least 1) unless the model's serving config says otherwise. "auto": share the
+        cluster's available CPUs among the replicas (``capacity.auto_cpus``; resolved by
+        ``deploy`` before anything is deployed).
     max_ongoing_requests: requests a replica takes at once (they meet in its dynamic batches);
         more wait in the handle's queue.
     ingress_replicas: replicas of the HTTP ingress (None: like the models).
@@ -50,13 +52,18 @@ class RayConfig:
         (ignored with ``address``).
     max_request_bytes: the largest HTTP body the ingress accepts.
     graceful_shutdown_s: how long a replica being replaced may take to finish its requests.
+    deploy_timeout_s: how long ``deploy`` waits for every replica to run before it gives up.
+    check_cpus: compare the CPUs the replicas reserve with the cluster's before deploying (turn
+        off for clusters whose autoscaler adds nodes on demand).
+    request_timeout_s: Ray Serve's HTTP proxy answers 408 to a request (health checks included)
+        that has no answer after this long (only applied when this command starts Serve).
     """
 
     address: str | None = None
     replicas: int = 1
     autoscale: tuple[int, int] | None = None
     target_ongoing_requests: float = 2.0
-    replica_cpus: float = 1.0
+    replica_cpus: float | str = 1.0
     max_ongoing_requests: int = 64
     ingress_replicas: int | None = None
     host: str = "127.0.0.1"
@@ -66,6 +73,9 @@ class RayConfig:
     local_cpus: int | None = None
     max_request_bytes: int = 256 * 1024 * 1024
     graceful_shutdown_s: float = 20.0
+    deploy_timeout_s: float = 300.0
+    check_cpus: bool = True
+    request_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -79,7 +89,12 @@ class RayConfig:
             problems.append(
                 f"target_ongoing_requests must be > 0, got {self.target_ongoing_requests}"
             )
-        if self.replica_cpus < 0:
+        if isinstance(self.replica_cpus, str):
+            if self.replica_cpus != "auto":
+                problems.append(
+                    f"replica_cpus must be a number or 'auto', got {self.replica_cpus!r}"
+                )
+        elif self.replica_cpus < 0:
             problems.append(f"replica_cpus must be >= 0, got {self.replica_cpus}")
         if self.max_ongoing_requests < 1:
             problems.append(f"max_ongoing_requests must be >= 1, got {self.max_ongoing_requests}")
@@ -99,13 +114,37 @@ class RayConfig:
             problems.append(f"local_cpus must be >= 1, got {self.local_cpus}")
         if self.address is not None and not self.address.strip():
             problems.append("address must not be empty; leave it out to start a local Ray")
+        if self.deploy_timeout_s <= 0:
+            problems.append(f"deploy_timeout_s must be > 0, got {self.deploy_timeout_s}")
+        if self.request_timeout_s <= 0:
+            problems.append(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
         if problems:
             raise UsageError("invalid Ray settings: " + "; ".join(problems))
 
     @property
     def threads(self) -> int:
         """ONNX Runtime intra-op threads per replica: its reserved CPUs, at least 1."""
-        return max(1, int(self.replica_cpus))
+        return max(1, int(self.cpus))
+
+    @property
+    def cpus(self) -> float:
+        """CPUs per model replica (``replica_cpus`` once "auto" is resolved)."""
+        if isinstance(self.replica_cpus, str):
+            raise UsageError("replica_cpus 'auto' is resolved against the cluster by deploy()")
+        return float(self.replica_cpus)
+
+    @property
+    def ingress_cpus(self) -> float:
+        """CPUs per ingress replica: like a model replica's, at most 0.5."""
+        return min(self.cpus, 0.5)
+
+    def initial_replicas(self, ingress: bool = False) -> int:
+        """Replicas per model (or of the ingress) when the application starts."""
+        if ingress and self.ingress_replicas is not None:
+            return self.ingress_replicas
+        if self.autoscale is None:
+            return self.replicas
+        return max(self.autoscale[0], 1)
 
     def scaling(self, ingress: bool = False) -> dict[str, Any]:
         """Ray Serve deployment options for the replica count (fixed or autoscaled)."""

@@ -14,6 +14,7 @@ from ray import serve
 
 from ...errors import ModelportError
 from ..config import ModelConfig
+from ..errors import ModelNotReadyError
 from ..repository import ModelRepository
 from .packages import PackageRef, fetch, unpack
 from .remote import RemoteRepository, describe
@@ -29,15 +30,34 @@ class ModelDeployment:
 
     The package arrives through the object store (``package``: its store reference), is unpacked
     into a temporary repository of this one model, loaded and warmed up before the replica
-    reports ready; a replica whose model fails to load fails to start, so a broken package never
-    replaces a working one in a rolling update.
+    reports ready. A model that fails to load does not fail the replica (nor the application):
+    the replica runs, describes the model as the single-process server would (its versions
+    FAILED, with the reason) and serves nothing. Only in a rolling update of a model that works
+    (``reconfigure({"strict": True})``, set by ``deploy``) does a failed load fail the replica, so
+    that a broken package never replaces a working one.
     """
 
-    async def __init__(self, name: str, package: PackageRef, defaults: ModelConfig) -> None:
+    async def __init__(
+        self,
+        name: str,
+        package: PackageRef,
+        defaults: ModelConfig,
+    ) -> None:
         self.name = name
-        self.root = unpack(await fetch(package), name)
-        self.repository = ModelRepository(self.root, defaults)
-        await self.repository.sync()
+        self.failure = ""
+        self.root = self.repository = None
+        self.origin: tuple[str, str] | None = None  # set by reconfigure
+        try:
+            self.root = unpack(await fetch(package), name)
+            self.repository = ModelRepository(self.root, defaults)
+            await self.repository.sync()
+        except Exception as exc:  # noqa: BLE001 - reported, like the single-process server does
+            message = (
+                exc.message if isinstance(exc, ModelportError) else f"{type(exc).__name__}: {exc}"
+            )
+            self.failure = f"model '{name}' failed to load: {message}"
+            log.error("%s", self.failure)
+            return
         entry = self.repository.models.get(name)
         if entry is None or entry.default is None:
             reason = "not in the package"
@@ -45,13 +65,35 @@ class ModelDeployment:
                 reason = entry.reason or "; ".join(
                     f"version {v}: {vs.reason}" for v, vs in sorted(entry.versions.items())
                 )
-            await self.repository.close()
-            shutil.rmtree(self.root, ignore_errors=True)
-            raise ModelportError(f"model '{name}' failed to load: {reason}", model=name)
+            self.failure = f"model '{name}' failed to load: {reason}"
+            log.error("%s", self.failure)
+
+    def _where(self, text: str) -> str:
+        """``text`` with the replica's temporary paths put back as the repository's paths."""
+        if self.root is None or self.origin is None:
+            return text
+        return text.replace(str(self.root / self.origin[0]), self.origin[1])
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """``origin``: (the model's path in the package, its path in the deployed repository),
+        so that messages name the repository's files, not this replica's temporary copy.
+        ``strict``: this replica must serve its model (a rolling update of a model that works):
+        fail to start when it cannot. (Ray calls this before the replica takes requests, and
+        again when only these change, without restarting the replica.)"""
+        origin = config.get("origin")
+        self.origin = tuple(origin) if origin else None
+        if config.get("strict") and self.failure:
+            raise ModelportError(
+                self._where(self.failure) + "; the replicas serving the previous package keep "
+                "serving",
+                model=self.name,
+            )
 
     async def infer(self, version: str | None, feed: dict[str, Any]):
         """(served version, outputs), or (None, error) for errors that are the request's."""
         try:
+            if self.repository is None:
+                raise ModelNotReadyError(self.failure, model=self.name)
             vs = self.repository.get(self.name, version)
             outputs = await vs.batcher.submit(feed)
         except ModelportError as exc:
@@ -59,7 +101,13 @@ class ModelDeployment:
         return vs.version_str, outputs
 
     def describe(self) -> dict[str, Any]:
-        return describe(self.repository, self.name)
+        if self.repository is None:
+            return {"reason": self._where(self.failure), "default": None, "versions": []}
+        doc = describe(self.repository, self.name)
+        doc["reason"] = self._where(doc["reason"])
+        for row in doc["versions"]:
+            row["reason"] = self._where(row["reason"])
+        return doc
 
     async def __del__(self) -> None:
         repository = getattr(self, "repository", None)  # None when __init__ failed early
@@ -81,10 +129,11 @@ class Ingress:
         max_request_bytes: int,
         apis: tuple[str, ...] | None = None,
         refresh_s: float = 2.0,
+        failed: dict[str, str] | None = None,
     ) -> None:
         from ..dataplane import DataPlane
 
-        self.repository = RemoteRepository(models)
+        self.repository = RemoteRepository(models, failed=failed)
         await self.repository.refresh()
         self.plane = DataPlane(self.repository, self.repository.metrics)  # type: ignore[arg-type]
         self.plane.started = True

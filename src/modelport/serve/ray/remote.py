@@ -28,7 +28,7 @@ from ..errors import (
     UnsupportedError,
 )
 from ..metrics import Metrics
-from ..repository import UNAVAILABLE, ready_version
+from ..repository import UNAVAILABLE, ModelRepository, ready_version
 
 __all__ = ["RemoteCall", "RemoteRepository", "describe", "remote_infer"]
 
@@ -230,13 +230,21 @@ class RemoteRepository:
     """Models served by Ray Serve deployments, as the data plane sees a repository.
 
     handles: model name -> the deployment handle of its ``infer`` method. ``refresh`` asks each
-    deployment to describe its model; ``refresh_forever`` keeps doing so.
+    deployment to describe its model; ``refresh_forever`` keeps doing so. ``failed``: models that
+    could not even be packed for deploying (name -> why); they are listed, never ready.
     """
 
-    def __init__(self, handles: dict[str, Any], metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        handles: dict[str, Any],
+        metrics: Metrics | None = None,
+        failed: dict[str, str] | None = None,
+    ) -> None:
         self.handles = dict(handles)
         self.metrics = metrics or Metrics()
         self.models: dict[str, RemoteEntry] = {n: RemoteEntry(n) for n in self.handles}
+        for name, reason in (failed or {}).items():
+            self.models[name] = RemoteEntry(name, reason=reason)
         self.root = "ray"
         self._describe = {n: h.options(method_name="describe") for n, h in self.handles.items()}
         self._infer = {n: h.options(method_name="infer") for n, h in self.handles.items()}
@@ -266,12 +274,8 @@ class RemoteRepository:
         entry = self.entry(name)
         if not version:
             spec = entry.default
-            if spec is None:
-                raise ModelNotReadyError(
-                    f"model '{name}' has no ready version"
-                    + (f" ({entry.reason})" if entry.reason else ""),
-                    model=name,
-                )
+            if spec is None:  # the single-process server's words
+                raise ModelNotReadyError(ModelRepository._why_not_ready(entry), model=name)
             return RemoteCall(spec, self._infer[name], None)
         spec = ready_version(name, entry.versions, version)
         return RemoteCall(spec, self._infer[name], str(spec.version))

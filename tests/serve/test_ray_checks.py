@@ -1,0 +1,263 @@
+"""``serve --ray`` without a Ray cluster: the CPU check and ``--replica-cpus auto``, the options
+each mode refuses, the bounded wait for deployments, and a failed model seen through the
+ingress's remote repository exactly as the single-process server reports it."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from modelport.errors import UsageError
+from modelport.serve.ray.capacity import auto_cpus, check_fits, demand, resolve_cpus
+from modelport.serve.ray.config import RayConfig
+
+from .conftest import running
+from .models import int64_model, mlp_model, write
+
+
+@pytest.fixture
+def two_models(tmp_path):
+    root = tmp_path / "repo"
+    write(mlp_model()[0], root / "mlp" / "1", "mlp")
+    write(int64_model(), root / "ints" / "1", "ints")
+    return root
+
+
+# --- CPUs ---------------------------------------------------------------------------------
+
+
+def test_the_issue_case_does_not_fit_and_says_what_would():
+    """2 models x 2 replicas x 1 CPU + 2 ingress x 0.5 on a 2-CPU machine: issue 14 item 3."""
+    config = RayConfig(replicas=2, replica_cpus=1.0)
+    assert demand(config, 2).total == 5.0
+    with pytest.raises(UsageError) as err:
+        check_fits(config, 2, available=2.0, total=2.0)
+    text = err.value.message
+    assert "2 model(s) x 2 replica(s) x 1 CPU + 2 ingress replica(s) x 0.5 CPU = 5 CPUs" in text
+    assert "2 CPUs available (of 2)" in text
+    assert "--replica-cpus 0.33 (or --replica-cpus auto)" in text
+    assert "--replicas 1 --replica-cpus 0.75" in text
+    # and what it suggests does fit
+    for fixed in (
+        RayConfig(replicas=2, replica_cpus=0.33),
+        RayConfig(replicas=1, replica_cpus=0.75),
+    ):
+        assert check_fits(fixed, 2, available=2.0, total=2.0) == ""
+
+
+def test_fewer_replicas_suggested_when_they_fit():
+    with pytest.raises(UsageError, match="--replicas 3;"):
+        check_fits(RayConfig(replicas=4, replica_cpus=1.0), 2, available=8.0, total=8.0)
+
+
+@pytest.mark.parametrize(
+    "available, models, replicas, ingress, expected",
+    [
+        (2.0, 2, 2, 2, 0.33),  # share 1/3 < 0.5: everyone gets the share
+        (2.0, 2, 1, 1, 0.75),  # ingress takes 0.5, the models the rest
+        (8.0, 2, 1, 1, 3.75),
+        (1.0, 1, 1, 1, 0.5),
+        (0.01, 3, 2, 2, 0.0),  # not even 0.01 each
+    ],
+)
+def test_auto_cpus_formula(available, models, replicas, ingress, expected):
+    cpus = auto_cpus(available, models, replicas, ingress)
+    assert cpus == expected
+    if cpus:
+        config = RayConfig(replicas=replicas, replica_cpus=cpus)
+        assert demand(config, models).total <= available + 1e-9
+
+
+def test_replica_cpus_auto_resolves_and_autoscaling_shares_among_max():
+    config = resolve_cpus(RayConfig(replicas=2, replica_cpus="auto"), 2, 2.0)
+    assert config.replica_cpus == 0.33 and config.threads == 1
+    scaled = resolve_cpus(RayConfig(autoscale=(1, 4), replica_cpus="auto"), 1, 10.0)
+    assert scaled.replica_cpus == 2.0  # (10 - 4 x 0.5) / 4
+    assert check_fits(scaled, 1, 10.0, 10.0) == ""  # even at MAX replicas
+    with pytest.raises(UsageError, match="not enough"):
+        resolve_cpus(RayConfig(replica_cpus="auto"), 3, 0.0)
+    with pytest.raises(UsageError, match="'auto'"):
+        RayConfig(replica_cpus="many")
+
+
+def test_autoscaling_beyond_the_cluster_is_a_warning():
+    warning = check_fits(RayConfig(autoscale=(1, 8), replica_cpus=1.0), 1, 4.0, 4.0)
+    assert "autoscaling to 8 replicas needs 12 CPUs, 4 are available" in warning
+
+
+def test_local_ray_that_cannot_fit_exits_2_before_starting_ray(two_models, monkeypatch, capsys):
+    from modelport.cli import main
+    from modelport.serve.ray import runner
+
+    started = []
+    monkeypatch.setattr(runner, "local_cpus", lambda: 2)
+    monkeypatch.setattr(runner, "connect", lambda config: started.append(config))
+    assert main(["serve", str(two_models), "--ray", "--replicas", "2", "--http-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "5 CPUs requested, 2 CPUs available" in err and "--replica-cpus auto" in err
+    assert "Traceback" not in err
+    assert started == []  # refused before Ray was started
+
+
+# --- options the chosen mode would ignore ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--autoscale", "3"], "MIN:MAX"),
+        (["--autoscale", "4:2"], "MIN <= MAX"),
+        (["--replicas", "0"], "replicas must be >= 1"),
+        (["--detach"], "--detach needs --address"),
+        (["--replica-cpus", "lots"], "a number of CPUs or 'auto'"),
+        (["--auth-token", "x" * 20], "--auth-token cannot be used with --ray"),
+        (["--grpc-port", "9001"], "--grpc-port cannot be used with --ray"),
+        (["--tfserving-grpc-port", "9500"], "--tfserving-grpc-port cannot be used with --ray"),
+        (["--management-port", "9081"], "--management-port cannot be used with --ray"),
+        (["--management-token", "t" * 20], "--management-token cannot be used with --ray"),
+        (["--allow-url-host", "example.com"], "--allow-url-host cannot be used with --ray"),
+        (["--poll", "5"], "--poll cannot be used with --ray"),
+    ],
+)
+def test_ray_usage_errors(two_models, capsys, extra, words):
+    from modelport.cli import main
+
+    assert main(["serve", str(two_models), "--ray", *extra]) == 2
+    captured = capsys.readouterr()
+    assert words in captured.out + captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_tls_and_env_token_are_refused_under_ray(two_models, tmp_path, capsys, monkeypatch):
+    from modelport.cli import main
+
+    pem = tmp_path / "k.pem"
+    pem.write_text("x")
+    argv = ["serve", str(two_models), "--ray", "--tls-cert", str(pem), "--tls-key", str(pem)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--tls-cert cannot be used with --ray" in err
+    assert "--tls-key cannot be used with --ray" in err
+    monkeypatch.setenv("MODELPORT_AUTH_TOKEN", "y" * 20)
+    assert main(["serve", str(two_models), "--ray"]) == 2
+    assert "--auth-token (set by $MODELPORT_AUTH_TOKEN)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--replicas", "2"], "--replicas only applies with --ray"),
+        (["--autoscale", "1:2", "--detach"], "--autoscale, --detach only apply with --ray"),
+        (["--replica-cpus", "auto"], "--replica-cpus only applies with --ray"),
+        (["--address", "auto"], "--address only applies with --ray"),
+    ],
+)
+def test_ray_options_without_ray_are_refused(two_models, capsys, extra, words):
+    from modelport.cli import main
+
+    assert main(["serve", str(two_models), *extra]) == 2
+    assert words in capsys.readouterr().err
+
+
+# --- waiting for the deployments ---------------------------------------------------------
+
+
+def _status(app_state: str, deployments: dict) -> types.SimpleNamespace:
+    rows = {
+        name: types.SimpleNamespace(status=state, replica_states=replicas, message=message)
+        for name, (state, replicas, message) in deployments.items()
+    }
+    app = types.SimpleNamespace(status=app_state, message="", deployments=rows)
+    return types.SimpleNamespace(applications={"modelport": app})
+
+
+def test_waiting_reports_progress_and_gives_up(monkeypatch):
+    pytest.importorskip("ray.serve")
+    from ray import serve
+
+    from modelport.serve.ray.runner import _wait_running
+
+    pending = _status(
+        "DEPLOYING",
+        {
+            "ingress": ("HEALTHY", {"RUNNING": 1}, ""),
+            "model-two": ("UPDATING", {"STARTING": 2}, "2 replicas not scheduled. Use ray status."),
+        },
+    )
+    monkeypatch.setattr(serve, "status", lambda: pending)
+    heard = []
+    with pytest.raises(UsageError) as err:
+        _wait_running("modelport", 1.0, heard.append, hint="5 CPUs requested", every_s=0.3)
+    assert heard and all("waiting for Ray Serve" in h and "model-two" in h for h in heard)
+    assert "ingress" not in heard[0]  # the running ones are not listed
+    text = err.value.message
+    assert text.startswith("gave up after 1 s waiting for Ray Serve to run application modelport")
+    assert "model-two (2 starting): 2 replicas not scheduled (5 CPUs requested)" in text
+    assert "--deploy-timeout" in text
+
+    failed = _status("DEPLOY_FAILED", {})
+    failed.applications["modelport"].message = "Failed to update the deployments ['model-x']"
+    monkeypatch.setattr(serve, "status", lambda: failed)
+    with pytest.raises(UsageError, match="DEPLOY_FAILED: Failed to update"):
+        _wait_running("modelport", 30.0)
+
+
+# --- a failed model, as the ingress sees it ----------------------------------------------
+
+
+class _Handle:
+    """A deployment handle whose ``describe`` answers what a replica would."""
+
+    def __init__(self, doc):
+        self.doc = doc
+
+    def options(self, method_name):
+        return self
+
+    async def _answer(self):
+        return self.doc
+
+    def remote(self, *args):
+        return self._answer()
+
+
+@pytest.mark.anyio
+async def test_a_failed_model_reads_like_the_single_process_server(tmp_path):
+    from modelport.serve.dataplane import DataPlane
+    from modelport.serve.errors import ModelNotReadyError
+    from modelport.serve.ray.remote import RemoteRepository, describe
+
+    root = tmp_path / "repo"
+    write(mlp_model()[0], root / "mlp" / "1", "mlp")
+    (root / "broken" / "1").mkdir(parents=True)
+    (root / "broken" / "1" / "model.onnx").write_bytes(b"not a model")
+    async with running(root) as local:
+        docs = {n: describe(local.repository, n) for n in ("broken", "mlp")}
+        remote = RemoteRepository(
+            {n: _Handle(d) for n, d in docs.items()}, failed={"badcfg": "cannot read config"}
+        )
+        await remote.refresh()
+        plane = DataPlane(remote)  # type: ignore[arg-type]
+        plane.started = True
+        assert plane.ready() and local.ready()
+        assert plane.model_ready("mlp") and not plane.model_ready("broken")
+        assert not plane.model_ready("badcfg")
+        with pytest.raises(ModelNotReadyError) as want:
+            local.model_metadata("broken")
+        with pytest.raises(ModelNotReadyError) as have:
+            plane.model_metadata("broken")
+        assert have.value.message == want.value.message
+        assert "not a readable ONNX model" in have.value.message
+        rows = [r for r in plane.repository_index() if r["name"] != "badcfg"]
+        assert rows == local.repository_index()
+        bad = [r for r in plane.repository_index() if r["name"] == "badcfg"]
+        assert bad == [
+            {
+                "name": "badcfg",
+                "version": "",
+                "state": "UNAVAILABLE",
+                "reason": "cannot read config",
+            }
+        ]
+        assert plane.model_metadata("mlp") == local.model_metadata("mlp")
