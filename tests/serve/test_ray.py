@@ -111,7 +111,8 @@ def test_tritonclient_against_the_ray_proxy(deployed):
 
     _, info = deployed
     client = httpclient.InferenceServerClient(info["http_url"].removeprefix("http://"))
-    assert client.is_server_live() and client.is_server_ready()
+    # strict readiness, as the single-process server: not ready while "broken" is not
+    assert client.is_server_live() and not client.is_server_ready()
     assert client.is_model_ready("mlp") and client.is_model_ready("ints")
     meta = client.get_model_metadata("mlp")
     assert meta["versions"] == ["1"]
@@ -147,6 +148,7 @@ def test_answers_like_the_single_process_server(deployed, repo):
         ("POST", "/predictions/mlp", X.tolist()),
         ("POST", "/predictions/mlp/1", X[0].tolist()),
         ("GET", "/ping", None),
+        ("GET", "/v2/health/ready", None),
         ("GET", "/v2/models/broken", None),
         ("GET", "/v2/models/broken/ready", None),
         ("POST", "/v2/models/broken/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [0]}]}),
@@ -173,6 +175,7 @@ def test_answers_like_the_single_process_server(deployed, repo):
         assert have == want, call[:2]
     assert [s for s, _ in got][:5] == [200, 200, 200, 400, 404]
     assert got[-5][0] == 503 and b"not a readable ONNX model" in got[-5][1]
+    assert got[-6][0] == 400  # /v2/health/ready: strict readiness, "broken" is not ready
 
 
 def test_rolling_update_under_load_has_no_failed_requests(deployed, repo, tmp_path):

@@ -118,6 +118,8 @@ def test_local_ray_that_cannot_fit_exits_2_before_starting_ray(two_models, monke
         (["--management-token", "t" * 20], "--management-token cannot be used with --ray"),
         (["--allow-url-host", "example.com"], "--allow-url-host cannot be used with --ray"),
         (["--poll", "5"], "--poll cannot be used with --ray"),
+        (["--max-connections", "64"], "--max-connections cannot be used with --ray"),
+        (["--trust"], "--trust cannot be used with --ray"),
     ],
 )
 def test_ray_usage_errors(two_models, capsys, extra, words):
@@ -240,6 +242,15 @@ async def test_a_failed_model_reads_like_the_single_process_server(tmp_path):
         await remote.refresh()
         plane = DataPlane(remote)  # type: ignore[arg-type]
         plane.started = True
+        # strict readiness: not ready while a model is not, for the same reasons
+        assert not plane.ready() and not local.ready()
+        expected = ["badcfg: cannot read config", *local.repository.not_ready()]
+        assert (
+            remote.not_ready()
+            == expected
+            == ["badcfg: cannot read config", "broken version 1 is FAILED"]
+        )
+        plane.strict_readiness = local.strict_readiness = False
         assert plane.ready() and local.ready()
         assert plane.model_ready("mlp") and not plane.model_ready("broken")
         assert not plane.model_ready("badcfg")

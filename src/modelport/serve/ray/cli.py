@@ -39,6 +39,11 @@ NOT_WITH_RAY = {
     "auth_token": _IN_FRONT.format("auth (a gateway, an ingress controller)"),
     "tls_cert": _IN_FRONT.format("TLS (a gateway, an ingress controller)"),
     "tls_key": _IN_FRONT.format("TLS (a gateway, an ingress controller)"),
+    "header_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
+    "body_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
+    "keep_alive_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
+    "max_connections": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
+    "trust": "the replicas do not run custom processing handlers",
 }
 # read from the environment, these still matter: a token the user believes protects inference
 _ENV_MATTERS = {"auth_token"}
@@ -210,6 +215,7 @@ def serve_with_ray(
         check_cpus=not settings["no_cpu_check"],
         # the proxy's own timeout: after the data plane's (so its 504s win), never unbounded
         request_timeout_s=max(60.0, defaults.timeout_ms / 1000 + 10),
+        strict_readiness=click.get_current_context().params.get("strict_readiness", True),
     )
 
     def on_ready(info: dict) -> None:

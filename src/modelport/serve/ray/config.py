@@ -57,6 +57,8 @@ class RayConfig:
         off for clusters whose autoscaler adds nodes on demand).
     request_timeout_s: Ray Serve's HTTP proxy answers 408 to a request (health checks included)
         that has no answer after this long (only applied when this command starts Serve).
+    strict_readiness: /v2/health/ready only when every model is READY (and at least one), as
+        the single-process server's --strict-readiness; False: ready once deployed.
     """
 
     address: str | None = None
@@ -76,6 +78,7 @@ class RayConfig:
     deploy_timeout_s: float = 300.0
     check_cpus: bool = True
     request_timeout_s: float = 60.0
+    strict_readiness: bool = True
 
     def __post_init__(self) -> None:
         problems = []

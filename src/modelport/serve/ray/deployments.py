@@ -130,6 +130,7 @@ class Ingress:
         apis: tuple[str, ...] | None = None,
         refresh_s: float = 2.0,
         failed: dict[str, str] | None = None,
+        strict_readiness: bool = True,
     ) -> None:
         from ..dataplane import DataPlane
 
@@ -137,6 +138,7 @@ class Ingress:
         await self.repository.refresh()
         self.plane = DataPlane(self.repository, self.repository.metrics)  # type: ignore[arg-type]
         self.plane.started = True
+        self.plane.strict_readiness = strict_readiness
         self.max_request_bytes = max_request_bytes
         self.apis = apis
         self.refresher = asyncio.get_running_loop().create_task(

@@ -288,6 +288,9 @@ class RemoteRepository:
             )
         return entry
 
+    # the single-process server's strict readiness, over the entries the deployments describe
+    not_ready = ModelRepository.not_ready
+
     def index(self) -> list[dict[str, str]]:
         rows = []
         for name, entry in sorted(self.models.items()):

@@ -147,7 +147,13 @@ def build_app(
         name=INGRESS,
         **{**common, "ray_actor_options": {"num_cpus": config.ingress_cpus}},
         **config.scaling(ingress=True),
-    ).bind(models, config.max_request_bytes, apis, failed=failed)
+    ).bind(
+        models,
+        config.max_request_bytes,
+        apis,
+        failed=failed,
+        strict_readiness=config.strict_readiness,
+    )
     return ingress, keys, failed
 
 
