@@ -51,9 +51,12 @@ def test_atomic_output_dir_keeps_old_on_failure(tmp_path):
 
 
 def test_derive_package_appends_history_keeps_samples_and_parent(tmp_path, tiny_onnx):
-    from modelport.convert import Source, convert
+    from modelport.convert import ConvertConfig, Source, convert
 
-    parent = convert(Source.onnx(str(tiny_onnx)), tmp_path / "p").package
+    x = np.ones((2, 4), np.float32)
+    parent = convert(
+        Source.onnx(str(tiny_onnx)), tmp_path / "p", ConvertConfig(example={"x": x})
+    ).package
     before = (tmp_path / "p" / "modelport.json").read_text()
     model = parent.load_onnx()
     child = derive_package(parent, model, tmp_path / "c", {"step": "noop", "config": {"a": 1}})

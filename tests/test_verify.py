@@ -64,9 +64,13 @@ def test_verify_model_against_numpy_reference(tiny_onnx):
 
 
 def test_verify_package_without_source_detects_tampering(tmp_path, tiny_onnx):
-    from modelport.convert import Source, convert
+    from modelport.convert import ConvertConfig, Source, convert
 
-    pkg = convert(Source.onnx(str(tiny_onnx)), tmp_path / "pkg").package
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    pkg = convert(
+        Source.onnx(str(tiny_onnx)), tmp_path / "pkg", ConvertConfig(example={"x": x})
+    ).package
+    assert pkg.samples() is not None  # real inputs given: stored with the source's outputs
     assert verify_package(pkg).passed
     # change a weight after packaging: the stored source outputs and the sha256 both disagree
     import onnx
@@ -86,10 +90,13 @@ def test_verify_package_without_source_detects_tampering(tmp_path, tiny_onnx):
 def test_verify_derived_package_checks_consistency_not_source_outputs(tmp_path, tiny_onnx):
     import onnx
 
-    from modelport.convert import Source, convert
+    from modelport.convert import ConvertConfig, Source, convert
     from modelport.package import derive_package
 
-    parent = convert(Source.onnx(str(tiny_onnx)), tmp_path / "pkg").package
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    parent = convert(
+        Source.onnx(str(tiny_onnx)), tmp_path / "pkg", ConvertConfig(example={"x": x})
+    ).package
     model = parent.load_onnx()
     arr = onnx.numpy_helper.to_array(model.graph.initializer[0]) * 0.5  # an "optimization"
     model.graph.initializer[0].CopyFrom(

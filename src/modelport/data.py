@@ -24,8 +24,10 @@ __all__ = [
     "feed_batch_size",
     "generate_feed",
     "graph_value_ranges",
+    "candidate_dims",
     "guess_dims",
     "load_feed",
+    "package_feed",
     "parse_range",
     "split_batches",
     "take_rows",
@@ -113,6 +115,7 @@ batches = split_batches
 _VOCAB_HINTS = ("input_ids", "ids", "token", "tokens")
 _MASK_HINTS = ("mask",)
 _TYPE_HINTS = ("token_type", "segment")
+_RATE_HINTS = ("sr", "sample_rate", "sampling_rate", "samplerate")
 
 
 Range = tuple[float, float]  # [low, high): integers low..high-1, floats uniform
@@ -186,6 +189,8 @@ def _random_tensor(
         return arr
     if any(h in name for h in _TYPE_HINTS):
         return np.zeros(shape, dtype=dtype)
+    if name in _RATE_HINTS and int(np.prod(shape)) <= 1:
+        return np.full(shape, 16000, dtype=dtype)  # an audio model's sample rate
     if any(h in name for h in _VOCAB_HINTS):
         return rng.integers(0, vocab_size, size=shape).astype(dtype)
     info = np.iinfo(dtype)
@@ -292,12 +297,20 @@ def _scalar(tensor: Any) -> float | None:
     return float(arr.reshape(-1)[0]) if arr.size else None
 
 
-def guess_dims(signature: Signature, batch: int = 1) -> dict[str, int]:
+# Other image sizes to try when 224 x 224 is refused: text-line recognizers (48 or 32 high),
+# detectors trained at 640.
+_IMAGE_SIZES = ((224, 224), (48, 320), (32, 320), (640, 640))
+
+
+def guess_dims(
+    signature: Signature, batch: int = 1, image: tuple[int, int] = (224, 224)
+) -> dict[str, int]:
     """Sizes for symbolic dims that a model of this kind accepts, for when no real data exists.
 
-    Image-like inputs ([N, 1|3, H, W] or [N, H, W, 1|3]) get 224 x 224; integer [N, S] inputs
-    (token ids) and other sequences get 128; float [N, T] and [N, 1|2, T] inputs (audio) get
-    1024 samples; axis 0 gets ``batch``; anything else 16.
+    Image-like inputs ([N, 1|3, H, W] or [N, H, W, 1|3]) get ``image`` (224 x 224); integer
+    [N, S] inputs (token ids) and other [N, S, ...] sequences get 128; float [N, T] and
+    [N, 1|2, T] inputs (audio) get 512 samples; axis 0 gets ``batch``; any other dim 1 (often a
+    batch axis elsewhere, as in a recurrent state [layers, N, hidden]).
     """
     sizes: dict[str, int] = {}
 
@@ -309,19 +322,64 @@ def guess_dims(signature: Signature, batch: int = 1) -> dict[str, int]:
         shape, rank = t.shape, len(t.shape)
         if rank:
             put(shape[0], batch)
+        batched = rank >= 2 and isinstance(shape[0], str)
         if rank == 4 and shape[1] in (1, 3, 4):
-            put(shape[2], 224)
-            put(shape[3], 224)
+            put(shape[2], image[0])
+            put(shape[3], image[1])
         elif rank == 4 and shape[3] in (1, 3, 4):
-            put(shape[1], 224)
-            put(shape[2], 224)
-        elif rank == 2 and t.dtype.startswith("float"):
-            put(shape[1], 1024)
+            put(shape[1], image[0])
+            put(shape[2], image[1])
+        elif rank == 2 and t.dtype.startswith("float") and batched:
+            put(shape[1], 512)
         elif rank == 3 and t.dtype.startswith("float") and shape[1] in (1, 2):
-            put(shape[2], 1024)
-        elif rank >= 2:
+            put(shape[2], 512)
+        elif batched:
             put(shape[1], 128)
     for t in signature.inputs:
         for d in t.shape:
-            put(d, 16)
+            put(d, 1)
     return sizes
+
+
+def candidate_dims(signature: Signature, batch: int = 1) -> list[dict[str, int]]:
+    """``guess_dims`` first, then other image sizes when the model has image-like inputs."""
+    first = guess_dims(signature, batch)
+    out = [first]
+    for size in _IMAGE_SIZES[1:]:
+        other = guess_dims(signature, batch, image=size)
+        if other not in out:
+            out.append(other)
+    return out
+
+
+def package_feed(
+    package: Any,
+    batch: int | None = None,
+    dims: Mapping[str, int] | None = None,
+    *,
+    seed: int = 0,
+) -> tuple[Feed, str]:
+    """Inputs for running a package when no data was given, and where they came from.
+
+    Real data first: the package's stored samples (cut or repeated to ``batch`` rows), unless
+    ``dims`` asks for other sizes. Otherwise generated inputs at sizes a model of its kind takes
+    (``guess_dims``, overridden by ``dims``), integer inputs within the ranges the graph implies.
+    """
+    sig = package.signature
+    stored = package.samples()
+    if not dims and stored is not None and stored[0]:
+        feed = dict(stored[0])
+        return (take_rows(feed, batch) if batch else feed), "the package's stored samples"
+    sizes = guess_dims(sig, batch or 1)
+    sizes.update(dims or {})
+    bdim = next((t.shape[0] for t in sig.inputs if t.shape and isinstance(t.shape[0], str)), None)
+    if batch and bdim:
+        sizes[bdim] = batch
+    ranges: dict[str, Range] = {}
+    try:
+        import onnx
+
+        ranges = graph_value_ranges(onnx.load(str(package.model_path), load_external_data=False))
+    except Exception:  # a hint only
+        pass
+    return generate_feed(sig, sizes, seed=seed, ranges=ranges), "generated inputs"

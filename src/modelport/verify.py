@@ -331,7 +331,8 @@ def make_cases(signature: Signature, example: Feed, config: VerifyConfig) -> lis
     for dim, n in base.items():
         if dim == batch:
             continue
-        sizes = config.dim_sizes.get(dim) or (max(1, n // 2), n * 2 + 1)
+        # an empty tuple in dim_sizes means: no other sizes for this dim
+        sizes = config.dim_sizes[dim] if dim in config.dim_sizes else (max(1, n // 2), n * 2 + 1)
         for s in sizes:
             add(f"{dim}={s}", {dim: int(s)})
             for b in config.batch_sizes if batch else ():
@@ -427,7 +428,7 @@ def verify_package(
     row of a batched run must equal the same row run alone), which catches a graph specialized to
     the example's batch without needing the source model.
     """
-    from .data import generate_feed
+    from .data import package_feed
     from .package import file_sha256
     from .runtime import make_session, run_session
 
@@ -437,8 +438,7 @@ def verify_package(
         if stored is not None:
             example = stored[0]
         else:
-            sig = package.signature
-            example = generate_feed(sig, {d: 2 for d in sig.symbolic_dims()})
+            example, _ = package_feed(package, batch=2)
     if reference is not None:
         return verify_model(str(package.model_path), reference, example, config)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Feed, generate_feed, load_feed
+from ..data import Feed, generate_feed, guess_dims, load_feed
 from ..errors import InputError, UsageError
 from ..signature import Signature
 from .inprocess import LatencyConfig, LatencyStats, interleave, session_runner
@@ -111,7 +111,10 @@ def bench_models(
     pkgs = [m if isinstance(m, ModelPackage) else ModelPackage.load(m) for m in models]
     names = _unique_names([_display_name(p) for p in pkgs])
     _check_dims(pkgs, config)
-    data = [load_feed(config.data, p.signature) for p in pkgs] if config.data is not None else None
+    if config.data is not None:
+        data = [load_feed(config.data, p.signature) for p in pkgs]
+    else:  # real data first: the packages' stored samples, unless --shapes asks for other sizes
+        data = [_stored_inputs(p) if not config.dims else None for p in pkgs]
     variants = [
         {"name": n, "package_name": p.name, "path": str(p.model_path), "size_bytes": p.size_bytes()}
         for n, p in zip(names, pkgs, strict=True)
@@ -253,6 +256,11 @@ def _check_dims(pkgs: Sequence[Any], config: SweepConfig) -> None:
                 )
 
 
+def _stored_inputs(pkg: Any) -> Feed | None:
+    stored = pkg.samples()
+    return dict(stored[0]) if stored and stored[0] else None
+
+
 def make_feed(
     signature: Signature,
     batch: int,
@@ -263,7 +271,7 @@ def make_feed(
     """Inputs for one batch: ``data`` cut (or tiled) to ``batch`` rows, else generated from
     ``signature`` with the batch dim set to ``batch`` and other symbolic dims from ``dims``."""
     if data is None:
-        full: dict[str, int] = dict(dims or {})
+        full: dict[str, int] = {**guess_dims(signature, batch), **dict(dims or {})}
         bd = batch_dim(signature)
         if isinstance(bd, str):
             full[bd] = batch

@@ -104,6 +104,12 @@ def applies() -> dict[str, tuple[str, ...]]:
     help="Activation smoothing before dynamic int8: an alpha in (0, 1), 'auto' (measured) or "
     "'none'. Default: auto for partial, none otherwise.",
 )
+@click.option(
+    "--time-budget",
+    type=float,
+    default=None,
+    help="partial: minutes for the search; no evaluation starts after it (the best so far is kept).",
+)
 @eval_options
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.pass_context
@@ -124,6 +130,7 @@ def quantize(
     granularity: str,
     partial_base: str | None,
     smoothing: str | None,
+    time_budget: float | None,
     force: bool,
     **eval_kw: Any,
 ) -> int:
@@ -168,6 +175,7 @@ def quantize(
         smoothing=smooth,
         evaluation=evaluation,
         threads=eval_kw.get("threads") or 0,
+        time_budget_s=None if time_budget is None else 60.0 * time_budget,
     )
     _, report = run(package, out, dataclasses.replace(config), force=force)
     print_report(report, out, json_file)

@@ -162,8 +162,11 @@ def convert(
             )
     samples = None
     try:
-        ref_out = _as_named(exported.reference(exported.example), manifest["signature"]["outputs"])
-        samples = (exported.example, ref_out)
+        if exported.samples:
+            ref_out = _as_named(
+                exported.reference(exported.example), manifest["signature"]["outputs"]
+            )
+            samples = (exported.example, ref_out)
     except Exception as exc:  # samples are a convenience; the conversion stands without them
         exported.notes.append(f"sample outputs not stored: {exc}")
     package = write_package(

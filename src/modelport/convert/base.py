@@ -161,6 +161,7 @@ class Exported:
     report: VerifyReport | None = None  # set when the converter already verified
     processing: Any = None  # modelport.processing.Processing, when the converter found some
     processing_files: dict[str, Any] = field(default_factory=dict)  # package path -> bytes
+    samples: bool = True  # store the example and the source's outputs on it as samples/
 
 
 @dataclass

@@ -1,20 +1,88 @@
 """Existing ONNX files: checked, shape-inferred, optionally converted to another opset, packaged.
 
+Importing a valid file needs no run: ``onnx.checker`` (full check) and shape inference say it is
+well formed, and unnamed symbolic dims (empty, ``?``, ``None``) are given names. With
+``--example-inputs`` the file is run on them and the package keeps them as samples. Without, a
+smoke run uses generated inputs at sizes a model of its kind takes (images 224x224, sequences
+128, audio 512 samples, then other image sizes; integer inputs within the tables they index); a model that rejects them
+is not broken: the import stands, with a note to pass real inputs.
+
 The reference is the original file run by ONNX Runtime, so an opset conversion is verified like
-any other conversion.
+any other conversion (and then needs a run that works).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..data import generate_feed
-from ..errors import ConversionError
+from ..data import candidate_dims, conform_feed, generate_feed, graph_value_ranges, guess_dims
+from ..errors import ConversionError, ModelportError, VerificationError
 from ..package import file_sha256, opset_of
 from ..signature import Signature
+from ..verify import CaseReport, VerifyReport, check_model
 from .base import ConvertConfig, Exported, Source
+
+__all__ = ["convert_onnx", "name_dims"]
+
+_UNNAMED = {"", "?", "None", "none", "null", "-1"}
+
+
+def name_dims(model: Any, outputs: bool = True) -> list[str]:
+    """Give every unnamed symbolic dim of the graph's inputs (and ``outputs``) a name, in place.
+
+    Axis 0 of an input becomes ``batch``; the spatial axes of an image-like input ``height`` and
+    ``width``; anything else ``<tensor>_<axis>``. Returns what was renamed, for the notes.
+    """
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    done = []
+    for vi in [*inputs, *(model.graph.output if outputs else [])]:
+        if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        rank = len(dims)
+        is_input = vi in inputs
+        for axis, d in enumerate(dims):
+            if d.HasField("dim_value") and d.dim_value >= 0:
+                continue  # a fixed size (a negative one, as some exporters write, is unknown)
+            if not d.HasField("dim_value") and d.dim_param not in _UNNAMED:
+                continue
+            old = str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "unnamed")
+            name = f"{vi.name}_{axis}"
+            if is_input and axis == 0:
+                name = "batch"
+            elif is_input and rank == 4 and _fixed(dims[1]) in (1, 3, 4) and axis in (2, 3):
+                name = "height" if axis == 2 else "width"
+                name = name if len(inputs) == 1 else f"{vi.name}_{name}"
+            d.dim_param = name
+            done.append(f"{vi.name}[{axis}] {old!r} -> {name!r}")
+    return done
+
+
+def _fixed(d: Any) -> int | None:
+    return int(d.dim_value) if d.HasField("dim_value") and d.dim_value >= 0 else None
+
+
+def _verify_sizes(sig: Signature, feed: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """Other sizes to verify each non-batch dynamic dim at, that a model of this kind takes:
+    image sides stay multiples of 32, other dims halve."""
+    sizes: dict[str, tuple[int, ...]] = {}
+    for t in sig.inputs:
+        arr = feed[t.name]
+        image = len(t.shape) == 4 and (t.shape[1] in (1, 3, 4) or t.shape[3] in (1, 3, 4))
+        for axis, d in t.dynamic_axes.items():
+            if axis == 0 or d in sizes:
+                continue
+            n = int(arr.shape[axis])
+            if image:
+                sizes[d] = (n + 32 - n % 32,) if n % 32 else (n + 32,)
+            else:
+                sizes[d] = (max(1, n // 2),)
+    return sizes
 
 
 def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
@@ -37,7 +105,8 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
     notes = []
     model = original
     src_opset = opset_of(original)
-    if config.opset and config.opset != src_opset:
+    converted = bool(config.opset and config.opset != src_opset)
+    if converted:
         from onnx import version_converter
 
         try:
@@ -48,21 +117,35 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
                 "Try a closer opset, or keep the original (omit --opset)."
             ) from exc
         notes.append(f"opset converted {src_opset} -> {config.opset}")
+    if model is original:
+        model = onnx.ModelProto()
+        model.CopyFrom(original)
+    renamed = name_dims(model, outputs=False)  # first, so that inference carries the names
+    # outputs with unnamed dims: let inference fill them from the inputs' names
+    declared = {}
+    for vi in model.graph.output:
+        tt = vi.type.tensor_type
+        if any(
+            (d.dim_value < 0) if d.HasField("dim_value") else (d.dim_param in _UNNAMED)
+            for d in tt.shape.dim
+        ):
+            declared[vi.name] = onnx.TypeProto()
+            declared[vi.name].CopyFrom(vi.type)
+            tt.ClearField("shape")
     try:
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:
-        notes.append(f"shape inference failed and was skipped: {exc}")
-    reference_session = make_session(original)
-
-    def reference(feed):
-        return run_session(reference_session, feed)
+        notes.append(f"shape inference failed and was skipped: {str(exc).splitlines()[0]}")
+    for vi in model.graph.output:
+        inferred = vi.type.tensor_type
+        want = declared.get(vi.name)
+        if want is not None and len(inferred.shape.dim) != len(want.tensor_type.shape.dim):
+            vi.type.CopyFrom(want)  # inference did not say: keep the declared shape
+    renamed += name_dims(model)
+    if renamed:
+        notes.append("unnamed dims named: " + ", ".join(renamed))
 
     sig = Signature.from_onnx(model)
-    if config.example is not None:
-        feed = {k: np.asarray(v) for k, v in config.example.items()}
-    else:
-        dims = {d: 2 for d in sig.symbolic_dims()}
-        feed = generate_feed(sig, dims)
     dynamic = {t.name: t.dynamic_axes for t in sig.inputs if t.dynamic_axes}
     prov = {
         "source_kind": "onnx",
@@ -72,4 +155,66 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
         "source_opset": src_opset,
         "source_producer": f"{original.producer_name} {original.producer_version}".strip(),
     }
-    return Exported(model, reference, feed, dynamic, prov, "onnx", notes)
+    reference_session = make_session(original)
+
+    def reference(feed):
+        return run_session(reference_session, feed)
+
+    vcfg = config.verify
+    if not converted:
+        # The graph is the file itself, so parity with it holds by construction: one run on the
+        # example's shapes is the check, not other sizes that a fixed-size model would refuse.
+        vcfg = dataclasses.replace(
+            vcfg, batch_sizes=(), dim_sizes={d: () for d in sig.symbolic_dims()}
+        )
+    if config.example is not None:
+        feed = conform_feed(config.example, sig, source="the example inputs")
+        return Exported(model, reference, feed, dynamic, prov, "onnx", notes, verify_config=vcfg)
+
+    # No real inputs: a smoke run on generated ones, at sizes a model of this kind takes.
+    ranges = graph_value_ranges(model)
+    error: ModelportError | None = None
+    for dims in candidate_dims(sig, batch=1):
+        feed = generate_feed(sig, dims, ranges=ranges)
+        try:
+            reference(feed)
+            error = None
+            break
+        except ModelportError as exc:
+            error = error or exc  # the first size's error is the one to report
+    if error is not None:
+        feed = generate_feed(sig, guess_dims(sig, batch=1), ranges=ranges)
+        shapes = {k: list(v.shape) for k, v in feed.items()}
+        why = error.message.splitlines()[0][:300]
+        if converted:
+            raise VerificationError(
+                f"the opset conversion of '{path}' cannot be verified: the model does not run on "
+                f"generated inputs {shapes} ({why}). Pass --example-inputs FILE.npz with real "
+                "inputs (one array per input name)."
+            ) from None
+        notes.append(
+            f"could not smoke-test with generated inputs {shapes} ({why}); the file passed "
+            "onnx.checker and is packaged unchanged. Pass --example-inputs FILE.npz to run and "
+            "verify it on real inputs"
+        )
+        checker = check_model(model if model.ByteSize() < 2_000_000_000 else str(path))
+        report = VerifyReport(
+            checker,
+            [CaseReport("imported unchanged (checker only)", {}, [])],
+            config.verify.atol,
+            config.verify.rtol,
+        )
+        return Exported(
+            model, reference, feed, dynamic, prov, "onnx", notes, report=report, samples=False
+        )
+    shapes = {k: list(v.shape) for k, v in feed.items()}
+    notes.append(
+        f"smoke-tested on generated inputs {shapes}; no samples are stored (generated data is "
+        "not real data): convert with --example-inputs FILE.npz to store real inputs for "
+        "warm-up, bench, plan and verify"
+    )
+    if converted and not vcfg.dim_sizes:
+        vcfg = dataclasses.replace(vcfg, dim_sizes=_verify_sizes(sig, feed))
+    return Exported(
+        model, reference, feed, dynamic, prov, "onnx", notes, verify_config=vcfg, samples=False
+    )

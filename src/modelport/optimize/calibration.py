@@ -36,8 +36,12 @@ def iter_batches(
     """
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1 (got {batch_size})")
+    yield from _split(_feeds(data, signature), batch_size, limit)
+
+
+def _split(feeds: Iterable[Feed], batch_size: int, limit: int | None) -> Iterator[Feed]:
     seen = 0
-    for feed in _feeds(data, signature):
+    for feed in feeds:
         for b in split_batches(feed, batch_size):
             if limit is not None:
                 n = _rows(b)
@@ -124,7 +128,7 @@ def calibrate_ranges(
     signature: Signature,
     *,
     method: str = "minmax",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     limit: int | None = None,
     chunk: int = 8,
     work_dir: str | os.PathLike[str],
@@ -157,7 +161,23 @@ def calibrate_ranges(
         use_external_data_format=False,
         extra_options=extra,
     )
-    batches = iter_batches(data, signature, batch_size, limit)
+    import itertools
+
+    feeds = _feeds(data, signature)
+    first = next(feeds, None)  # read once: ``data`` may be a one-shot iterable
+    if batch_size is None:
+        # as many samples per run as keep one run's activations small: 8 small inputs, one
+        # 960x960 image (ONNX Runtime holds every activation of a batch while it runs it)
+        from .report import eval_batch_rows
+
+        batch_size = min(8, eval_batch_rows(first)) if first else 8
+        if method != "minmax" and batch_size < 8:
+            # the histogram methods keep every activation of a chunk until it is folded in
+            chunk = max(1, chunk * batch_size // 8)
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1 (got {batch_size})")
+    sources = itertools.chain([first], feeds) if first is not None else iter(())
+    batches = _split(sources, batch_size, limit)
     count = 0
 
     class _ListReader(CalibrationDataReader):
@@ -167,21 +187,60 @@ def calibrate_ranges(
         def get_next(self) -> Feed | None:
             return next(self.items, None)
 
-    while True:
-        part = [b for _, b in zip(range(chunk), batches, strict=False)]
-        if not part:
-            break
-        count += sum(_rows(b) for b in part)
-        try:
-            calibrator.collect_data(_ListReader(part))
-        except ValueError as exc:
-            raise OptimizationError(
-                f"{method} calibration failed in ONNX Runtime: {exc}. The histogram methods break "
-                "on tensors with huge ranges (e.g. transformer attention masks filled with the "
-                "float minimum); use method 'minmax' for this model"
-            ) from exc
+    from ..progress import progress
+
+    total = count_samples(data)
+    if total is not None and limit is not None:
+        total = min(total, limit)
+    with progress(f"calibration ({method}), samples", total=total) as bar:
+        while True:
+            part = [b for _, b in zip(range(chunk), batches, strict=False)]
+            if not part:
+                break
+            count += sum(_rows(b) for b in part)
+            try:
+                calibrator.collect_data(_ListReader(part))
+            except ValueError as exc:
+                raise OptimizationError(
+                    f"{method} calibration failed in ONNX Runtime: {exc}. The histogram methods "
+                    "break on tensors with huge ranges (e.g. transformer attention masks filled "
+                    "with the float minimum); use method 'minmax' for this model"
+                ) from exc
+            bar.advance(sum(_rows(b) for b in part))
     if count == 0:
         raise InputError("the calibration data holds no samples")
     ranges = calibrator.compute_data()
     del calibrator
     return ranges, count
+
+
+def count_samples(data: DataSource) -> int | None:
+    """How many samples ``data`` holds, when that is cheap to tell (array headers only)."""
+    import zipfile
+
+    try:
+        if isinstance(data, Mapping):
+            return _rows(dict(data)) if data else 0
+        if not isinstance(data, str | os.PathLike):
+            return None
+        p = Path(data)
+        if p.is_dir():
+            counts = [count_samples(f) for f in sorted(p.iterdir()) if f.suffix in (".npz", ".npy")]
+            return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
+        if p.suffix == ".npy":
+            return int(np.load(p, mmap_mode="r").shape[0])
+        if p.suffix == ".npz":
+            with zipfile.ZipFile(p) as z:
+                name = next(n for n in z.namelist() if n.endswith(".npy"))
+                with z.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape = read(f)[0]
+                    return int(shape[0]) if shape else 1
+    except Exception:  # a count is a nicety for the progress bar
+        return None
+    return None

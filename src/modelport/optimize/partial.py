@@ -20,7 +20,14 @@ import numpy as np
 
 from ..package import ModelPackage
 from .report import OptimizeReport, eval_feed, load_labels, resolve_metric, run_batched
-from .sensitivity import group_nodes, make_evaluator, node_scopes, search_kept, simulate_dynamic
+from .sensitivity import (
+    eval_batch_rows,
+    group_nodes,
+    make_evaluator,
+    node_scopes,
+    search_kept,
+    simulate_dynamic,
+)
 
 __all__ = ["dynamic_candidates", "quantize_partial"]
 
@@ -165,8 +172,10 @@ def quantize_partial(
     metric = resolve_metric(ev, labels)
     if ev.metric is None and labels is not None:
         report.choices.append("partial: the budget applies to the accuracy drop (labels given)")
+    budget = getattr(config, "time_budget_s", None)
+    deadline = None if budget is None else time.monotonic() + float(budget)
     session = make_session(pre, SessionConfig(intra_op_threads=config.threads))
-    reference = run_batched(session, feed)
+    reference = run_batched(session, feed, batch_size=eval_batch_rows(feed))
     del session
     evaluate = make_evaluator(reference, feed, metric, threads=config.threads)
     static = _is_static(config)
@@ -201,6 +210,7 @@ def quantize_partial(
         config.max_drop,
         rank_by=config.rank_by,
         weight_sizes=sizes,
+        deadline=deadline,
     )
     kept_groups = list(res.kept)
 
@@ -213,17 +223,26 @@ def quantize_partial(
             else _dynamic(pre, out, types, keep)
         )
 
+    from ..progress import progress
+
     real_trace = []
     i = 0
-    result = build(kept_groups, i)
-    drop = evaluate(onnx.load(str(result)))
-    real_trace.append((len(kept_groups), drop))
-    while drop > config.max_drop and len(kept_groups) < len(res.ranking):
-        i += 1
-        kept_groups = [*kept_groups, next(g for g in res.ranking if g not in kept_groups)]
+    with progress("partial: quantizing for real and measuring") as bar:
         result = build(kept_groups, i)
         drop = evaluate(onnx.load(str(result)))
         real_trace.append((len(kept_groups), drop))
+        bar.advance()
+        out_of_time = res.timed_out
+        while drop > config.max_drop and len(kept_groups) < len(res.ranking):
+            if deadline is not None and time.monotonic() > deadline:
+                out_of_time = True
+                break
+            i += 1
+            kept_groups = [*kept_groups, next(g for g in res.ranking if g not in kept_groups)]
+            result = build(kept_groups, i)
+            drop = evaluate(onnx.load(str(result)))
+            real_trace.append((len(kept_groups), drop))
+            bar.advance()
     scheme = "static QDQ" if static else "dynamic"
     report.details["partial"] = {
         "scheme": scheme,
@@ -247,8 +266,19 @@ def quantize_partial(
         "simulated_trace": res.trace,
         "real_trace": real_trace,
         "final_drop": drop,
+        "evaluations": res.evaluations + len(real_trace),
+        "measured_candidates": len(res.costs),
+        "time_budget_s": budget,
+        "timed_out": out_of_time,
         "seconds": round(time.perf_counter() - t0, 2),
     }
+    if out_of_time:
+        report.warnings.append(
+            f"partial: the time budget ({budget:g} s) ended the search after "
+            f"{res.evaluations + len(real_trace)} evaluations ({len(res.costs)} of {len(groups)} "
+            f"candidates measured alone); kept the best result found by then (drop {drop:.4f}, "
+            f"{len(kept_groups)} kept float). A larger --time-budget may quantize more"
+        )
     report.choices.append(
         f"partial ({scheme}): all {len(groups)} candidates quantized drop the metric by "
         f"{res.full_drop:.4f}; kept {len(kept_groups)} float to meet max_drop={config.max_drop:g} "

@@ -126,6 +126,8 @@ class QuantizeConfig:
     keep_io_types: fp16 keeps float32 inputs and outputs.
     evaluation: how results are measured (eval data, labels, metric, latency batch sizes).
     threads: ONNX Runtime intra-op threads for measurement (0: ORT's default).
+    time_budget_s: partial: seconds for the search; no evaluation starts after it and the best
+        result found by then is kept (None: no limit).
     """
 
     mode: str = "dynamic"
@@ -146,6 +148,7 @@ class QuantizeConfig:
     keep_io_types: bool = True
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     threads: int = 0
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -155,6 +158,10 @@ class QuantizeConfig:
                 f"calibration_method '{self.calibration_method}' is not one of "
                 f"{list(CALIBRATION_METHODS)}"
             )
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise UsageError(f"time budget must be > 0 (got {self.time_budget_s:g} s)")
+        if self.time_budget_s is not None and self.mode != "partial":
+            raise UsageError("a time budget applies to --mode partial only")
         for name in ("weight_type", "activation_type"):
             v = getattr(self, name)
             if v is not None and v not in WEIGHT_TYPES:

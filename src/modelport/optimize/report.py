@@ -143,11 +143,24 @@ def sentence_embedding_cosine(
     )
 
 
-def run_batched(session: Any, feed: Feed, batch_size: int = 64) -> dict[str, np.ndarray]:
+def run_batched(session: Any, feed: Feed, batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Outputs of ``session`` on ``feed``, run in batches (default: ``eval_batch_rows``)."""
     from ..runtime import run_session
 
-    parts = [run_session(session, b) for b in split_batches(feed, batch_size)]
+    rows = batch_size or eval_batch_rows(feed)
+    parts = [run_session(session, b) for b in split_batches(feed, rows)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+EVAL_BATCH_BYTES = 8 << 20
+
+
+def eval_batch_rows(feed: Mapping[str, np.ndarray], max_rows: int = 64) -> int:
+    """Rows per run: as many as fit ``EVAL_BATCH_BYTES`` of input (at least one), so that the
+    activations of one run stay small (a 960x960 image is 11 MB: one row at a time)."""
+    n = max(1, max((len(v) for v in feed.values() if np.ndim(v)), default=1))
+    per_row = sum(np.asarray(v).nbytes for v in feed.values()) / n
+    return int(max(1, min(max_rows, EVAL_BATCH_BYTES // max(per_row, 1))))
 
 
 def eval_feed(

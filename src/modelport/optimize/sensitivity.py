@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +27,11 @@ from typing import Any
 import numpy as np
 
 from ..data import Feed
+from .report import eval_batch_rows
 
 __all__ = [
     "SearchResult",
+    "eval_batch_rows",
     "group_nodes",
     "node_scopes",
     "revert_nodes",
@@ -195,7 +198,9 @@ def group_nodes(
 @dataclass
 class SearchResult:
     """costs: loss (metric drop) per group quantized alone; kept: groups kept float, in rank
-    order; trace: (number kept, simulated drop) for every evaluation of the search."""
+    order; trace: (number kept, simulated drop) for every evaluation of the search.
+    timed_out: the time budget ended the search; ``kept`` is then the best set found by then
+    (the fewest groups kept float within ``max_drop``; else the smallest drop seen)."""
 
     full_drop: float
     costs: dict[str, float] = field(default_factory=dict)
@@ -204,6 +209,12 @@ class SearchResult:
     kept: list[str] = field(default_factory=list)
     trace: list[tuple[int, float]] = field(default_factory=list)
     final_drop: float = 0.0
+    timed_out: bool = False
+    evaluations: int = 0
+
+
+class _OutOfTime(Exception):
+    pass
 
 
 def search_kept(
@@ -215,54 +226,100 @@ def search_kept(
     *,
     rank_by: str = "loss",
     weight_sizes: Mapping[str, int] | None = None,
+    deadline: float | None = None,
 ) -> SearchResult:
-    """Keep the fewest top-ranked groups float so that ``evaluate(model) <= max_drop``."""
-    all_nodes = [n for g in groups.values() for n in g]
-    full = evaluate(quantized)
-    res = SearchResult(full_drop=full)
+    """Keep the fewest top-ranked groups float so that ``evaluate(model) <= max_drop``.
+
+    ``deadline`` (a ``time.monotonic()`` value): no evaluation starts after it; the best set
+    found so far is returned with ``timed_out``. Progress is shown on a terminal.
+    """
+    from ..progress import progress
+
+    seen: list[tuple[list[str], float]] = []  # (kept groups, drop) of every evaluation
+
+    def measure(kept: list[str], model: Any = None) -> float:
+        if deadline is not None and time.monotonic() > deadline:
+            raise _OutOfTime
+        if model is None:
+            model = revert_nodes(quantized, fp32, [n for k in kept for n in groups[k]])
+        drop = evaluate(model)
+        seen.append((list(kept), drop))
+        res.evaluations += 1
+        return drop
+
+    res = SearchResult(full_drop=float("nan"))
+    try:
+        full = measure([], quantized)
+    except _OutOfTime:
+        res.timed_out, res.kept = True, list(groups)
+        return res
+    res.full_drop = full
     res.trace.append((0, full))
     if full <= max_drop:
         res.final_drop = full
         return res
-    for key, members in groups.items():
-        only = revert_nodes(quantized, fp32, [n for n in all_nodes if n not in set(members)])
-        res.costs[key] = evaluate(only)
-        res.weights[key] = int(sum((weight_sizes or {}).get(n, 1) for n in members))
-    if rank_by == "loss_per_weight":
-        res.ranking = sorted(res.costs, key=lambda k: -res.costs[k] / max(res.weights[k], 1))
-    else:
-        res.ranking = sorted(res.costs, key=lambda k: -res.costs[k])
-    drops: dict[int, float] = {0: full}
-
-    def at(k: int) -> float:
-        if k not in drops:
-            keep = [n for key in res.ranking[:k] for n in groups[key]]
-            drops[k] = evaluate(revert_nodes(quantized, fp32, keep))
-            res.trace.append((k, drops[k]))
-        return drops[k]
-
-    lo, hi = 0, 1
-    while hi < len(res.ranking) and at(hi) > max_drop:
-        lo, hi = hi, min(2 * hi, len(res.ranking))
-    if hi >= len(res.ranking):
-        hi = len(res.ranking)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if at(mid) <= max_drop:
-            hi = mid
+    try:
+        with progress("partial: each node quantized alone", total=len(groups)) as bar:
+            for key, members in groups.items():
+                res.weights[key] = int(sum((weight_sizes or {}).get(n, 1) for n in members))
+                res.costs[key] = measure([k for k in groups if k != key])
+                bar.advance()
+        if rank_by == "loss_per_weight":
+            res.ranking = sorted(res.costs, key=lambda k: -res.costs[k] / max(res.weights[k], 1))
         else:
-            lo = mid
-    res.kept = res.ranking[:hi]
-    res.final_drop = at(hi) if hi < len(res.ranking) or hi in drops else 0.0
-    # refine: quantize back any kept group the budget can afford (cheapest loss first), so
-    # the result keeps no group float that it does not need
-    for key in sorted(res.kept, key=lambda k: res.costs[k]):
-        trial = [k for k in res.kept if k != key]
-        drop = evaluate(revert_nodes(quantized, fp32, [n for k in trial for n in groups[k]]))
-        res.trace.append((len(trial), drop))
-        if drop <= max_drop:
-            res.kept, res.final_drop = trial, drop
+            res.ranking = sorted(res.costs, key=lambda k: -res.costs[k])
+        drops: dict[int, float] = {0: full}
+
+        with progress("partial: searching how many to keep float") as bar:
+
+            def at(k: int) -> float:
+                if k not in drops:
+                    drops[k] = measure(res.ranking[:k])
+                    res.trace.append((k, drops[k]))
+                    bar.advance()
+                return drops[k]
+
+            lo, hi = 0, 1
+            while hi < len(res.ranking) and at(hi) > max_drop:
+                lo, hi = hi, min(2 * hi, len(res.ranking))
+            if hi >= len(res.ranking):
+                hi = len(res.ranking)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if at(mid) <= max_drop:
+                    hi = mid
+                else:
+                    lo = mid
+            res.kept = res.ranking[:hi]
+            res.final_drop = at(hi) if hi < len(res.ranking) or hi in drops else 0.0
+            # refine: quantize back any kept group the budget can afford (cheapest loss first),
+            # so the result keeps no group float that it does not need
+            for key in sorted(res.kept, key=lambda k: res.costs[k]):
+                trial = [k for k in res.kept if k != key]
+                drop = measure(trial)
+                res.trace.append((len(trial), drop))
+                bar.advance()
+                if drop <= max_drop:
+                    res.kept, res.final_drop = trial, drop
+    except _OutOfTime:
+        res.timed_out = True
+        res.kept, res.final_drop = _best_so_far(seen, max_drop)
+        for key in groups:  # rank what was not measured after what was
+            if key not in res.ranking:
+                res.ranking.append(key)
+        res.ranking = [*res.kept, *[k for k in res.ranking if k not in res.kept]]
     return res
+
+
+def _best_so_far(
+    seen: Sequence[tuple[list[str], float]], max_drop: float
+) -> tuple[list[str], float]:
+    """The evaluated set with the fewest groups kept float within ``max_drop``, else the one
+    with the smallest drop."""
+    ok = [(kept, drop) for kept, drop in seen if drop <= max_drop]
+    if ok:
+        return min(ok, key=lambda kd: (len(kd[0]), kd[1]))
+    return min(seen, key=lambda kd: kd[1])
 
 
 def make_evaluator(
@@ -273,12 +330,30 @@ def make_evaluator(
 ) -> Evaluate:
     """``evaluate(model) -> metric(ref, ref) - metric(ref, model's outputs)`` on ``feed``."""
     from ..runtime import SessionConfig, make_session
-    from .report import run_batched
+    from .report import eval_batch_rows, run_batched
 
     base = float(metric(reference, reference, feed))
+    rows = eval_batch_rows(feed)
 
     def evaluate(model: Any) -> float:
         session = make_session(model, SessionConfig(intra_op_threads=threads))
-        return base - float(metric(reference, run_batched(session, feed), feed))
+        try:
+            outputs = run_batched(session, feed, batch_size=rows)
+        finally:
+            del session
+            release_memory()
+        return base - float(metric(reference, outputs, feed))
 
     return evaluate
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc keeps it otherwise, and every session of
+    the search frees its activations at a different place)."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

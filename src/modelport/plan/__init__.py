@@ -353,9 +353,9 @@ def plan(
                 "inputs only; give --eval for a meaningful number"
             )
         else:
-            from ..data import generate_feed
+            from ..data import package_feed
 
-            feed = generate_feed(sig, dict.fromkeys(sig.symbolic_dims(), 8))
+            feed, _ = package_feed(fp32, batch=8)
             eval_source = "generated random inputs"
             notes.append("no eval data given: fidelity is measured on random inputs; give --eval")
         from ..data import feed_batch_size

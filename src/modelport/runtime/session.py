@@ -110,7 +110,9 @@ def make_session(model: str | os.PathLike[str] | bytes | Any, config: SessionCon
         so.add_session_config_entry(k, v)
     if config.optimized_model_path:
         so.optimized_model_filepath = config.optimized_model_path
-    so.log_severity_level = 3
+    # ORT's own log lines (coloured, many per failure) stay off the user's terminal: failures
+    # reach the user through the exception's message, in modelport's reports and errors
+    so.log_severity_level = 4
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
     elif isinstance(model, os.PathLike | str):

@@ -238,55 +238,156 @@ def load_model(package: ModelPackage, name: str, version: int, config: ModelConf
     return model
 
 
-def _warm_up(model: LoadedModel, batch_name: str | None) -> None:
-    """Run generated inputs at batch 1 and at a merged batch; check the batch axis is kept."""
-    from ..data import generate_feed
+class _WarmUpFeeds:
+    """Inputs for the warm-up: the package's stored samples (real data) when it has them, else
+    generated ones at sizes a model of its kind takes, integers within the tables they index."""
 
-    sig = model.signature
+    def __init__(self, model: LoadedModel, batch_name: str | None) -> None:
+        self.batch_name = batch_name
+        self.signature = model.signature
+        stored = model.package.samples()
+        self.samples = dict(stored[0]) if stored and stored[0] else None
+        self._ranges: dict[str, tuple[float, float]] | None = None
+        self.package = model.package
+        self.dims: dict[str, int] | None = None  # generated sizes, once one set has run
+
+    @property
+    def real(self) -> bool:
+        return self.samples is not None
+
+    def candidates(self) -> list[dict[str, int]]:
+        """Generated sizes to try for the first run (one entry, ignored, for real samples)."""
+        from ..data import candidate_dims
+
+        return [{}] if self.samples is not None else candidate_dims(self.signature)
+
+    def feed(self, rows: int, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+        from ..data import generate_feed, guess_dims, take_rows
+
+        if self.samples is not None:
+            return take_rows(self.samples, rows) if self.batch_name else dict(self.samples)
+        if self._ranges is None:
+            self._ranges = _graph_ranges(self.package)
+        dims = dict(dims or self.dims or guess_dims(self.signature))
+        if self.batch_name:
+            dims[self.batch_name] = rows
+        return generate_feed(self.signature, dims, ranges=self._ranges)
+
+
+def _graph_ranges(package: ModelPackage) -> dict[str, tuple[float, float]]:
+    """Integer input ranges the graph implies (embedding tables, OneHot depths); {} if unknown."""
     try:
-        model.run(generate_feed(sig, {batch_name: 1} if batch_name else {}))
+        import onnx
+
+        from ..data import graph_value_ranges
+
+        proto = onnx.load(str(package.model_path), load_external_data=False)
+        return graph_value_ranges(proto)
+    except Exception:  # a hint only: generation falls back to its defaults
+        return {}
+
+
+def _warm_up(model: LoadedModel, batch_name: str | None) -> None:
+    """Run the stored samples (else generated inputs) at batch 1 and at a merged batch; check the
+    batch axis is kept; decide inline execution by measurement.
+
+    A model that fails on its stored samples fails to load. One that fails on generated inputs
+    (no samples stored) is loaded anyway, with batching off and a warning: generated inputs
+    are a guess at what it takes, not evidence that it is broken.
+    """
+    feeds = _WarmUpFeeds(model, batch_name)
+    error: ModelportError | None = None
+    for dims in feeds.candidates():
+        try:
+            model.run(feeds.feed(1, dims))
+            feeds.dims, error = dims, None
+            break
+        except ModelportError as exc:
+            error = error or exc
+    if error is not None:
+        exc = error
+        if feeds.real:
+            raise ModelportError(
+                f"warm-up of model '{model.name}' version {model.version} failed on the "
+                f"package's stored samples: {exc.message}",
+                model=model.name,
+            ) from exc
+        log.warning(
+            "model %s version %s: could not warm up with generated inputs (%s); it is served "
+            "without warm-up and without dynamic batching. Store real inputs in the package "
+            "(convert with --example-inputs) to warm it up",
+            model.name,
+            model.version,
+            exc.message.splitlines()[0][:300],
+        )
         if model.batchable:
-            rows = min(model.config.max_batch_size, 8)
-            feed = generate_feed(sig, {batch_name: rows})
-            outs = model.run(feed)
-            bad = [k for k, v in outs.items() if np.ndim(v) == 0 or np.shape(v)[0] != rows]
-            if bad:
-                log.warning(
-                    "model %s version %s: outputs %s do not keep the batch on axis 0; "
-                    "dynamic batching is off for it",
-                    model.name,
-                    model.version,
-                    bad,
-                )
-                model.batchable = False
-                model.batching_note = (
-                    f"outputs {bad} do not keep one row per input row (found by the warm-up)"
-                )
-        if model.config.execution == "auto":
-            rows = min(model.config.max_batch_size, 8) if model.batchable else 1
-            feed = generate_feed(sig, {batch_name: rows} if batch_name else {})
-            times = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                model.run(feed)
-                times.append(time.perf_counter() - t0)
-            model.inline = float(np.median(times)) < INLINE_THRESHOLD_S
-        if model.inline and model.config.intra_op_threads == 0 and model.config.threads > 1:
-            # A model this small runs fastest in the calling thread alone: waking ORT's pool
-            # threads costs more than the work (measured, docs/serve.md). Small, so cheap to redo.
-            model.session = make_session(
-                model.package.model_path,
-                SessionConfig(
-                    intra_op_threads=1,
-                    inter_op_threads=1,
-                    extra_session_options=_serving_session_options(),
-                ),
+            model.batchable = False
+            model.batching_note = (
+                "the warm-up could not run generated inputs, so the batch axis was not checked; "
+                "store real samples (convert with --example-inputs) to enable batching"
             )
-            model.threads = 1
-            model.run(generate_feed(sig, {batch_name: 1} if batch_name else {}))
+        return
+    try:
+        _measure(model, batch_name, feeds)
     except ModelportError as exc:
-        raise ModelportError(
-            f"warm-up of model '{model.name}' version {model.version} failed: {exc.message}; "
-            "set warmup: false in its serving config if generated inputs cannot work for it",
-            model=model.name,
-        ) from exc
+        if feeds.real:
+            raise ModelportError(
+                f"warm-up of model '{model.name}' version {model.version} failed on the "
+                f"package's stored samples: {exc.message}; set warmup: false in its serving "
+                "config if it cannot be warmed up",
+                model=model.name,
+            ) from exc
+        # one row ran; a merged batch of generated rows did not: serve it unbatched
+        log.warning(
+            "model %s version %s: a merged batch of generated inputs failed (%s); dynamic "
+            "batching is off for it",
+            model.name,
+            model.version,
+            exc.message.splitlines()[0][:300],
+        )
+        model.batchable = False
+        model.batching_note = (
+            "a merged batch of generated inputs failed in the warm-up; store real samples "
+            "(convert with --example-inputs) to check batching on real data"
+        )
+
+
+def _measure(model: LoadedModel, batch_name: str | None, feeds: _WarmUpFeeds) -> None:
+    if model.batchable:
+        rows = min(model.config.max_batch_size, 8)
+        outs = model.run(feeds.feed(rows))
+        bad = [k for k, v in outs.items() if np.ndim(v) == 0 or np.shape(v)[0] != rows]
+        if bad:
+            log.warning(
+                "model %s version %s: outputs %s do not keep the batch on axis 0; "
+                "dynamic batching is off for it",
+                model.name,
+                model.version,
+                bad,
+            )
+            model.batchable = False
+            model.batching_note = (
+                f"outputs {bad} do not keep one row per input row (found by the warm-up)"
+            )
+    if model.config.execution == "auto":
+        rows = min(model.config.max_batch_size, 8) if model.batchable else 1
+        feed = feeds.feed(rows)
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            model.run(feed)
+            times.append(time.perf_counter() - t0)
+        model.inline = float(np.median(times)) < INLINE_THRESHOLD_S
+    if model.inline and model.config.intra_op_threads == 0 and model.config.threads > 1:
+        # A model this small runs fastest in the calling thread alone: waking ORT's pool
+        # threads costs more than the work (measured, docs/serve.md). Small, so cheap to redo.
+        model.session = make_session(
+            model.package.model_path,
+            SessionConfig(
+                intra_op_threads=1,
+                inter_op_threads=1,
+                extra_session_options=_serving_session_options(),
+            ),
+        )
+        model.threads = 1
+        model.run(feeds.feed(1))

@@ -1,0 +1,103 @@
+"""The partial-quantization search: its result, the time budget (best result so far), and
+evaluation in small batches (issue 14)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto as T
+from onnx import helper
+
+from modelport.optimize import sensitivity
+from modelport.optimize.sensitivity import eval_batch_rows, search_kept
+
+COST = {"a": 0.5, "b": 0.3, "c": 0.01, "d": 0.01}
+
+
+def _chain(quantized: bool) -> onnx.ModelProto:
+    """x -> a -> b -> c -> d (Relu); quantized: each node reads a fake-quant Identity."""
+    nodes, prev = [], "x"
+    for n in "abcd":
+        src = prev
+        if quantized:
+            nodes.append(helper.make_node("Identity", [prev], [f"{n}_fq"], name=f"{n}__fq"))
+            src = f"{n}_fq"
+        nodes.append(helper.make_node("Relu", [src], [f"{n}_out"], name=n))
+        prev = f"{n}_out"
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", T.FLOAT, [1])],
+        [helper.make_tensor_value_info(prev, T.FLOAT, [1])],
+    )
+    return helper.make_model(graph)
+
+
+def _evaluate(calls: list[int]):
+    def evaluate(model) -> float:
+        calls.append(1)
+        quantized = {n.name for n in model.graph.node if n.input[0].endswith("_fq")}
+        return sum(COST[n] for n in quantized)
+
+    return evaluate
+
+
+def test_search_keeps_the_fewest_nodes_float():
+    calls: list[int] = []
+    groups = {n: [n] for n in "abcd"}
+    res = search_kept(_chain(False), _chain(True), groups, _evaluate(calls), max_drop=0.05)
+    assert sorted(res.kept) == ["a", "b"] and res.final_drop <= 0.05
+    assert not res.timed_out and res.evaluations == len(calls)
+
+
+def test_time_budget_keeps_the_best_result_so_far(monkeypatch):
+    clock = iter(range(1000))
+    monkeypatch.setattr(sensitivity.time, "monotonic", lambda: float(next(clock)))
+    calls: list[int] = []
+    groups = {n: [n] for n in "abcd"}
+    # the clock ticks once per evaluation: the full model and two nodes alone fit the budget
+    res = search_kept(
+        _chain(False), _chain(True), groups, _evaluate(calls), max_drop=0.05, deadline=2.5
+    )
+    assert res.timed_out and len(calls) == res.evaluations == 3
+    # nothing measured met the budget: the smallest drop seen (only 'b' quantized) is kept
+    assert sorted(res.kept) == ["a", "c", "d"] and res.final_drop == COST["b"]
+    assert set(res.ranking) == set(groups)
+
+
+def test_time_budget_with_a_result_within_the_drop(monkeypatch):
+    clock = iter(range(1000))
+    monkeypatch.setattr(sensitivity.time, "monotonic", lambda: float(next(clock)))
+    groups = {n: [n] for n in "abcd"}
+    res = search_kept(
+        _chain(False), _chain(True), groups, _evaluate([]), max_drop=0.05, deadline=4.5
+    )
+    # full, a, b, c alone measured: 'c' alone (drop 0.01) is within the budget
+    assert res.timed_out and sorted(res.kept) == ["a", "b", "d"] and res.final_drop == 0.01
+
+
+def test_eval_batches_stay_small_for_large_inputs():
+    images = {"x": np.zeros((8, 3, 960, 960), np.float32)}
+    assert eval_batch_rows(images) == 1
+    rows = {"x": np.zeros((512, 64), np.float32)}
+    assert eval_batch_rows(rows) == 64
+
+
+def test_partial_time_budget_end_to_end(digits_package, tmp_path):
+    from modelport.optimize.quantize import QuantizeConfig, quantize
+    from modelport.optimize.report import EvalConfig
+
+    cfg = QuantizeConfig.partial(
+        max_drop=1e-9,
+        partial_base="dynamic",
+        smoothing=None,
+        evaluation=EvalConfig(measure_latency=False),
+        time_budget_s=1e-6,
+    )
+    pkg, report = quantize(digits_package, tmp_path / "p", cfg)
+    part = report.details["partial"]
+    assert part["timed_out"] and part["time_budget_s"] == 1e-6
+    assert any("time budget" in w for w in report.warnings)
+    # out of time before any measurement: everything stays float, and the package is written
+    assert len(part["kept"]) == part["candidates"]
+    assert not any(n.op_type == "MatMulInteger" for n in pkg.load_onnx().graph.node)
