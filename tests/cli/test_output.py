@@ -83,3 +83,16 @@ def test_old_spellings_still_work(tiny_onnx, tmp_path):
     args = ["optimize", str(tiny_onnx), "--out", str(tmp_path / "o"), "--no-latency"]
     assert main([*args, "--json-file", str(tmp_path / "r.json")]) == 0
     assert (tmp_path / "o" / "model.onnx").is_file() and (tmp_path / "r.json").is_file()
+
+
+def test_bench_reports_write_large_numbers_plainly(tiny_onnx):
+    import json
+
+    from modelport.bench import LatencyConfig, SweepConfig, bench_models
+    from modelport.bench.report import to_markdown
+
+    cfg = SweepConfig(batch_sizes=(1,), threads=(1,), latency=LatencyConfig(warmup=0, repeats=2))
+    d = json.loads(json.dumps(bench_models([tiny_onnx], cfg).to_dict()))
+    d["rows"][0]["throughput_items_s"] = 2790.4
+    md = to_markdown(d)
+    assert "2,790" in md and "e+03" not in md

@@ -77,7 +77,9 @@ def _cell(v: Any) -> str:
     if isinstance(v, float):
         if v == 0:
             return "0"
-        return f"{v:.3g}" if abs(v) >= 1000 or abs(v) < 1e-3 else f"{v:.4g}"
+        if abs(v) >= 1000:  # 2,790 items/s, not 2.79e+03
+            return f"{v:,.0f}"
+        return f"{v:.2e}" if abs(v) < 1e-3 else f"{v:.4g}"
     return str(v)
 
 
