@@ -123,9 +123,13 @@ def compare_latency(
 
 
 def session_runner(session: Any, feed: Feed) -> Callable[[], Any]:
-    """A no-argument callable that runs ``session`` on ``feed`` (all outputs)."""
-    names = [o.name for o in session.get_outputs()]
+    """A no-argument callable that runs ``session`` (an ORT session or any engine's session from
+    ``runtime.load_engine``) on ``feed`` (all outputs)."""
     feed = dict(feed)
+    if not hasattr(session, "get_outputs"):  # an engine session
+        run_engine = session.run
+        return lambda: run_engine(feed)
+    names = [o.name for o in session.get_outputs()]
 
     def run() -> Any:
         return session.run(names, feed)

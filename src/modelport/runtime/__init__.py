@@ -1,5 +1,34 @@
-"""ONNX Runtime: the only place in modelport that creates ``onnxruntime`` sessions."""
+"""Inference engines: the only place in modelport that creates ONNX Runtime or OpenVINO sessions.
 
+``load_engine`` (engines.py) loads a model on either engine behind one interface and reports what
+ran; ``make_session`` / ``run_session`` (session.py) are the ONNX Runtime layer underneath.
+"""
+
+from .engines import (
+    ENGINES,
+    PRECISIONS,
+    EngineConfig,
+    EngineInfo,
+    EngineSession,
+    disabled_precisions,
+    engine_available,
+    load_engine,
+    native_precisions,
+)
 from .session import SessionConfig, available_providers, make_session, run_session
 
-__all__ = ["SessionConfig", "available_providers", "make_session", "run_session"]
+__all__ = [
+    "ENGINES",
+    "PRECISIONS",
+    "EngineConfig",
+    "EngineInfo",
+    "EngineSession",
+    "SessionConfig",
+    "available_providers",
+    "disabled_precisions",
+    "engine_available",
+    "load_engine",
+    "make_session",
+    "native_precisions",
+    "run_session",
+]

@@ -132,7 +132,11 @@ def run_session(
     run_options: Any = None,
 ) -> dict[str, np.ndarray]:
     """Run ``session`` and return outputs by name; ORT's argument errors become InputError.
-    ``run_options``: an ``onnxruntime.RunOptions`` (e.g. arena shrinkage), or None."""
+    ``run_options``: an ``onnxruntime.RunOptions`` (e.g. arena shrinkage), or None.
+    ``session`` may also be any engine's session (``runtime.load_engine``; ``run_options`` are
+    ONNX Runtime's and do not apply to another engine)."""
+    if not hasattr(session, "get_outputs") and hasattr(session, "output_names"):
+        return session.run(feed, output_names)
     names = list(output_names) if output_names else [o.name for o in session.get_outputs()]
     try:
         values = session.run(names, dict(feed), run_options)

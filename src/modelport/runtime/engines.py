@@ -1,0 +1,422 @@
+"""Inference engines behind one small interface: ONNX Runtime and OpenVINO.
+
+    from modelport.runtime import EngineConfig, load_engine
+    session = load_engine("pkg/model.onnx", EngineConfig(engine="openvino", precision="bf16"))
+    outputs = session.run({"x": x})          # name -> array
+    session.info.to_dict()                   # what actually ran: engine, device, precision, ...
+
+Both engines read the package's ``model.onnx`` directly (OpenVINO through its ONNX frontend, not
+the onnxruntime-openvino wheel). ``precision`` is the precision of the *float* math: "fp32", or
+"bf16" (OpenVINO only, where the CPU has native bf16: AMX or AVX-512 BF16). A model with int8
+QuantizeLinear/DequantizeLinear nodes (static int8, NNCF) runs those parts in int8 on either
+engine; ``info.precision`` reports that, e.g. "int8+bf16", as read from the compiled model.
+
+Nothing here imports an engine at module import: each loads on first use and says which extra
+to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InputError, ModelportError, UsageError, require
+from .session import SessionConfig, make_session, run_session
+
+__all__ = [
+    "ENGINES",
+    "ENGINE_LOADERS",
+    "PRECISIONS",
+    "EngineConfig",
+    "EngineInfo",
+    "EngineSession",
+    "OpenVINOSession",
+    "OrtSession",
+    "disabled_precisions",
+    "engine_available",
+    "load_engine",
+    "native_precisions",
+    "openvino_cache_dir",
+]
+
+ENGINES = ("ort", "openvino")
+PRECISIONS = ("fp32", "bf16", "fp16")
+_ENGINE_ALIASES = {"onnxruntime": "ort", "ov": "openvino"}
+DISABLE_ENV = "MODELPORT_DISABLE_PRECISIONS"
+CACHE_ENV = "MODELPORT_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine runs a model, and how.
+
+    engine: "ort" (ONNX Runtime) or "openvino".
+    precision: the float math: "fp32", "bf16" or "fp16" (the latter two on OpenVINO only, and
+        only where the CPU runs them natively; see ``native_precisions``).
+    threads: threads for one inference (0 = the engine's default: all cores).
+    device: "cpu" (ONNX Runtime's GPU providers are chosen with ``session.providers``).
+    session: further ONNX Runtime settings (providers, parallel mode, graph optimization);
+        its ``intra_op_threads`` is replaced by ``threads``.
+    cache_dir: OpenVINO's compiled-model cache (CACHE_DIR): a later load of the same model with
+        the same settings skips compilation. None = $MODELPORT_CACHE_DIR or
+        ~/.cache/modelport/openvino; "" = no cache.
+    """
+
+    engine: str = "ort"
+    precision: str = "fp32"
+    threads: int = 0
+    device: str = "cpu"
+    session: SessionConfig | None = None
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        engine = _ENGINE_ALIASES.get(str(self.engine).lower(), str(self.engine).lower())
+        object.__setattr__(self, "engine", engine)
+        if engine not in ENGINES:
+            raise UsageError(f"engine {self.engine!r} is not one of {list(ENGINES)}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision {self.precision!r} is not one of {list(PRECISIONS)}")
+        if engine == "ort" and self.precision != "fp32":
+            raise UsageError(
+                f"precision {self.precision!r}: ONNX Runtime's CPU provider has no "
+                f"{self.precision} kernels (it would run them through casts, slower than fp32); "
+                "use engine 'openvino' for bf16 on the CPU's matrix units"
+            )
+        if self.threads < 0:
+            raise UsageError(f"threads must be >= 0 (0 = the engine's default), got {self.threads}")
+        if self.device != "cpu":
+            raise UsageError(f"device {self.device!r}: only 'cpu' is supported by the engines")
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What actually ran, as read back from the engine after loading.
+
+    precision: the precision of the heavy ops, e.g. "fp32", "bf16", "int8+fp32", "int8+bf16".
+    threads: the threads one inference uses (the engine's own figure where it reports one).
+    providers: ONNX Runtime's execution providers (empty for OpenVINO).
+    """
+
+    engine: str
+    version: str
+    device: str
+    precision: str
+    threads: int
+    providers: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        return f"{self.engine} {self.precision}, {self.threads} thread(s)"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["providers"] = list(self.providers)
+        return d
+
+
+@runtime_checkable
+class EngineSession(Protocol):
+    """A loaded model. ``run`` may be called from several threads at once."""
+
+    info: EngineInfo
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(
+        self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Outputs by name (all when ``outputs`` is None). Bad inputs raise InputError."""
+        ...
+
+
+# --- what the hardware offers -------------------------------------------------------------------
+
+
+def disabled_precisions() -> frozenset[str]:
+    """Precisions switched off with $MODELPORT_DISABLE_PRECISIONS (comma-separated, e.g. "bf16"):
+    to plan as on a CPU without them, or to rule one out."""
+    raw = os.environ.get(DISABLE_ENV, "")
+    return frozenset(p.strip().lower() for p in raw.split(",") if p.strip())
+
+
+def engine_available(engine: str) -> bool:
+    """Whether the engine's Python package is installed (without importing it)."""
+    import importlib.util
+
+    module = {"ort": "onnxruntime", "openvino": "openvino"}[engine]
+    return importlib.util.find_spec(module) is not None
+
+
+def native_precisions(
+    engine: str = "openvino", cpu_flags: frozenset[str] | None = None
+) -> tuple[str, ...]:
+    """The float precisions ``engine`` runs natively on this CPU, fastest-first after fp32.
+
+    bf16 needs both OpenVINO's CPU plugin to list BF16 in OPTIMIZATION_CAPABILITIES and the CPU
+    flags to show AMX-BF16 or AVX512-BF16 (OpenVINO would otherwise emulate it, slower than
+    fp32); fp16 likewise needs AMX-FP16 or AVX512-FP16. ``cpu_flags`` overrides /proc/cpuinfo
+    (tests); $MODELPORT_DISABLE_PRECISIONS removes precisions (simulates an older CPU).
+    """
+    if engine == "ort":
+        return ("fp32",)
+    flags = cpu_flags if cpu_flags is not None else _cpu_flags()
+    caps = set(_openvino_capabilities())
+    out = ["fp32"]
+    if "BF16" in caps and flags & {"amx_bf16", "avx512_bf16"}:
+        out.append("bf16")
+    if "FP16" in caps and flags & {"amx_fp16", "avx512_fp16"}:
+        out.append("fp16")
+    off = disabled_precisions()
+    return tuple(p for p in out if p == "fp32" or p not in off)
+
+
+def _cpu_flags() -> frozenset[str]:
+    p = Path("/proc/cpuinfo")
+    if not p.is_file():
+        return frozenset()
+    for line in p.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def _openvino_capabilities() -> tuple[str, ...]:
+    ov = _openvino()
+    try:
+        return tuple(str(c) for c in _core(ov).get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception:  # a CPU plugin that cannot answer offers fp32 only
+        return ()
+
+
+# --- ONNX Runtime -------------------------------------------------------------------------------
+
+_INT8_OPS = {
+    "QuantizeLinear",
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "ConvInteger",
+    "QLinearMatMul",
+    "QLinearConv",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+}
+
+
+def _graph_precision(model: Any) -> str:
+    """'int8+fp32' when the graph holds int8 ops, 'fp16' for a float16 model, else 'fp32'."""
+    import onnx
+
+    try:
+        proto = (
+            model if hasattr(model, "graph") else onnx.load(str(model), load_external_data=False)
+        )
+    except Exception:
+        return "fp32"
+    ops = {n.op_type for n in proto.graph.node}
+    if ops & _INT8_OPS:
+        return "int8+fp32"
+    fp16 = any(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 for i in proto.graph.output)
+    return "fp16" if fp16 else "fp32"
+
+
+class OrtSession:
+    """ONNX Runtime through ``runtime.session`` (spinning off, the thread count given)."""
+
+    def __init__(self, model: Any, config: EngineConfig) -> None:
+        import dataclasses
+
+        ort = require("onnxruntime", "all")
+        base = config.session or SessionConfig()
+        sconf = dataclasses.replace(base, intra_op_threads=config.threads)
+        self.session = make_session(model, sconf)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.info = EngineInfo(
+            engine="ort",
+            version=str(ort.__version__),
+            device="cpu" if self.session.get_providers()[0] == "CPUExecutionProvider" else "gpu",
+            precision=_graph_precision(model),
+            threads=config.threads or _cores(),
+            providers=tuple(self.session.get_providers()),
+        )
+
+    def run(
+        self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        _check_names(feed, self.input_names)
+        return run_session(self.session, feed, outputs or self.output_names)
+
+
+def _check_names(feed: Mapping[str, Any], inputs: Sequence[str]) -> None:
+    unknown = sorted(set(feed) - set(inputs))
+    missing = sorted(set(inputs) - set(feed))
+    if unknown or missing:
+        raise InputError(
+            f"the model rejected the inputs: unknown {unknown}, missing {missing}; "
+            f"it takes {list(inputs)}"
+        )
+
+
+# --- OpenVINO -----------------------------------------------------------------------------------
+
+_CORE: Any = None
+_CORE_LOCK = threading.Lock()
+
+
+def _openvino() -> Any:
+    return require("openvino", "openvino")
+
+
+def _core(ov: Any) -> Any:
+    """One ``openvino.Core`` per process (it owns the plugins; creating one costs ~100 ms)."""
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            _CORE = ov.Core()
+        return _CORE
+
+
+def openvino_cache_dir(config: EngineConfig) -> str | None:
+    """Where OpenVINO keeps compiled models for ``config`` (None: no cache)."""
+    if config.cache_dir == "":
+        return None
+    if config.cache_dir is not None:
+        return config.cache_dir
+    env = os.environ.get(CACHE_ENV)
+    if env == "":
+        return None
+    root = Path(env) if env else Path.home() / ".cache" / "modelport"
+    return str(root / "openvino")
+
+
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_OV_HEAVY_OPS = ("FullyConnected", "MatMul", "Convolution", "GroupConvolution", "Deconvolution")
+
+
+class OpenVINOSession:
+    """OpenVINO's CPU plugin reading the ONNX model; one infer request per calling thread."""
+
+    def __init__(self, model: Any, config: EngineConfig) -> None:
+        ov = _openvino()
+        core = _core(ov)
+        if config.precision != "fp32" and config.precision not in native_precisions("openvino"):
+            raise UsageError(
+                f"precision {config.precision!r} does not run natively on this CPU (OpenVINO "
+                f"offers {list(native_precisions('openvino'))} here); use fp32"
+            )
+        props: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": _OV_PRECISION[config.precision],
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if config.threads:
+            props["INFERENCE_NUM_THREADS"] = config.threads
+        cache = openvino_cache_dir(config)
+        if cache:
+            Path(cache).mkdir(parents=True, exist_ok=True)
+            props["CACHE_DIR"] = cache
+        try:
+            if isinstance(model, str | os.PathLike):
+                # a path lets OpenVINO take the compiled blob from CACHE_DIR without reading it
+                self.compiled = core.compile_model(str(model), "CPU", props)
+            else:
+                proto = model if isinstance(model, bytes) else model.SerializeToString()
+                self.compiled = core.compile_model(core.read_model(proto), "CPU", props)
+        except Exception as exc:
+            raise ModelportError(f"OpenVINO cannot load the model: {_first_line(exc)}") from exc
+        self._inputs = {p.get_any_name(): p for p in self.compiled.inputs}
+        self.input_names = list(self._inputs)
+        self.output_names = [p.get_any_name() for p in self.compiled.outputs]
+        self._index = {n: i for i, n in enumerate(self.output_names)}
+        self._local = threading.local()
+        threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS")) or _cores()
+        self.info = EngineInfo(
+            engine="openvino",
+            version=str(ov.get_version()).split("-")[0],
+            device="cpu",
+            precision=self._ran_precision(),
+            threads=threads,
+        )
+
+    def _ran_precision(self) -> str:
+        """The precisions the heavy ops run in, read from the compiled (runtime) model."""
+        seen = set()
+        for op in self.compiled.get_runtime_model().get_ops():
+            rt = op.get_rt_info()
+            kind = str(rt["layerType"]) if "layerType" in rt else op.get_type_name()
+            if kind in _OV_HEAVY_OPS and "runtimePrecision" in rt:
+                seen.add(str(rt["runtimePrecision"]))
+        ints = seen & {"i8", "u8"}
+        floats = [p for p in ("bf16", "f16", "f32") if p in seen]
+        names = {"bf16": "bf16", "f16": "fp16", "f32": "fp32"}
+        float_part = "+".join(names[p] for p in floats)
+        if ints:
+            return "int8" + (f"+{float_part}" if float_part else "")
+        if float_part:
+            return float_part
+        hint = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        return {"bf16": "bf16", "f16": "fp16"}.get(hint, "fp32")
+
+    def _request(self) -> Any:
+        req = getattr(self._local, "request", None)
+        if req is None:
+            req = self._local.request = self.compiled.create_infer_request()
+        return req
+
+    def run(
+        self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        _check_names(feed, self.input_names)
+        for name, arr in feed.items():
+            rank = self._inputs[name].get_partial_shape().rank
+            if rank.is_static and np.ndim(arr) != rank.get_length():
+                raise InputError(
+                    f"the model rejected the inputs: input '{name}' has rank {np.ndim(arr)}, "
+                    f"the model expects rank {rank.get_length()}",
+                    input=name,
+                )
+        names = list(outputs) if outputs else self.output_names
+        bad = [n for n in names if n not in self._index]
+        if bad:
+            raise InputError(f"unknown output(s) {bad}; the model has {self.output_names}")
+        try:
+            result = self._request().infer(dict(feed))
+        except Exception as exc:
+            msg = _first_line(exc)
+            if "shape" in msg.lower() or "dimension" in msg.lower() or "type" in msg.lower():
+                raise InputError(f"the model rejected the inputs: {msg}") from exc
+            raise ModelportError(f"OpenVINO failed while running the model: {msg}") from exc
+        return {n: np.array(result[self._index[n]], copy=True) for n in names}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    # OpenVINO's messages start with "Exception from src/...cpp:NNN:"; the reason follows
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    return (useful or lines or [type(exc).__name__])[0][:400]
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+ENGINE_LOADERS: dict[str, Callable[[Any, EngineConfig], EngineSession]] = {
+    "ort": OrtSession,
+    "openvino": OpenVINOSession,
+}
+
+
+def load_engine(
+    model: str | os.PathLike[str] | bytes | Any, config: EngineConfig | None = None
+) -> EngineSession:
+    """Load ``model`` (a path, serialized bytes or a ModelProto) with ``config``'s engine."""
+    config = config or EngineConfig()
+    return ENGINE_LOADERS[config.engine](model, config)

@@ -1,0 +1,127 @@
+"""The engine layer: both engines behind one interface, answering alike and saying what ran."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelport.errors import InputError, MissingDependencyError, UsageError
+from modelport.runtime import (
+    EngineConfig,
+    EngineSession,
+    load_engine,
+    native_precisions,
+    run_session,
+)
+
+ov = pytest.importorskip("openvino")  # part of modelport[all]; the missing-extra path is tested
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return str(tmp_path / "ov-cache")
+
+
+@pytest.mark.parametrize("engine", ["ort", "openvino"])
+def test_protocol_conformance_on_a_tiny_model(tiny_onnx, engine, cache):
+    s = load_engine(tiny_onnx, EngineConfig(engine=engine, threads=1, cache_dir=cache))
+    assert isinstance(s, EngineSession)
+    assert s.input_names == ["x"] and s.output_names == ["y"]
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    got = s.run({"x": x})
+    ref = load_engine(tiny_onnx).run({"x": x})  # ORT fp32
+    assert set(got) == {"y"} and got["y"].shape == (5, 3)
+    np.testing.assert_allclose(got["y"], ref["y"], rtol=1e-5, atol=1e-5)
+    # run_session (what the rest of modelport calls) accepts engine sessions too
+    np.testing.assert_allclose(run_session(s, {"x": x})["y"], got["y"])
+    info = s.info.to_dict()
+    assert info["engine"] == engine and info["device"] == "cpu"
+    assert info["precision"] == "fp32" and info["threads"] == 1 and info["version"]
+
+
+@pytest.mark.parametrize("engine", ["ort", "openvino"])
+def test_bad_inputs_are_input_errors(tiny_onnx, engine, cache):
+    s = load_engine(tiny_onnx, EngineConfig(engine=engine, cache_dir=cache))
+    with pytest.raises(InputError):
+        s.run({"nope": np.zeros((1, 4), np.float32)})
+    with pytest.raises(InputError):
+        s.run({"x": np.zeros((1, 4, 2), np.float32)})
+
+
+def test_openvino_is_thread_safe(tiny_onnx, cache):
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = load_engine(tiny_onnx, EngineConfig(engine="openvino", cache_dir=cache))
+    xs = [np.full((i + 1, 4), float(i), np.float32) for i in range(16)]
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda x: s.run({"x": x})["y"], xs))
+    ref = load_engine(tiny_onnx)
+    for x, y in zip(xs, outs, strict=True):
+        np.testing.assert_allclose(y, ref.run({"x": x})["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_openvino_cache_dir_is_filled(tiny_onnx, cache):
+    from pathlib import Path
+
+    load_engine(tiny_onnx, EngineConfig(engine="openvino", cache_dir=cache))
+    assert any(Path(cache).iterdir())  # the compiled blob a later load takes
+
+
+def test_configs_refuse_what_cannot_run():
+    with pytest.raises(UsageError, match="no bf16 kernels"):
+        EngineConfig(engine="ort", precision="bf16")
+    with pytest.raises(UsageError, match="not one of"):
+        EngineConfig(engine="tensorflow")
+    assert EngineConfig(engine="OV").engine == "openvino"
+
+
+def test_bf16_only_where_native(monkeypatch):
+    assert native_precisions("ort") == ("fp32",)
+    # a CPU without AMX / AVX512-BF16 flags: no bf16, whatever OpenVINO could emulate
+    assert "bf16" not in native_precisions("openvino", cpu_flags=frozenset({"avx2", "avx512f"}))
+    amx = frozenset({"avx512f", "amx_bf16", "amx_int8"})
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert "bf16" in native_precisions("openvino", cpu_flags=amx)
+    monkeypatch.setenv("MODELPORT_DISABLE_PRECISIONS", "bf16")
+    assert native_precisions("openvino", cpu_flags=amx) == ("fp32",)
+
+
+def test_bf16_refused_when_not_native(tiny_onnx, monkeypatch, cache):
+    monkeypatch.setenv("MODELPORT_DISABLE_PRECISIONS", "bf16")
+    with pytest.raises(UsageError, match="does not run natively"):
+        load_engine(tiny_onnx, EngineConfig(engine="openvino", precision="bf16", cache_dir=cache))
+
+
+def test_missing_openvino_names_the_extra(tiny_onnx, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'modelport\[openvino\]'"):
+        load_engine(tiny_onnx, EngineConfig(engine="openvino", cache_dir=""))
+
+
+def test_minilm_on_both_engines(minilm_package, tmp_path):
+    """fp32 OpenVINO equals ORT within float tolerance; bf16 (where native) stays close and says
+    so; both report what ran."""
+    from modelport.data import generate_feed
+
+    feed = generate_feed(minilm_package.signature, {"batch": 2, "sequence": 16}, seed=3)
+    ref = load_engine(minilm_package.model_path, EngineConfig(threads=2)).run(feed)
+    ovs = load_engine(
+        minilm_package.model_path,
+        EngineConfig(engine="openvino", threads=2, cache_dir=str(tmp_path)),
+    )
+    got = ovs.run(feed)
+    assert ovs.info.precision == "fp32"
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-3, atol=1e-3)
+    if "bf16" in native_precisions("openvino"):
+        b = load_engine(
+            minilm_package.model_path,
+            EngineConfig(engine="openvino", precision="bf16", threads=2, cache_dir=str(tmp_path)),
+        )
+        assert b.info.precision == "bf16"
+        out = b.run(feed)["last_hidden_state"].reshape(-1, 384)
+        r = ref["last_hidden_state"].reshape(-1, 384)
+        cos = (out * r).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(r, axis=1)
+        assert cos.min() > 0.99
