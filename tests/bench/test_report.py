@@ -48,7 +48,8 @@ def server_result(http_server):
 
 def test_tables(inprocess_result, server_result):
     cols, rows = result_table(inprocess_result)
-    assert cols[0] == "model" and len(rows) == 4 and rows[1][8] is not None
+    assert cols[0] == "model" and len(rows) == 4 and rows[1][cols.index("speed-up")] is not None
+    assert rows[0][cols.index("engine")] == "ort fp32"  # what ran, read back from the engine
     cols, rows = result_table(server_result)
     assert "status" in cols and len(rows) == 2
     assert "503: " in rows[0][cols.index("status")]
@@ -57,7 +58,8 @@ def test_tables(inprocess_result, server_result):
 def test_markdown_and_html(inprocess_result, server_result, tmp_path):
     md = to_markdown(inprocess_result, "plot.png")
     assert "![In-process benchmark](plot.png)" in md
-    assert md.count("\n| relu | cpu") == 2 and md.count("\n| relu#2 | cpu") == 2
+    assert md.count("\n| relu | ort fp32 | cpu") == 2
+    assert md.count("\n| relu#2 | ort fp32 | cpu") == 2
     assert "interleaved" in md
     html = to_html(server_result, PNG + b"fake")
     assert "data:image/png;base64," in html and "<table>" in html

@@ -27,11 +27,12 @@ def result_table(result: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]
 
 
 def _inprocess_table(result: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    cols = ["model", "provider", "threads", "batch", "p50 ms", "p90 ms", "p99 ms", "items/s",
+    cols = ["model", "engine", "provider", "threads", "batch", "p50 ms", "p90 ms", "p99 ms", "items/s",
             "speed-up", "load ms", "load MB", "run MB", "peak MB"]  # fmt: skip
     rows = [
         [
             r["variant"],
+            f"{r.get('engine', 'ort')} {r.get('precision', 'fp32')}",
             r["provider"],
             r["threads"] or "default",
             r["batch_size"],

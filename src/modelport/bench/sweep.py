@@ -38,6 +38,11 @@ class SweepConfig:
         batch size; None generates inputs from the signature.
     seed: seed of the generated inputs.
     graph_optimization: ORT graph optimization level of the sessions.
+    engines: how each model is run, every entry a variant of every model, all interleaved (the
+        first of the first model is the baseline of the ratios): "ort", "openvino",
+        "openvino:bf16" (engine[:precision]), or "package": the engine and precision the
+        package's serving section names (what ``plan`` measured and ``serve`` runs). Rows
+        record what actually ran (engine, version, precision, threads, providers).
     """
 
     batch_sizes: tuple[int, ...] = (1,)
@@ -48,6 +53,7 @@ class SweepConfig:
     data: str | None = None
     seed: int = 0
     graph_optimization: str = "all"
+    engines: tuple[str, ...] = ("ort",)
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -58,10 +64,33 @@ class SweepConfig:
             raise UsageError("providers must name at least one execution provider, e.g. ('cpu',)")
         if any(v < 1 for _, v in self.dims):
             raise UsageError(f"dims must be >= 1; got {dict(self.dims)}")
+        if not self.engines:
+            raise UsageError("engines must name at least one engine, e.g. ('ort', 'openvino')")
+        for spec in self.engines:
+            if spec != "package":
+                engine_of(spec, None)  # validates
 
     @property
     def thread_counts(self) -> tuple[int, ...]:
         return self.threads or (self.latency.threads,)
+
+
+def engine_of(spec: str, pkg: Any, threads: int = 0, **session: Any) -> Any:
+    """The EngineConfig of an engine spec ("ort", "openvino:bf16", "package") for ``pkg``."""
+    from ..runtime import EngineConfig, SessionConfig
+
+    if spec == "package":
+        serving = pkg.serving if pkg is not None else {}
+        engine, precision = serving.get("engine", "ort"), serving.get("precision", "fp32")
+    else:
+        engine, _, precision = spec.partition(":")
+        precision = precision or "fp32"
+    return EngineConfig(
+        engine=engine,
+        precision=precision,
+        threads=threads,
+        session=SessionConfig(**session) if session else None,
+    )
 
 
 @dataclass
@@ -102,14 +131,20 @@ def bench_models(
 
     ``progress`` is called with a short line before each measurement."""
     from ..package import ModelPackage
-    from ..runtime import SessionConfig, make_session
+    from ..runtime import load_engine
 
     config = config or SweepConfig()
     if not models:
         raise UsageError("give at least one model package or .onnx file to bench")
     _warm_up_runtime()
-    pkgs = [m if isinstance(m, ModelPackage) else ModelPackage.load(m) for m in models]
-    names = _unique_names([_display_name(p) for p in pkgs])
+    loaded = [m if isinstance(m, ModelPackage) else ModelPackage.load(m) for m in models]
+    # every model with every engine spec: variants, all interleaved together
+    combos = [(p, spec) for p in loaded for spec in config.engines]
+    pkgs = [p for p, _ in combos]
+    multi = len(config.engines) > 1
+    names = _unique_names(
+        [_display_name(p) + (f" [{spec}]" if multi else "") for p, spec in combos]
+    )
     _check_dims(pkgs, config)
     if config.data is not None:
         data = [load_feed(config.data, p.signature) for p in pkgs]
@@ -125,15 +160,17 @@ def bench_models(
     for provider in config.providers:
         for threads in config.thread_counts:
             where = {"provider": provider, "threads": threads}
-            sconf = SessionConfig(intra_op_threads=threads, providers=(provider,),
-                                  graph_optimization=config.graph_optimization)  # fmt: skip
             sessions = []
-            for name, pkg in zip(names, pkgs, strict=True):
+            ran: dict[str, dict[str, Any]] = {}
+            for name, (pkg, spec) in zip(names, combos, strict=True):
+                econf = engine_of(spec, pkg, threads, providers=(provider,),
+                                  graph_optimization=config.graph_optimization)  # fmt: skip
                 t0 = time.perf_counter()
-                session, mem = measure_memory(lambda p=pkg, c=sconf: make_session(p.model_path, c))
+                session, mem = measure_memory(lambda p=pkg, c=econf: load_engine(p.model_path, c))
                 sessions.append(session)
+                ran[name] = session.info.to_dict()
                 loads.append({"variant": name, **where, "load_s": time.perf_counter() - t0,
-                              **mem.to_dict()})  # fmt: skip
+                              "ran": ran[name], **mem.to_dict()})  # fmt: skip
             load_of = {row["variant"]: row for row in loads[-len(pkgs) :]}
             for b in config.batch_sizes:
                 if progress is not None:
@@ -154,7 +191,9 @@ def bench_models(
                 stats = [LatencyStats(n, b, run.times_ms[n]) for n in names]
                 for st, v in zip(stats, variants, strict=True):
                     row = _row(st, stats[0], v, variants[0], load_of[st.name], first_run[st.name])
-                    rows.append({"variant": st.name, **where, **row})
+                    info = ran[st.name]
+                    rows.append({"variant": st.name, **where, "engine": info["engine"],
+                                 "precision": info["precision"], "ran": info, **row})  # fmt: skip
             del sessions
     cfg = asdict(config)
     cfg["latency"] = asdict(config.latency)

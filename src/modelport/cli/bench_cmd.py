@@ -80,6 +80,13 @@ def _dims(shapes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
 )
 @click.option("--providers", default="cpu", help="In-process: execution providers, e.g. cpu,cuda.")
 @click.option(
+    "--engine",
+    "engines",
+    default="ort",
+    help="In-process: engines to compare, interleaved: ort, openvino, openvino:bf16, or "
+    "package (what the package's serving section names), e.g. ort,openvino:bf16.",
+)
+@click.option(
     "--shape",
     "shapes",
     multiple=True,
@@ -206,6 +213,7 @@ def _inprocess(models: tuple[str, ...], opts: dict[str, Any]):
         dims=_dims(opts["shapes"]),
         latency=latency,
         data=opts["data"],
+        engines=tuple(e.strip() for e in opts["engines"].split(",") if e.strip()),
     )
     return bench_models(list(models), config, progress=_progress)
 

@@ -6,7 +6,9 @@
 
 ``plan`` builds the candidates that make sense for the model and the target (fp32 as given and
 graph-optimized; dynamic, static and partial int8 with per-channel and calibration choices;
-fp16 on GPU; structured pruning of a PyTorch source with a fine-tune hook), measures each with
+fp16 on GPU; structured pruning of a PyTorch source with a fine-tune hook; with OpenVINO
+installed, the same model.onnx on OpenVINO in fp32, in bf16 where the CPU runs it natively, and
+NNCF int8, whole or held to the budget), measures each with
 the same function on the same eval data (latency interleaved with fp32, at the served batch
 size, with each ONNX Runtime session setting), keeps the Pareto front over latency, size and
 drop, and picks the fastest that meets the budget. Within a time budget it always leaves the
@@ -267,6 +269,16 @@ def _latency_feed(pkg: ModelPackage, feed: dict, batch: int, dims: Mapping | Non
     return {k: v[idx] for k, v in feed.items()}
 
 
+def _openvino_precisions(target: str) -> tuple[str, ...] | None:
+    """OpenVINO's natively supported float precisions here, or None (not installed, or a GPU
+    target, which OpenVINO's CPU plugin does not serve)."""
+    from ..runtime import engine_available, native_precisions
+
+    if target != "cpu" or not engine_available("openvino"):
+        return None
+    return native_precisions("openvino")
+
+
 def _cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -394,6 +406,7 @@ def plan(
             repeats=config.repeats,
         )
         cpu = detect_cpu()
+        openvino = _openvino_precisions(config.target)
         profile = profile_model(fp32.load_onnx(load_external_data=False))
         log(f"model: {profile.summary()}")
         cands, not_generated = generate_candidates(
@@ -405,6 +418,7 @@ def plan(
             torch_source=source is not None and source.kind == "torch",
             finetune=finetune is not None,
             int8_kernels=cpu.vnni or cpu.arm_dot,
+            openvino=openvino,
         )
         if config.only:
             known = {c.name for c in cands}
@@ -431,7 +445,12 @@ def plan(
         )
         meta = {
             "model": str(getattr(model, "path", model)) if source is None else source.describe(),
-            "machine": {"cpu": cpu.summary(), "cores": cores, "providers": list(providers)},
+            "machine": {
+                "cpu": cpu.summary(),
+                "cores": cores,
+                "providers": list(providers),
+                "engines": {"ort": ["fp32"], **({"openvino": list(openvino)} if openvino else {})},
+            },
             "profile": profile.to_dict(),
             "profile_summary": profile.summary(),
             "eval": {"source": eval_source, "samples": n_eval, "labels": labels is not None},

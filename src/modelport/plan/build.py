@@ -101,11 +101,32 @@ def build_prune(ctx: BuildContext, cand: Candidate, base: ModelPackage, out: Pat
     return result.package
 
 
+def build_nncf(ctx: BuildContext, cand: Candidate, base: ModelPackage, out: Path) -> ModelPackage:
+    from ..optimize.calibration import take_feed
+    from ..optimize.openvino_int8 import OpenVINOInt8Config, quantize_openvino
+
+    opts = dict(cand.options)
+    partial = opts.pop("partial", False)
+    calib = ctx.calibration if ctx.calibration is not None else ctx.eval_feed
+    calib = take_feed(calib, base.signature, None)
+    config = OpenVINOInt8Config(**opts, max_drop=ctx.max_drop if partial else None)
+    result = quantize_openvino(
+        base,
+        out,
+        calib,
+        config,
+        eval_feed=ctx.eval_feed if partial else None,
+        metric=ctx.metric,
+    )
+    return result.package
+
+
 BUILDERS: dict[str, Callable[[BuildContext, Candidate, ModelPackage, Path], ModelPackage]] = {
     "fp32": build_fp32,
     "graph": build_graph,
     "quantize": build_quantize,
     "prune": build_prune,
+    "nncf": build_nncf,
 }
 
 

@@ -37,6 +37,8 @@ class Candidate:
     base: build on the result of this other candidate instead of the fp32 model.
     cost: build time relative to measuring the fp32 model (for the time budget's estimate).
     why: why this candidate makes sense here.
+    engine / precision: the engine that runs it and its float precision ("ort"/"fp32", or
+        "openvino" with "fp32" or "bf16").
     """
 
     name: str
@@ -45,6 +47,8 @@ class Candidate:
     base: str | None = None
     cost: float = 1.0
     why: str = ""
+    engine: str = "ort"
+    precision: str = "fp32"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -53,25 +57,51 @@ class Candidate:
             "options": dict(self.options),
             "base": self.base,
             "why": self.why,
+            "engine": self.engine,
+            "precision": self.precision,
         }
 
 
 @dataclass(frozen=True)
 class SessionSetting:
-    """ONNX Runtime settings a model is measured with: intra-op threads (0 = all cores) and
-    sequential or parallel (inter-op) execution."""
+    """How a model is run when measured: the engine and its float precision, threads per
+    inference (0 = all cores) and, on ONNX Runtime, sequential or parallel (inter-op) execution.
+    The chosen row's setting is what the package's serving section records."""
 
     threads: int = 0
     parallel: bool = False
+    engine: str = "ort"
+    precision: str = "fp32"
 
     def label(self, cores: int | None = None) -> str:
         t = "1 thread" if self.threads == 1 else f"{self.threads} threads"
         if self.threads == 0:
             t = f"all cores ({cores})" if cores else "all cores"
+        if self.engine != "ort":
+            return f"{self.engine} {self.precision}, {t}"
         return f"{t}, {'parallel' if self.parallel else 'sequential'}"
 
     def short(self) -> str:
+        if self.engine != "ort":
+            return f"ov-{self.precision}-t{self.threads or 'all'}"
         return f"t{self.threads or 'all'}-{'par' if self.parallel else 'seq'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threads": self.threads,
+            "parallel": self.parallel,
+            "engine": self.engine,
+            "precision": self.precision,
+        }
+
+
+def settings_for(cand: Candidate, ort_settings: list[SessionSetting], cores: int) -> list:
+    """The settings a candidate is measured with: ORT's for ORT candidates; for another engine,
+    its precision at 1 thread and all cores (OpenVINO has no parallel mode to choose)."""
+    if cand.engine == "ort":
+        return ort_settings
+    threads = (0, 1) if cores > 1 else (0,)
+    return [SessionSetting(t, False, cand.engine, cand.precision) for t in threads]
 
 
 def session_settings(target: str, cores: int) -> list[SessionSetting]:
@@ -214,6 +244,7 @@ def generate_candidates(
     torch_source: bool = False,
     finetune: bool = False,
     int8_kernels: bool = True,
+    openvino: tuple[str, ...] | None = None,
 ) -> tuple[list[Candidate], list[tuple[str, str]]]:
     """(candidates in search order, [(name, reason not generated)]).
 
@@ -224,6 +255,9 @@ def generate_candidates(
         (structured pruning).
     int8_kernels: the CPU has int8 dot-product instructions (VNNI / ARM dotprod); without them
         int8 is still tried (measurement decides) but said to be unlikely to pay off.
+    openvino: the float precisions OpenVINO runs natively here (``runtime.native_precisions``),
+        or None when OpenVINO is not installed: then no OpenVINO candidate. bf16 candidates
+        exist only when "bf16" is in it.
     """
     cands: list[Candidate] = [
         Candidate(
@@ -391,6 +425,11 @@ def generate_candidates(
         )
     cands.extend(prune_cands)
     if target == "cpu":
+        ov_c, ov_skip = _openvino_candidates(
+            profile, openvino, calibration or eval_data, eval_data, max_drop
+        )
+        cands += ov_c
+        skipped += ov_skip
         if kind == "cnn" and calibration:
             cands += [st_pt, st_ent]
         elif kind == "transformer" and calibration and has_mm:
@@ -429,4 +468,87 @@ def generate_candidates(
             skipped.append(("int8-partial", "static-based partial int8 needs calibration data"))
         elif has_mm or (kind == "cnn" and has_conv):
             cands.append(partial)
+    return cands, skipped
+
+
+def _openvino_candidates(
+    profile: ModelProfile,
+    precisions: tuple[str, ...] | None,
+    calibration: bool,
+    eval_data: bool,
+    max_drop: float | None,
+) -> tuple[list[Candidate], list[tuple[str, str]]]:
+    """OpenVINO reading the same model.onnx: fp32, bf16 where native, NNCF int8 (with bf16 for
+    the float rest where native) and NNCF int8 held to the drop budget."""
+    if precisions is None:
+        return [], [
+            ("ov-*", "OpenVINO is not installed: pip install 'modelport[openvino]' to plan with it")
+        ]
+    skipped: list[tuple[str, str]] = []
+    cands = [
+        Candidate(
+            "ov-fp32",
+            "fp32",
+            engine="openvino",
+            precision="fp32",
+            cost=1.5,
+            why="the same model.onnx on OpenVINO's CPU plugin (its own fusions and kernels)",
+        )
+    ]
+    bf16 = "bf16" in precisions
+    if bf16:
+        cands.append(
+            Candidate(
+                "ov-bf16",
+                "fp32",
+                engine="openvino",
+                precision="bf16",
+                cost=1.5,
+                why="bf16 math on the CPU's matrix units (AMX / AVX512-BF16), weights as given",
+            )
+        )
+    else:
+        skipped.append(
+            (
+                "ov-bf16",
+                "this CPU has no native bf16 (AMX-BF16 or AVX512-BF16), or it is disabled "
+                "with MODELPORT_DISABLE_PRECISIONS; emulated bf16 is slower than fp32",
+            )
+        )
+    rest = "bf16" if bf16 else "fp32"
+    if profile.matmul_weights == 0 and profile.conv_macs == 0:
+        return cands, [*skipped, ("ov-int8*", "no MatMul/Gemm/Conv with weights to quantize")]
+    if not calibration:
+        return cands, [
+            *skipped,
+            ("ov-int8*", "NNCF int8 needs calibration data: give --calibration or --eval"),
+        ]
+    model_type = "transformer" if profile.kind == "transformer" else None
+    cands.append(
+        Candidate(
+            f"ov-int8-{rest}",
+            "nncf",
+            {"precision": rest, "model_type": model_type},
+            engine="openvino",
+            precision=rest,
+            cost=8.0,
+            why=f"NNCF static int8 (QDQ in model.onnx) run by OpenVINO in int8, {rest} for the "
+            "rest" + (" (transformer preset)" if model_type else ""),
+        )
+    )
+    if max_drop is not None and eval_data:
+        cands.append(
+            Candidate(
+                f"ov-int8-{rest}-partial",
+                "nncf",
+                {"precision": rest, "model_type": model_type, "partial": True},
+                engine="openvino",
+                precision=rest,
+                cost=25.0,
+                why="NNCF int8 with the most sensitive MatMuls/Convs kept float "
+                f"({rest}) until the drop fits the budget",
+            )
+        )
+    elif max_drop is not None:
+        skipped.append(("ov-int8-partial", "partial int8 searches on real data: give --eval"))
     return cands, skipped

@@ -19,6 +19,7 @@ __all__ = ["plot_front", "render_markdown", "write_html", "write_markdown"]
 
 COLUMNS = (
     "candidate",
+    "engine (what ran)",
     "session",
     "latency ms",
     "speed-up",
@@ -48,6 +49,7 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
         out.append(
             [
                 ("**" + r["candidate"] + "**") if win else r["candidate"],
+                f"{r.get('engine', 'ort')} {r.get('precision', 'fp32')}",
                 r["setting_label"],
                 _f(r["latency_ms"]),
                 _f(r["speedup"], 2) + "x",
@@ -289,5 +291,6 @@ def plot_front(summary: dict[str, Any], path: Path) -> Path:
 
 
 def _short(r: dict[str, Any]) -> str:
-    s = r["setting"]
-    return f"t{s['threads'] or 'all'}-{'par' if s['parallel'] else 'seq'}"
+    from .candidates import SessionSetting
+
+    return SessionSetting(**r["setting"]).short()

@@ -30,7 +30,7 @@ import numpy as np
 from ..data import Feed, feed_batch_size
 from ..package import ModelPackage
 from .build import BuildContext, build_candidate
-from .candidates import Candidate, SessionSetting
+from .candidates import Candidate, SessionSetting, settings_for
 from .pareto import Budget, pick
 
 __all__ = ["Evaluation", "SearchState", "measure_model", "mean_cosine", "search"]
@@ -108,12 +108,16 @@ class Evaluation:
 
 
 def _session(path: Path, setting: SessionSetting, providers: tuple[str, ...]) -> Any:
-    from ..runtime import SessionConfig, make_session
+    """The engine session a setting names (``runtime.load_engine``): what serve will run."""
+    from ..runtime import EngineConfig, SessionConfig, load_engine
 
-    return make_session(
+    return load_engine(
         path,
-        SessionConfig(
-            intra_op_threads=setting.threads, parallel=setting.parallel, providers=providers
+        EngineConfig(
+            engine=setting.engine,
+            precision=setting.precision,
+            threads=setting.threads,
+            session=SessionConfig(parallel=setting.parallel, providers=providers),
         ),
     )
 
@@ -146,14 +150,17 @@ def measure_quality(ev: Evaluation, session: Any) -> dict[str, Any]:
     return q
 
 
-def measure_model(ev: Evaluation, name: str, pkg: ModelPackage) -> list[dict[str, Any]]:
+def measure_model(
+    ev: Evaluation, name: str, pkg: ModelPackage, cand: Candidate | None = None
+) -> list[dict[str, Any]]:
     """One row per session setting: quality (the same for all settings), size, and latency
-    interleaved with the fp32 baseline."""
+    interleaved with the fp32 baseline. ``cand`` names the engine (ORT when None)."""
     from ..bench import LatencyConfig, compare_latency
 
     t0 = time.perf_counter()
     path = pkg.model_path
-    sessions = [(s, _session(path, s, ev.providers)) for s in ev.settings]
+    settings = settings_for(cand, ev.settings, ev.cores) if cand is not None else ev.settings
+    sessions = [(s, _session(path, s, ev.providers)) for s in settings]
     quality = measure_quality(ev, sessions[0][1])
     runs = [("fp32 baseline", ev.baseline)] + [(f"{name} {s.short()}", x) for s, x in sessions]
     stats = compare_latency(
@@ -164,14 +171,17 @@ def measure_model(ev: Evaluation, name: str, pkg: ModelPackage) -> list[dict[str
         ev.baseline_ms = base_ms
     size = pkg.size_bytes()
     rows = []
-    for (setting, _), st in zip(sessions, stats[1:], strict=True):
+    for (setting, session), st in zip(sessions, stats[1:], strict=True):
         speedup = base_ms / st.p50 if st.p50 > 0 else 0.0
         rows.append(
             {
                 "name": f"{name} [{setting.short()}]",
                 "candidate": name,
-                "setting": {"threads": setting.threads, "parallel": setting.parallel},
+                "setting": setting.to_dict(),
                 "setting_label": setting.label(ev.cores),
+                "engine": session.info.engine,
+                "precision": session.info.precision,  # what ran, read back from the engine
+                "ran": session.info.to_dict(),
                 "tiebreak": 0 if setting == SessionSetting() else 1,  # ties: default settings
                 "latency_ms": ev.baseline_ms / speedup if speedup else float("inf"),
                 "raw_ms": st.p50,
@@ -217,6 +227,15 @@ def _skip_reason(
             return (
                 f"its base {cand.base} is already outside the drop budget "
                 f"({base_rows[0]['drop']:.4g} > {budget.max_drop:g})"
+            )
+    if cand.options.get("partial") and budget.max_drop is not None:
+        full = cand.name.removesuffix("-partial")
+        rows = by_cand.get(full, [])
+        if rows and rows[0]["drop"] <= budget.max_drop:
+            return (
+                f"{full} (every node int8) already meets the drop budget "
+                f"({rows[0]['drop']:.4g} <= {budget.max_drop:g}); keeping nodes float can "
+                "only be slower"
             )
     if cand.options.get("mode") == "partial" and budget.max_drop is not None:
         scheme = cand.options.get("partial_base") or "dynamic"
@@ -301,7 +320,7 @@ def search(
             built[cand.name] = pkg
             log(f"    built in {build_s:.1f} s; measuring")
             try:
-                rows = measure_model(ev, cand.name, pkg)
+                rows = measure_model(ev, cand.name, pkg, cand)
             except Exception as exc:
                 attempt.update(
                     status="failed",
@@ -369,7 +388,7 @@ def confirm_finalists(
         return False
     runs = [("fp32 baseline", ev.baseline)]
     for r in finalists:
-        setting = SessionSetting(r["setting"]["threads"], r["setting"]["parallel"])
+        setting = SessionSetting(**r["setting"])
         runs.append((r["name"], _session(Path(r["model_path"]), setting, ev.providers)))
     stats = compare_latency(
         runs, ev.latency_feed, LatencyConfig(warmup=ev.warmup, repeats=2 * ev.repeats)

@@ -162,6 +162,10 @@ def write_chosen(row: dict[str, Any], dest: Path, config: Any, summary: dict[str
         serving["intra_op_threads"] = row["setting"]["threads"]
     else:
         serving.pop("intra_op_threads", None)
+    # the engine and precision plan measured: serve and bench (--engine package) run exactly these
+    serving["engine"] = row["setting"].get("engine", "ort")
+    serving["precision"] = row["setting"].get("precision", "fp32")
+    step["ran"] = row.get("ran")
     manifest["serving"] = serving
     manifest.pop("files", None)
     has_samples = (pkg.path / "modelport.json").is_file()
@@ -241,8 +245,9 @@ def finish(out: Path, config: Any, meta: dict, state: Any, ev: Any, log: Any) ->
 
 
 def _short(r: dict[str, Any]) -> str:
-    s = r["setting"]
-    return f"t{s['threads'] or 'all'}-{'par' if s['parallel'] else 'seq'}"
+    from .candidates import SessionSetting
+
+    return SessionSetting(**r["setting"]).short()
 
 
 def _json(obj: Any) -> Any:

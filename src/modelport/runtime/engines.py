@@ -348,19 +348,19 @@ class OpenVINOSession:
         seen = set()
         for op in self.compiled.get_runtime_model().get_ops():
             rt = op.get_rt_info()
-            kind = str(rt["layerType"]) if "layerType" in rt else op.get_type_name()
+            kind = rt["layerType"].astype(str) if "layerType" in rt else op.get_type_name()
             if kind in _OV_HEAVY_OPS and "runtimePrecision" in rt:
-                seen.add(str(rt["runtimePrecision"]))
+                seen.add(rt["runtimePrecision"].astype(str))
         ints = seen & {"i8", "u8"}
         floats = [p for p in ("bf16", "f16", "f32") if p in seen]
         names = {"bf16": "bf16", "f16": "fp16", "f32": "fp32"}
-        float_part = "+".join(names[p] for p in floats)
-        if ints:
-            return "int8" + (f"+{float_part}" if float_part else "")
-        if float_part:
-            return float_part
         hint = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        return {"bf16": "bf16", "f16": "fp16"}.get(hint, "fp32")
+        hint = (
+            "bf16" if "bfloat16" in hint or hint == "bf16" else "fp16" if "16" in hint else "fp32"
+        )
+        # the float part: what heavy float ops ran in, else the hint the other ops run with
+        float_part = "+".join(names[p] for p in floats) or hint
+        return f"int8+{float_part}" if ints else float_part
 
     def _request(self) -> Any:
         req = getattr(self._local, "request", None)

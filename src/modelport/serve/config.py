@@ -136,6 +136,8 @@ _MODEL_FIELD_RANGES: dict[str, tuple[str, float, float]] = {
     "warmup": ("bool", 0, 0),
     "max_request_rows": ("int", 0, 1 << 31),
     "max_tensor_elements": ("int", 0, 1 << 40),
+    "engine": ("str", 0, 0),
+    "precision": ("str", 0, 0),
 }
 
 
@@ -189,6 +191,9 @@ class ModelConfig:
         max(1024, max_batch_size). Larger requests are refused with 413 before they run.
     max_tensor_elements: most elements in one input tensor; 0 = derived from the model, the
         larger of 2**24 and max_request_rows x the input's fixed elements per row.
+    engine / precision: the inference engine ("ort" or "openvino") and its float precision
+        ("fp32", "bf16" where the CPU runs it natively); ``modelport plan`` writes the pair it
+        measured into the package's serving section (see ``modelport.runtime``).
     """
 
     max_batch_size: int = 32
@@ -203,6 +208,8 @@ class ModelConfig:
     version_labels: Mapping[str, int] = field(default_factory=dict)
     max_request_rows: int = 0
     max_tensor_elements: int = 0
+    engine: str = "ort"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         _check_types(self, _MODEL_FIELD_RANGES)
@@ -238,6 +245,12 @@ class ModelConfig:
             problems.append(
                 f"max_tensor_elements must be >= 0 (0 = derived), got {self.max_tensor_elements}"
             )
+        try:
+            from ..runtime import EngineConfig
+
+            EngineConfig(engine=self.engine, precision=self.precision)
+        except UsageError as exc:
+            problems.append(exc.message)
         if problems:
             raise UsageError("invalid serving config: " + "; ".join(problems))
 

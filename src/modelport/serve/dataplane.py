@@ -128,6 +128,7 @@ class DataPlane:
             "parameters": {
                 "execution": "inline" if batcher.inline else "thread",
                 "intra_op_threads": model.threads,
+                "engine": model.session.info.to_dict() if model.session is not None else None,
                 "timeout_ms": cfg.timeout_ms,
                 "dynamic_batching": "on"
                 if batched

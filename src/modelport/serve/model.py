@@ -1,6 +1,7 @@
-"""A loaded model version: its ONNX Runtime session and a thread-safe ``run``.
+"""A loaded model version: its engine session (ONNX Runtime or OpenVINO) and a thread-safe
+``run``.
 
-The only serve module that touches ``modelport.runtime`` (and through it onnxruntime).
+The only serve module that touches ``modelport.runtime`` (and through it the engines).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError, ModelportError
 from ..package import ModelPackage
-from ..runtime import SessionConfig, make_session, run_session  # light: ORT loads on first use
+from ..runtime import EngineConfig, SessionConfig, load_engine, run_session  # engines load lazily
 from ..signature import Signature
 from .config import INLINE_THRESHOLD_S, ModelConfig
 from .errors import InferenceFailedError
@@ -101,7 +102,7 @@ class LoadedModel:
             for t in self.signature.inputs
         }
         self.output_types = {t.name: v2_datatype(t.dtype) for t in self.signature.outputs}
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_names = list(self.session.output_names)
 
     def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None):
         """Outputs by name. Bad inputs raise InputError, other ORT failures InferenceFailedError.
@@ -207,17 +208,27 @@ def _shrink_options() -> Any:
     return options
 
 
+def _engine(package: ModelPackage, config: ModelConfig, threads: int) -> Any:
+    """The session of the engine and precision the serving config names (plan records them)."""
+    return load_engine(
+        package.model_path,
+        EngineConfig(
+            engine=config.engine,
+            precision=config.precision,
+            threads=threads,
+            session=SessionConfig(
+                inter_op_threads=1, extra_session_options=_serving_session_options()
+            )
+            if config.engine == "ort"
+            else None,
+        ),
+    )
+
+
 def load_model(package: ModelPackage, name: str, version: int, config: ModelConfig) -> LoadedModel:
     """Create the session, warm it up and decide batching and inline execution by measurement."""
     signature = package.signature
-    session = make_session(
-        package.model_path,
-        SessionConfig(
-            intra_op_threads=config.threads,
-            inter_op_threads=1,
-            extra_session_options=_serving_session_options(),
-        ),
-    )
+    session = _engine(package, config, config.threads)
     batch_name, why_not = batching_plan(signature)
     if batch_name is None and config.max_batch_size > 1:
         log.info("model %s version %s: dynamic batching is off: %s", name, version, why_not)
@@ -381,13 +392,6 @@ def _measure(model: LoadedModel, batch_name: str | None, feeds: _WarmUpFeeds) ->
     if model.inline and model.config.intra_op_threads == 0 and model.config.threads > 1:
         # A model this small runs fastest in the calling thread alone: waking ORT's pool
         # threads costs more than the work (measured, docs/serve.md). Small, so cheap to redo.
-        model.session = make_session(
-            model.package.model_path,
-            SessionConfig(
-                intra_op_threads=1,
-                inter_op_threads=1,
-                extra_session_options=_serving_session_options(),
-            ),
-        )
+        model.session = _engine(model.package, model.config, 1)
         model.threads = 1
         model.run(feeds.feed(1))
