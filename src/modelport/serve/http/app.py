@@ -54,6 +54,20 @@ def build_app(
             await send_bytes(send, 200, body, [(b"content-type", content_type.encode())])
 
     routes.append(Route("/metrics", Metrics(), methods=["GET"]))
+
+    class OpenAPI:
+        body: bytes | None = None
+
+        async def __call__(self, scope, receive, send) -> None:
+            if OpenAPI.body is None:
+                import orjson
+
+                from .openapi import openapi_document
+
+                OpenAPI.body = orjson.dumps(openapi_document())
+            await send_bytes(send, 200, OpenAPI.body, [(b"content-type", b"application/json")])
+
+    routes.append(Route("/openapi.json", OpenAPI(), methods=["GET"]))
     return Router(routes=routes, default=_not_found)
 
 
