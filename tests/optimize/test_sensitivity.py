@@ -101,3 +101,42 @@ def test_partial_time_budget_end_to_end(digits_package, tmp_path):
     # out of time before any measurement: everything stays float, and the package is written
     assert len(part["kept"]) == part["candidates"]
     assert not any(n.op_type == "MatMulInteger" for n in pkg.load_onnx().graph.node)
+
+
+def test_costs_can_be_measured_more_cheaply_but_results_are_judged_on_all_data():
+    calls: list[int] = []
+    cheap_calls: list[int] = []
+    groups = {n: [n] for n in "abcd"}
+    res = search_kept(
+        _chain(False),
+        _chain(True),
+        groups,
+        _evaluate(calls),
+        max_drop=0.05,
+        cost_evaluate=_evaluate(cheap_calls),
+    )
+    assert len(cheap_calls) == len(groups)  # each node alone: the cheap evaluation
+    assert sorted(res.kept) == ["a", "b"] and len(calls) == res.evaluations - len(groups)
+
+
+def test_cost_samples_shrink_only_for_large_inputs():
+    from modelport.optimize.partial import cost_sample_rows
+
+    assert cost_sample_rows({"x": np.zeros((8, 3, 960, 960), np.float32)}) == 2
+    assert cost_sample_rows({"x": np.zeros((300, 64), np.float32)}) == 300
+
+
+def test_progress_bars_show_counts_only_when_asked(monkeypatch, capsys):
+    from modelport.progress import progress
+
+    monkeypatch.setenv("MODELPORT_PROGRESS", "1")
+    with progress("calibration (minmax), samples", total=16) as bar:
+        bar.advance(16)
+        with progress("partial: each node quantized alone", total=3) as inner:
+            inner.advance(3)
+    err = capsys.readouterr().err
+    assert "16/16" in err and "3/3" in err and "eta" in err
+    monkeypatch.setenv("MODELPORT_PROGRESS", "0")
+    with progress("quiet", total=2) as bar:
+        bar.advance(2)
+    assert bar.done == 2 and capsys.readouterr().err == ""

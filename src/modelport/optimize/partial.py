@@ -32,6 +32,17 @@ from .sensitivity import (
 __all__ = ["dynamic_candidates", "quantize_partial"]
 
 
+COST_SAMPLE_BYTES = 24 << 20
+
+
+def cost_sample_rows(feed: Any) -> int:
+    """Samples on which each candidate is measured alone: all of them while they are small,
+    else as many as fit ``COST_SAMPLE_BYTES`` of input (two 960x960 images), at least two."""
+    n = max(1, max((len(v) for v in feed.values() if np.ndim(v)), default=1))
+    per_row = sum(np.asarray(v).nbytes for v in feed.values()) / n
+    return int(min(n, max(2, COST_SAMPLE_BYTES // max(per_row, 1))))
+
+
 def dynamic_candidates(model: Any, const_only: bool = True) -> tuple[list[str], dict[str, int]]:
     """MatMul/Gemm nodes (with a constant weight when ``const_only``) and Gathers of a constant
     table: what ``quantize_dynamic`` quantizes. Returns (names, weight elements per name)."""
@@ -178,6 +189,16 @@ def quantize_partial(
     reference = run_batched(session, feed, batch_size=eval_batch_rows(feed))
     del session
     evaluate = make_evaluator(reference, feed, metric, threads=config.threads)
+    # each node alone is measured on a few samples when they are large (ranking only)
+    cost_rows = cost_sample_rows(feed) if labels is None and ev.metric is None else n_eval
+    cost_evaluate = evaluate
+    if cost_rows < n_eval:
+        cost_evaluate = make_evaluator(
+            {k: v[:cost_rows] for k, v in reference.items()},
+            {k: v[:cost_rows] for k, v in feed.items()},
+            metric,
+            threads=config.threads,
+        )
     static = _is_static(config)
     exclude = list(config.exclude)
     if static and config.smoothing is not None:
@@ -211,6 +232,7 @@ def quantize_partial(
         rank_by=config.rank_by,
         weight_sizes=sizes,
         deadline=deadline,
+        cost_evaluate=cost_evaluate,
     )
     kept_groups = list(res.kept)
 
@@ -267,6 +289,7 @@ def quantize_partial(
         "real_trace": real_trace,
         "final_drop": drop,
         "evaluations": res.evaluations + len(real_trace),
+        "cost_samples": cost_rows,
         "measured_candidates": len(res.costs),
         "time_budget_s": budget,
         "timed_out": out_of_time,

@@ -227,23 +227,28 @@ def search_kept(
     rank_by: str = "loss",
     weight_sizes: Mapping[str, int] | None = None,
     deadline: float | None = None,
+    cost_evaluate: Evaluate | None = None,
 ) -> SearchResult:
     """Keep the fewest top-ranked groups float so that ``evaluate(model) <= max_drop``.
 
-    ``deadline`` (a ``time.monotonic()`` value): no evaluation starts after it; the best set
-    found so far is returned with ``timed_out``. Progress is shown on a terminal.
+    ``cost_evaluate`` (default ``evaluate``) measures each group quantized alone, for the
+    ranking only: a cheaper one (fewer samples) keeps the search short on large inputs; every
+    drop the result is judged by comes from ``evaluate``. ``deadline`` (a ``time.monotonic()``
+    value): no evaluation starts after it; the best set found so far is returned with
+    ``timed_out``. Progress is shown on a terminal.
     """
     from ..progress import progress
 
     seen: list[tuple[list[str], float]] = []  # (kept groups, drop) of every evaluation
 
-    def measure(kept: list[str], model: Any = None) -> float:
+    def measure(kept: list[str], model: Any = None, how: Evaluate | None = None) -> float:
         if deadline is not None and time.monotonic() > deadline:
             raise _OutOfTime
         if model is None:
             model = revert_nodes(quantized, fp32, [n for k in kept for n in groups[k]])
-        drop = evaluate(model)
-        seen.append((list(kept), drop))
+        drop = (how or evaluate)(model)
+        if how is None or how is evaluate:  # only drops on the full data judge a result
+            seen.append((list(kept), drop))
         res.evaluations += 1
         return drop
 
@@ -262,7 +267,7 @@ def search_kept(
         with progress("partial: each node quantized alone", total=len(groups)) as bar:
             for key, members in groups.items():
                 res.weights[key] = int(sum((weight_sizes or {}).get(n, 1) for n in members))
-                res.costs[key] = measure([k for k in groups if k != key])
+                res.costs[key] = measure([k for k in groups if k != key], how=cost_evaluate)
                 bar.advance()
         if rank_by == "loss_per_weight":
             res.ranking = sorted(res.costs, key=lambda k: -res.costs[k] / max(res.weights[k], 1))
