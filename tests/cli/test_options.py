@@ -175,3 +175,24 @@ def test_optimize_and_prune_tables(tmp_path, tiny_onnx, capsys, args, flag, need
     }[argv[0]]  # fmt: skip
     ctx = command.make_context(argv[0], argv[1:] + extra)
     refuse_inapplicable(ctx, table, mode, labels)
+
+
+@pytest.mark.parametrize(
+    "args, flag, needs, got",
+    [
+        (["prune", "{onnx}", "-o", "{tmp}/p", "--sparsity", "0.5", "--task", "feature-extraction"],
+         "--task", "--hf", "a PACKAGE"),
+        (["plan", "{onnx}", "-o", "{tmp}/pl", "--trust"], "--trust", "--keras or --sklearn",
+         "a PACKAGE"),
+        (["verify", "{onnx}", "--weights", "{onnx}"], "--weights", "--torch", "a PACKAGE"),
+        (["verify", "{onnx}", "--onnx", "{onnx}", "--tag", "x"], "--tag",
+         "--savedmodel or --savedmodel-repo", "--onnx"),
+        (["prune", "-o", "{tmp}/p", "--sparsity", "0.5", "--hf", "{tmp}", "--weights", "{onnx}"],
+         "--weights", "--torch", "--hf"),
+    ],
+)  # fmt: skip
+def test_source_options_of_prune_plan_verify(tmp_path, tiny_onnx, capsys, args, flag, needs, got):
+    argv = [a.format(tmp=tmp_path, onnx=tiny_onnx) for a in args]
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{flag} applies only with {needs}, not with {got}" in err, err

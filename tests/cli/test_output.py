@@ -58,9 +58,13 @@ def test_fidelity_rows_name_the_measure_and_format_alike():
 
 
 def test_verify_without_a_source_says_what_it_compared(tiny_onnx, tmp_path, capsys):
-    from modelport.convert import Source, convert
+    import numpy as np
 
-    pkg = convert(Source.onnx(str(tiny_onnx)), tmp_path / "p").package
+    from modelport.convert import ConvertConfig, Source, convert
+
+    example = {"x": np.ones((3, 4), np.float32)}  # a given example is stored with its outputs
+    pkg = convert(Source.onnx(str(tiny_onnx)), tmp_path / "p", ConvertConfig(example=example))
+    pkg = pkg.package
     assert main(["verify", str(pkg.path)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "example (vs stored outputs)" in out

@@ -57,6 +57,23 @@ CONVERT_APPLIES: dict[str, tuple[str, ...]] = {
 }
 
 
+# the options of the source group that belong to one kind of source (prune, plan and verify
+# check these; convert checks the whole table)
+SOURCE_ONLY = ("task", "signature_name", "tag", "trust", "weights", "init_args")
+
+
+def refuse_source_options(ctx: click.Context, kw: dict[str, Any], package: Any) -> None:
+    """Refuse source options that do not apply to the source given (or to a PACKAGE)."""
+    sources = given_sources(kw)
+    if len(sources) > 1:
+        return  # make_source says "give exactly one source"
+    mode = sources[0] if sources else "package"
+    if mode == "package" and not package:
+        return
+    table = {k: CONVERT_APPLIES[k] for k in SOURCE_ONLY}
+    refuse_inapplicable(ctx, table, mode, {**SOURCE_LABELS, "package": "a PACKAGE"})
+
+
 def given_sources(kw: dict[str, Any]) -> list[str]:
     """The source options that were given."""
     return [k for k in SOURCE_KEYS if kw.get(k)]
@@ -583,7 +600,8 @@ def _load_any(path: str) -> dict[str, Any]:
 )
 @verify_options
 @click.option("--json", "json_out", type=click.Path(), help="Write the report as JSON.")
-def verify(package: str, **kw: Any) -> int:
+@click.pass_context
+def verify(ctx: click.Context, package: str, **kw: Any) -> int:
     """Verify PACKAGE: onnx.checker, integrity, and parity, either with the outputs stored at
     conversion and batch consistency, or against a source model given with the source options
     (--torch, --hf, --onnx, ...)."""
@@ -592,6 +610,7 @@ def verify(package: str, **kw: Any) -> int:
     from ..package import ModelPackage
     from ..verify import verify_package
 
+    refuse_source_options(ctx, kw, package)
     pkg = ModelPackage.load(package)
     config = make_verify_config(kw["atol"], kw["rtol"], kw["verify_batch_sizes"], kw["verify_dims"])
     example = load_feed(kw["example_inputs"], pkg.signature) if kw["example_inputs"] else None

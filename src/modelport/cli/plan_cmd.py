@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .convert_cmd import given_sources, make_source, source_options
+from .convert_cmd import given_sources, make_source, refuse_source_options, source_options
 from .ui import console, console_err, table, write_json
 
 
@@ -83,7 +83,8 @@ from .ui import console, console_err, table, write_json
 @click.option("--repeats", type=int, default=30, show_default=True, help="Timed runs per setting.")
 @click.option("--force", is_flag=True, help="Replace an earlier plan output at OUT.")
 @click.option("--json", "json_out", type=click.Path(), help="Also write plan.json here.")
-def plan(package: str | None, **kw: Any) -> int:
+@click.pass_context
+def plan(ctx: click.Context, package: str | None, **kw: Any) -> int:
     """Build the variants that make sense for PACKAGE (or a --torch source) on this target,
     measure each on the same eval data, keep the Pareto front (latency, size, drop) and pick
     the fastest within the budget. Writes OUT/chosen (the package), OUT/report.md and
@@ -94,6 +95,7 @@ def plan(package: str | None, **kw: Any) -> int:
     from ..plan import PlanConfig
     from ..plan import plan as run
 
+    refuse_source_options(ctx, kw, package)
     given = given_sources(kw)
     if package and given:
         raise UsageError("give either a PACKAGE or a source option (--torch ...), not both")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .convert_cmd import given_sources, make_source, source_options
+from .convert_cmd import given_sources, make_source, refuse_source_options, source_options
 from .options import refuse_inapplicable
 from .ui import console, human_bytes, table, write_json
 
@@ -109,6 +109,7 @@ def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
     from .convert_cmd import parse_ints
 
     refuse_inapplicable(ctx, PRUNE_APPLIES, kw["method"], PRUNE_MODES)
+    refuse_source_options(ctx, kw, package)
     given = given_sources(kw)
     if package and given:
         raise UsageError("give either a PACKAGE or a source option (--torch ...), not both")

@@ -49,6 +49,17 @@ class _Stream:
         return getattr(real_stream(self.name), "encoding", None) or "utf-8"
 
 
+def _broken_pipe() -> None:
+    """`modelport ... | head`: stop quietly (rich's own handler needs sys.stdout.fileno(), which
+    a captured stdout does not have)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, real_stream("stdout").fileno())
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(1)
+
+
 class _LazyConsole:
     """A rich Console made on first use (importing rich costs ~90 ms)."""
 
@@ -64,6 +75,7 @@ class _LazyConsole:
             width = None if os.isatty(1) else 160
             self._console = Console(file=_Stream(self._stream), highlight=False, soft_wrap=True,
                                     width=width)  # fmt: skip
+            self._console.on_broken_pipe = _broken_pipe
         return self._console
 
     def __getattr__(self, name: str) -> Any:
