@@ -19,7 +19,7 @@ from modelport.errors import UsageError
 # a value to give each option in the tables (flags: None)
 VALUES = {
     # bench
-    "batch_sizes": "1,2", "threads": "1", "providers": "cpu", "warmup": "1", "repeats": "2",
+    "batch_sizes": "1,2", "threads": "1", "providers": "cpu", "engines": "ort", "warmup": "1", "repeats": "2",
     "shapes": "seq=4", "data": "{onnx}", "plot": "{tmp}/p.png", "report": "{tmp}/r.md",
     "model": "m", "model_version": "1", "protocol": "grpc", "requests": "5", "rate": "10",
     "batch_size": "8", "package": "{onnx}", "timeout": "3", "no_ceiling": None,
@@ -95,6 +95,15 @@ def test_the_tables(tmp_path, tiny_onnx, capsys, command, name, mode, allowed):
     err = " ".join(capsys.readouterr().err.split())
     assert f"{_flag(command, name)} applies only with" in err, err
     assert f"not with {labels[mode]}" in err
+
+
+def test_every_in_process_or_server_option_is_in_the_bench_table():
+    """An option whose help says "In-process:" or "Server:" must be in the table (so a new one
+    cannot be silently ignored in the other mode)."""
+    for p in bench.params:
+        text = getattr(p, "help", "") or ""
+        if text.startswith(("In-process:", "Server:")):
+            assert p.name in BENCH, p.name
 
 
 def test_every_table_entry_is_an_option_or_a_library_field():

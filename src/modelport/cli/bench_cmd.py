@@ -20,6 +20,7 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "batch_sizes": ("inprocess",),
     "threads": ("inprocess",),
     "providers": ("inprocess",),
+    "engines": ("inprocess",),
     "warmup": ("inprocess",),
     "repeats": ("inprocess",),
     "shapes": ("inprocess", "server"),
