@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.modelport-installed
 LINT_PATHS := src tests bench examples
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test test-fast lint format clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ lint: install
 
 test: install lint
 	$(VENV)/bin/pytest
+
+# the quick edit-test loop: everything but real models, frameworks, Ray and server processes
+test-fast: install
+	$(VENV)/bin/pytest -m "not slow"
 
 format: install
 	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
