@@ -72,3 +72,29 @@ def test_opset_conversion_that_cannot_run_needs_real_inputs(tmp_path):
     with pytest.raises(VerificationError, match="--example-inputs"):
         convert(Source.onnx(str(src)), tmp_path / "pkg", ConvertConfig(opset=18))
     assert not (tmp_path / "pkg").exists()
+
+
+@pytest.mark.parametrize("name", ["light_squeezenet", "light_resnet50"])
+def test_models_shipped_by_the_onnx_package_import_warm_up_and_answer_alike(name, tmp_path):
+    """Models nobody here wrote: the 'light' CNNs of onnx's backend test data (no download)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from modelport.package import ModelPackage
+    from modelport.runtime import make_session, run_session
+    from modelport.serve.config import ModelConfig
+    from modelport.serve.model import load_model
+
+    src = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"{name}.onnx"
+    if not src.is_file():
+        pytest.skip(f"this onnx build does not ship {src.name}")
+    res = convert(Source.onnx(str(src)), tmp_path / "pkg")
+    assert res.report.passed and res.report.checker == "passed"
+    served = load_model(ModelPackage.load(tmp_path / "pkg"), name, 1, ModelConfig())
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    feed = {served.signature.inputs[0].name: x}
+    want = run_session(make_session(str(src)), feed)
+    got = served.run(feed)
+    for k, v in want.items():
+        np.testing.assert_array_equal(got[k], v)
