@@ -90,14 +90,16 @@ def test_local_ray_that_cannot_fit_exits_2_before_starting_ray(two_models, monke
     from modelport.cli import main
     from modelport.serve.ray import runner
 
-    started = []
+    def connect(config):
+        raise AssertionError("Ray must not be started")
+
     monkeypatch.setattr(runner, "local_cpus", lambda: 2)
-    monkeypatch.setattr(runner, "connect", lambda config: started.append(config))
-    assert main(["serve", str(two_models), "--ray", "--replicas", "2", "--http-port", "0"]) == 2
+    monkeypatch.setattr(runner, "connect", connect)
+    argv = ["serve", str(two_models), "--ray", "--replicas", "2", "--replica-cpus", "1"]
+    assert main([*argv, "--http-port", "0"]) == 2
     err = capsys.readouterr().err
     assert "5 CPUs requested, 2 CPUs available" in err and "--replica-cpus auto" in err
     assert "Traceback" not in err
-    assert started == []  # refused before Ray was started
 
 
 # --- options the chosen mode would ignore ------------------------------------------------
