@@ -143,10 +143,29 @@ async def test_served_png_in_label_out(digits_image_package, digits_data):
             r = await c.post(f"/predictions/{name}", content=files[0])
             assert r.status_code == 200, r.text
             assert r.json()["label"] == expected[0].decode()
+            assert isinstance(r.json()["score"], float)
             r = await c.post(f"/predictions/{name}", content=b"GIF89a not really")
             assert r.status_code == 400 and "not a readable image" in r.json()["message"]
-            # the bare graph takes the float tensor
-            raw = {"x": x[:2].astype(np.float32)}
-            body, headers = encode_request(raw)
-            r = await c.post(f"/v2/models/{name}_raw/infer", content=body, headers=headers)
-            assert r.status_code == 200
+            # TF Serving's :classify on the same examples
+            r = await c.post(f"/v1/models/{name}:classify", json={"examples": [{"image": b64[0]}]})
+            assert r.status_code == 200, r.text
+            ((best,),) = r.json()["result"]
+            assert best[0] == expected[0].decode() and 0 < best[1] <= 1
+            # the bare graph takes the float tensor; V2 classification extension on its logits
+            raw = {
+                "inputs": [
+                    {"name": "x", "datatype": "FP32", "shape": [2, 1, 8, 8],
+                     "data": x[:2].ravel().tolist()}
+                ],
+                "outputs": [{"name": "output", "parameters": {"classification": 3}}],
+            }  # fmt: skip
+            r = await c.post(f"/v2/models/{name}_raw/infer", json=raw)
+            assert r.status_code == 200, r.text
+            out = r.json()["outputs"][0]
+            assert out["datatype"] == "BYTES" and out["shape"] == [2, 3]
+            top = [row.split(":") for row in out["data"][::3]]  # the best class of each row
+            assert [f"digit {t[1]}" == t[2] for t in top] == [True, True]
+            assert [t[2].encode() for t in top] == expected[:2]
+            raw["outputs"][0]["parameters"]["classification"] = 0
+            r = await c.post(f"/v2/models/{name}_raw/infer", json=raw)
+            assert r.status_code == 400 and "class count" in r.json()["error"]

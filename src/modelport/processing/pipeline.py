@@ -285,6 +285,14 @@ class Pipeline:
             )
         return feed
 
+    def graph_feed(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The graph's inputs for public ``inputs`` (what a client of ``NAME_raw`` sends)."""
+        feed = self.prepare({k: _as_array(v) for k, v in inputs.items()})
+        full = dict(feed)
+        for rt in self._tokenizers:
+            full.update(rt.collate(feed))
+        return {n: full[n] for n in self.graph_inputs}
+
     # --- per merged batch -------------------------------------------------------------------
 
     def run_batch(

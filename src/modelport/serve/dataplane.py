@@ -15,6 +15,7 @@ from ..errors import InputError
 from .errors import RequestTimeoutError, RequestTooLargeError, status_of
 from .metrics import Metrics
 from .offload import off_loop
+from .processed import classify_outputs
 from .repository import READY, ModelRepository, VersionState
 from .types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
 
@@ -23,7 +24,7 @@ __all__ = ["DataPlane", "EXTENSIONS", "PLATFORM"]
 log = logging.getLogger("modelport.serve")
 
 PLATFORM = "onnxruntime_onnx"
-EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "model_configuration"]
 _UNKNOWN = "(unknown)"  # metrics label for names that are not models (bounded cardinality)
 
 
@@ -160,14 +161,14 @@ class DataPlane:
                 feed = await off_loop(strings * 16, _feed, model, request.inputs)
             wanted = _wanted_outputs(model, request.outputs)
             outputs = await self._wait(vs, feed, request)
+            types = model.output_types
+            if request.outputs and any("classification" in r.parameters for r in request.outputs):
+                outputs, types = classify_outputs(model, request.outputs, outputs)
             version = vs.version_str  # a remote version (serve/ray) knows only now which served
             response = InferenceResponse(
                 name,
                 version,
-                [
-                    Tensor(n, model.output_types[n], list(outputs[n].shape), outputs[n])
-                    for n in wanted
-                ],
+                [Tensor(n, types[n], list(outputs[n].shape), outputs[n]) for n in wanted],
                 request.id,
             )
             status = "success"

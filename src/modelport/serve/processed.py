@@ -23,7 +23,7 @@ from ..processing import Pipeline, Processing
 from .offload import decode_pool
 from .types import Tensor, v2_datatype
 
-__all__ = ["RAW_SUFFIX", "ProcessedModel", "with_processing"]
+__all__ = ["RAW_SUFFIX", "ProcessedModel", "classify_outputs", "with_processing"]
 
 RAW_SUFFIX = "_raw"
 
@@ -122,3 +122,57 @@ def with_processing(model: Any, processing: Processing, *, trust: bool) -> Proce
             warm = {n: np.array(["warm-up"], dtype=object) for n in texts}
             processed.run(pipeline.prepare(warm))
     return processed
+
+
+def _labels(model: Any) -> list[str] | None:
+    """The class names of the package's ``top_k`` step (read once), or None."""
+    cached = getattr(model, "_class_labels", False)
+    if cached is not False:
+        return cached
+    labels = None
+    package = getattr(model, "package", None)
+    processing = Processing.of(package.manifest) if package is not None else None
+    for step in processing.post if processing else ():
+        if step.kind == "top_k":
+            path = package.path / step.labels_file
+            labels = path.read_text(encoding="utf-8").splitlines()
+    model._class_labels = labels
+    return labels
+
+
+def classify_outputs(
+    model: Any, requested: list[Any], outputs: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The V2 classification extension (Triton's): an output requested with parameter
+    ``classification: k`` is answered as BYTES [batch, k] of "score:index[:label]", best first,
+    the labels from the package's labels file."""
+    out = dict(outputs)
+    types = dict(model.output_types)
+    for r in requested:
+        k = r.parameters.get("classification")
+        if k is None:
+            continue
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(
+                f"output '{r.name}': the classification parameter must be a class count >= 1, "
+                f"got {k!r}",
+                output=r.name,
+            )
+        scores = np.asarray(out[r.name])
+        if scores.dtype.kind not in "fiu" or scores.ndim not in (1, 2):
+            raise InputError(
+                f"output '{r.name}' ({types[r.name]} {list(scores.shape)}) is not a vector of "
+                "class scores per row; classification needs [batch, classes] numbers",
+                output=r.name,
+            )
+        labels = _labels(model)
+        rows = scores if scores.ndim == 2 else scores[None]
+        k = min(k, rows.shape[1])
+        idx = np.argsort(-rows, axis=1, kind="stable")[:, :k]
+        text = np.empty(idx.shape, dtype=object)
+        for (i, j), c in np.ndenumerate(idx):
+            label = f":{labels[c]}" if labels is not None and c < len(labels) else ""
+            text[i, j] = f"{rows[i, c]:g}:{c}{label}".encode()
+        out[r.name] = text if scores.ndim == 2 else text[0]
+        types[r.name] = "BYTES"
+    return out, types

@@ -376,6 +376,40 @@ def encode_predict(response: InferenceResponse, rows: int | None) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def decode_classify(plane: DataPlane, name: str, version: str | None, doc: Any) -> InferenceRequest:
+    """A TF Serving classify body (``{"examples": [{feature: value}, ...]}``) for a model that
+    answers ``label``/``score`` (a package with class labels) -> the request."""
+    outputs = plane.repository.get(name, version).model.output_types
+    if "label" not in outputs or "score" not in outputs:
+        raise UnsupportedError(
+            ":classify needs a model that answers class labels (convert it with --label-file, "
+            "or a Hugging Face text classifier); use :predict for this one"
+        )
+    if not isinstance(doc, dict) or not isinstance(doc.get("examples"), list):
+        raise InputError('the classify body must be a JSON object with "examples": [{...}, ...]')
+    context = doc.get("context") or {}
+    examples = [{**context, **e} if isinstance(e, dict) else e for e in doc["examples"]]
+    predict = {"instances": examples, "signature_name": doc.get("signature_name")}
+    request, _ = decode_predict(plane, name, version, predict)
+    return request
+
+
+def encode_classify(response: InferenceResponse) -> bytes:
+    """``{"result": [[[label, score], ...], ...]}``: per example, its classes best first."""
+    outs = {t.name: t.data for t in response.outputs}
+    labels, scores = outs["label"], np.asarray(outs["score"], dtype=np.float64)
+    if labels.ndim == 1:
+        labels, scores = labels[:, None], scores[:, None]
+    result = [
+        [
+            [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x), float(s)]
+            for x, s in zip(row_l, row_s, strict=True)
+        ]
+        for row_l, row_s in zip(labels.tolist(), scores.tolist(), strict=True)
+    ]
+    return orjson.dumps({"result": result})
+
+
 def _loads(body: bytes) -> Any:
     try:
         return orjson.loads(body)
@@ -434,9 +468,16 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
         name, version = _which(plane, scope)
         action = scope["path_params"]["verb"]
         body = await read_body(scope, receive, limit)
-        if action in ("classify", "regress"):
+        if action == "classify":
+            request = decode_classify(plane, name, version, _loads(body))
+            response = await _infer_watching(plane, request, receive)
+            await send_bytes(
+                send, 200, encode_classify(response), [(b"content-type", b"application/json")]
+            )
+            return
+        if action == "regress":
             raise UnsupportedError(
-                f":{action} needs tf.Example inputs, which ONNX models do not take; use :predict"
+                ":regress needs tf.Example inputs, which ONNX models do not take; use :predict"
             )
         if action != "predict":
             raise UnsupportedError(f"unknown method :{action}; use :predict")

@@ -191,6 +191,8 @@ def _json(arr: np.ndarray) -> Any:
         return np.array(flat, dtype=object).reshape(arr.shape).tolist()
     if arr.dtype == np.float16:
         arr = arr.astype(np.float32)
+    if arr.ndim == 0:  # one example's scalar output (a score): a JSON number, not [x]
+        return arr.item()
     return np.ascontiguousarray(arr)
 
 
