@@ -428,11 +428,9 @@ def serve_on_ray(
         if config.check_cpus:
             check_fits(resolve_cpus(config, models, cpus), models, cpus, cpus)
     started = connect(config)
-    deployed = False
     try:
         # a local Ray of ours is stopped as a whole when the deploy fails (faster than deleting)
         info = deploy(repository, config, defaults, progress=progress, cleanup=not started)
-        deployed = True
         if on_ready is not None:
             on_ready({"event": "ready", **info})
         if detach:
@@ -459,13 +457,9 @@ def serve_on_ray(
         if not detach:
             undeploy(config.app_name)
     finally:
-        if started:
+        if started:  # our own local Ray: stopping it stops Serve (the app was drained above)
             import ray
-            from ray import serve
 
-            if deployed:
-                with contextlib.suppress(Exception):
-                    serve.shutdown()
             ray.shutdown()
 
 
