@@ -40,8 +40,9 @@ class SweepConfig:
     graph_optimization: ORT graph optimization level of the sessions.
     engines: how each model is run, every entry a variant of every model, all interleaved (the
         first of the first model is the baseline of the ratios): "ort", "openvino",
-        "openvino:bf16" (engine[:precision]), or "package": the engine and precision the
-        package's serving section names (what ``plan`` measured and ``serve`` runs). Rows
+        "openvino:bf16" (engine[:precision]), or "package": the engine, precision and
+        intra_op_threads the package's serving section names (what ``plan`` measured and
+        ``serve`` runs; the sweep's thread count where the section sets none). Rows
         record what actually ran (engine, version, precision, threads, providers).
     """
 
@@ -79,9 +80,10 @@ def engine_of(spec: str, pkg: Any, threads: int = 0, **session: Any) -> Any:
     """The EngineConfig of an engine spec ("ort", "openvino:bf16", "package") for ``pkg``."""
     from ..runtime import EngineConfig, SessionConfig
 
-    if spec == "package":
+    if spec == "package":  # exactly what serve runs: the serving section's threads win too
         serving = pkg.serving if pkg is not None else {}
         engine, precision = serving.get("engine", "ort"), serving.get("precision", "fp32")
+        threads = int(serving.get("intra_op_threads") or threads)
     else:
         engine, _, precision = spec.partition(":")
         precision = precision or "fp32"

@@ -318,6 +318,10 @@ class OpenVINOSession:
             props["INFERENCE_NUM_THREADS"] = config.threads
         cache = openvino_cache_dir(config)
         if cache:
+            # one directory per precision and thread count: OpenVINO 2026.4 keys its blobs without
+            # the precision hint, and a bf16 load that imported the fp32 blob failed at run time
+            # ("Subgraph ... broadcast_merge_dim") on MiniLM (measured; see docs/engines.md)
+            cache = str(Path(cache) / f"{config.precision}-t{config.threads or 'all'}")
             Path(cache).mkdir(parents=True, exist_ok=True)
             props["CACHE_DIR"] = cache
         try:
