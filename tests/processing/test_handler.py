@@ -106,3 +106,20 @@ async def test_serve_loads_a_handler_only_with_trust(handler_package, trust):
             assert r.json()["outputs"][0]["name"] == "total"
     finally:
         await repo.close()
+
+
+def test_serve_cli_passes_trust(monkeypatch, handler_package):
+    """``modelport serve --trust`` reaches the repository (the only way to grant it)."""
+    from modelport.cli import main
+    from modelport.serve import server
+
+    seen = {}
+
+    def fake_serve(config, on_ready=None):
+        seen["trust"] = config.trust
+
+    monkeypatch.setattr(server, "serve", fake_serve)
+    assert main(["serve", str(handler_package.path), "--trust", "--no-management"]) == 0
+    assert seen == {"trust": True}
+    assert main(["serve", str(handler_package.path), "--no-management"]) == 0
+    assert seen == {"trust": False}

@@ -175,3 +175,30 @@ def test_a_changed_tokenizer_is_refused(tmp_path, minilm_package):
         f.write(" ")
     with pytest.raises(PackageError, match="changed since the package was written"):
         mp.load(copy)
+
+
+@pytest.mark.anyio
+async def test_served_text_over_grpc(minilm_package, st_model):
+    import grpc
+
+    from modelport.serve.grpc.generated import grpc_service_pb2 as pb
+    from modelport.serve.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+    from modelport.serve.grpc.server import build_grpc_server
+
+    ref = st_model.encode(SENTENCES[:2], convert_to_numpy=True)
+    async with running(minilm_package.path) as plane:
+        server, port = build_grpc_server(plane, "127.0.0.1", 0, 1 << 20)
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = pb_grpc.GRPCInferenceServiceStub(channel)
+                req = pb.ModelInferRequest(model_name=minilm_package.path.name)
+                t = req.inputs.add(name="text", datatype="BYTES", shape=[2])
+                t.contents.bytes_contents.extend([s.encode() for s in SENTENCES[:2]])
+                resp = await stub.ModelInfer(req)
+                assert resp.outputs[0].name == "embedding"
+                assert list(resp.outputs[0].shape) == [2, 384]
+                got = np.frombuffer(resp.raw_output_contents[0], np.float32).reshape(2, 384)
+                assert np.abs(got - ref).max() <= 1e-4
+        finally:
+            await server.stop(0)
