@@ -274,3 +274,7 @@ async def test_a_failed_model_reads_like_the_single_process_server(tmp_path):
             }
         ]
         assert plane.model_metadata("mlp") == local.model_metadata("mlp")
+        # what the replica describes is all the data plane reads (engine, limits, batching)
+        assert plane.model_config("mlp") == local.model_config("mlp")
+        have, want = remote.get("mlp").model, local.repository.get("mlp").model
+        assert (have.row_limit, have.element_limits) == (want.row_limit, want.element_limits)

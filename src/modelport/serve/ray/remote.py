@@ -36,8 +36,17 @@ log = logging.getLogger("modelport.serve")
 
 
 @dataclass
+class RemoteSession:
+    """What the data plane reads of a replica's engine session (``model.session.info``)."""
+
+    info: Any
+
+
+@dataclass
 class RemoteModel:
-    """What the data plane and the route modules read of a loaded model (``vs.model``)."""
+    """What the data plane and the route modules read of a loaded model (``vs.model``): the
+    request checks (row and element limits, shared dims) run in the ingress, as they would in
+    the single-process server, before a request is forwarded."""
 
     name: str
     version: int
@@ -48,6 +57,11 @@ class RemoteModel:
     batchable: bool
     inline: bool
     threads: int
+    row_limit: int = 1 << 31
+    element_limits: dict[str, int] = field(default_factory=dict)
+    shared_dims: dict[Any, Any] = field(default_factory=dict)
+    batching_note: str = ""
+    session: RemoteSession | None = None
 
 
 @dataclass
@@ -206,6 +220,11 @@ def describe(repository, name: str) -> dict[str, Any]:
                 batchable=model.batchable,
                 inline=model.inline,
                 threads=getattr(model, "threads", 0) or model.config.threads,
+                row_limit=getattr(model, "row_limit", 1 << 31),
+                element_limits=dict(getattr(model, "element_limits", None) or {}),
+                shared_dims=dict(getattr(model, "shared_dims", None) or {}),
+                batching_note=getattr(model, "batching_note", ""),
+                session=_session(model),
             )
             row["batcher"] = Batching(
                 batcher.max_batch_size, batcher.instances, batcher.inline, batcher.max_queue_size
@@ -213,6 +232,11 @@ def describe(repository, name: str) -> dict[str, Any]:
         versions.append(row)
     default = entry.default.version if entry.default is not None else None
     return {"reason": entry.reason, "default": default, "versions": versions}
+
+
+def _session(model: Any) -> RemoteSession | None:
+    info = getattr(getattr(model, "session", None), "info", None)
+    return RemoteSession(info) if info is not None else None
 
 
 def _entry(name: str, doc: dict[str, Any]) -> RemoteEntry:
