@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "data": 0,
     "package": 0,
     "metrics": 0,
+    "progress": 0,
     # the only place that creates engine sessions
     "runtime": 1,
     # running and measuring a package

@@ -178,6 +178,8 @@ def calibrate_ranges(
         raise UsageError(f"batch_size must be >= 1 (got {batch_size})")
     sources = itertools.chain([first], feeds) if first is not None else iter(())
     batches = _split(sources, batch_size, limit)
+    if first is not None:
+        _lean_session(calibrator, first, batch_size)
     count = 0
 
     class _ListReader(CalibrationDataReader):
@@ -244,3 +246,21 @@ def count_samples(data: DataSource) -> int | None:
     except Exception:  # a count is a nicety for the progress bar
         return None
     return None
+
+
+def _lean_session(calibrator: Any, first: Feed, batch_size: int) -> None:
+    """For large inputs, rebuild the calibrator's session without ONNX Runtime's memory arena and
+    memory patterns: the augmented model outputs a reduction of every tensor, and the arena would
+    keep the peak of those runs (measured on a 4.7 MB OCR detector at 960x960: 3.7 GB -> 1.8 GB)."""
+    from ..runtime import SessionConfig, make_session
+
+    rows = max(1, _rows(first))
+    if batch_size * sum(np.asarray(v).nbytes for v in first.values()) / rows < (1 << 20):
+        return
+    path = getattr(calibrator, "augmented_model_path", None)
+    if getattr(calibrator, "infer_session", None) is None or path is None:
+        return
+    calibrator.infer_session = None  # free the old session first
+    calibrator.infer_session = make_session(
+        str(path), SessionConfig(graph_optimization="disable", memory_arena=False)
+    )

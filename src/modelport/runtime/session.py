@@ -33,6 +33,8 @@ class SessionConfig:
     allow_spinning: let idle ORT threads spin (faster for one busy session, harmful for many).
     parallel: parallel execution mode (inter-op) instead of sequential.
     optimized_model_path: where to save the graph after ORT's optimizations, if wanted.
+    memory_arena: keep ORT's CPU memory arena and memory patterns (fast for repeated runs; they
+        hold the peak of the largest run). False for one-off runs of large inputs.
     """
 
     intra_op_threads: int = 0
@@ -43,6 +45,7 @@ class SessionConfig:
     parallel: bool = False
     optimized_model_path: str | None = None
     extra_session_options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    memory_arena: bool = True
 
     def __post_init__(self) -> None:
         if self.graph_optimization not in _GRAPH_LEVELS:
@@ -110,6 +113,9 @@ def make_session(model: str | os.PathLike[str] | bytes | Any, config: SessionCon
         so.add_session_config_entry(k, v)
     if config.optimized_model_path:
         so.optimized_model_filepath = config.optimized_model_path
+    if not config.memory_arena:
+        so.enable_cpu_mem_arena = False
+        so.enable_mem_pattern = False
     # ORT's own log lines (coloured, many per failure) stay off the user's terminal: failures
     # reach the user through the exception's message, in modelport's reports and errors
     so.log_severity_level = 4
