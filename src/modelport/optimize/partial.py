@@ -307,7 +307,7 @@ def quantize_partial(
         f"{res.full_drop:.4f}; kept {len(kept_groups)} float to meet max_drop={config.max_drop:g} "
         f"(drop now {drop:.4f})"
     )
-    if drop > config.max_drop:
+    if drop > config.max_drop and not out_of_time:
         report.warnings.append(
             f"partial: even with every candidate float the drop is {drop:.4f} > {config.max_drop:g}"
         )

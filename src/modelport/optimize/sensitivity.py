@@ -200,7 +200,7 @@ class SearchResult:
     """costs: loss (metric drop) per group quantized alone; kept: groups kept float, in rank
     order; trace: (number kept, simulated drop) for every evaluation of the search.
     timed_out: the time budget ended the search; ``kept`` is then the best set found by then
-    (the fewest groups kept float within ``max_drop``; else the smallest drop seen)."""
+    (the fewest groups kept float within ``max_drop``; else every group)."""
 
     full_drop: float
     costs: dict[str, float] = field(default_factory=dict)
@@ -308,7 +308,7 @@ def search_kept(
                     res.kept, res.final_drop = trial, drop
     except _OutOfTime:
         res.timed_out = True
-        res.kept, res.final_drop = _best_so_far(seen, max_drop)
+        res.kept, res.final_drop = _best_so_far(seen, max_drop, list(groups))
         for key in groups:  # rank what was not measured after what was
             if key not in res.ranking:
                 res.ranking.append(key)
@@ -317,14 +317,14 @@ def search_kept(
 
 
 def _best_so_far(
-    seen: Sequence[tuple[list[str], float]], max_drop: float
+    seen: Sequence[tuple[list[str], float]], max_drop: float, everything: list[str]
 ) -> tuple[list[str], float]:
-    """The evaluated set with the fewest groups kept float within ``max_drop``, else the one
-    with the smallest drop."""
+    """The evaluated set with the fewest groups kept float within ``max_drop``; when none is
+    within it, every group kept float (the float model is always within the budget)."""
     ok = [(kept, drop) for kept, drop in seen if drop <= max_drop]
     if ok:
         return min(ok, key=lambda kd: (len(kd[0]), kd[1]))
-    return min(seen, key=lambda kd: kd[1])
+    return list(everything), 0.0
 
 
 def make_evaluator(
