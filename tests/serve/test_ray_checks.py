@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import pytest
 
 from modelport.errors import UsageError
@@ -278,3 +279,65 @@ async def test_a_failed_model_reads_like_the_single_process_server(tmp_path):
         assert plane.model_config("mlp") == local.model_config("mlp")
         have, want = remote.get("mlp").model, local.repository.get("mlp").model
         assert (have.row_limit, have.element_limits) == (want.row_limit, want.element_limits)
+
+
+class _Replica:
+    """A model deployment's handle: ``describe`` and ``infer`` run the replica's own code over a
+    local repository, the arguments and answers pickled as Ray would."""
+
+    def __init__(self, repository, name):
+        self.repository, self.name, self.method = repository, name, None
+
+    def options(self, method_name):
+        clone = _Replica(self.repository, self.name)
+        clone.method = method_name
+        return clone
+
+    def remote(self, *args):
+        import pickle
+
+        from modelport.serve.ray.remote import describe, replica_infer
+
+        async def call():
+            if self.method == "describe":
+                return pickle.loads(pickle.dumps(describe(self.repository, self.name)))
+            version, feed = pickle.loads(pickle.dumps(args))
+            return pickle.loads(
+                pickle.dumps(await replica_infer(self.repository, self.name, version, feed))
+            )
+
+        return call()
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_model_with_text_processing_is_prepared_by_its_replica(minilm_package, monkeypatch):
+    """Text in, embedding out: the ingress forwards the request's tensors, the replica runs the
+    model's pre-processing, batching and post-processing; answers equal the single process's."""
+    from modelport.errors import InputError
+    from modelport.serve.dataplane import DataPlane
+    from modelport.serve.ray import remote as remote_module
+    from modelport.serve.types import InferenceRequest, Tensor
+
+    async def no_ray(handle, version, feed, attempts=2):
+        served, payload = await handle.remote(version, feed)
+        return (int(served), payload) if served is not None else (None, payload)
+
+    monkeypatch.setattr(remote_module, "remote_infer", no_ray)
+    name = minilm_package.path.name
+    texts = np.array(["a short one", "a somewhat longer sentence about serving"], dtype=object)
+    request = InferenceRequest(name, [Tensor("text", "BYTES", [2], texts)])
+    async with running(minilm_package.path) as local:
+        remote = remote_module.RemoteRepository({name: _Replica(local.repository, name)})
+        await remote.refresh()
+        plane = DataPlane(remote)  # type: ignore[arg-type]
+        plane.started = True
+        assert plane.model_metadata(name) == local.model_metadata(name)
+        want = await local.infer(request)
+        have = await plane.infer(request)
+        assert have.model_version == want.model_version
+        assert [t.name for t in have.outputs] == ["embedding"]
+        np.testing.assert_allclose(have.outputs[0].data, want.outputs[0].data, rtol=1e-5, atol=1e-6)
+        bad = InferenceRequest(name, [Tensor("txt", "BYTES", [1], texts[:1])])
+        with pytest.raises(InputError, match="has no input named 'txt'"):
+            await plane.infer(bad)  # checked by the replica's pre-processing, as in one process

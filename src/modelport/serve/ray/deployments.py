@@ -17,7 +17,7 @@ from ..config import ModelConfig
 from ..errors import ModelNotReadyError
 from ..repository import ModelRepository
 from .packages import PackageRef, fetch, unpack
-from .remote import RemoteRepository, describe
+from .remote import RemoteRepository, describe, replica_infer
 
 __all__ = ["Ingress", "ModelDeployment"]
 
@@ -91,14 +91,9 @@ class ModelDeployment:
 
     async def infer(self, version: str | None, feed: dict[str, Any]):
         """(served version, outputs), or (None, error) for errors that are the request's."""
-        try:
-            if self.repository is None:
-                raise ModelNotReadyError(self.failure, model=self.name)
-            vs = self.repository.get(self.name, version)
-            outputs = await vs.batcher.submit(feed)
-        except ModelportError as exc:
-            return None, exc
-        return vs.version_str, outputs
+        if self.repository is None:
+            return None, ModelNotReadyError(self._where(self.failure), model=self.name)
+        return await replica_infer(self.repository, self.name, version, feed)
 
     def describe(self) -> dict[str, Any]:
         if self.repository is None:

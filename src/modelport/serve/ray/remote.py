@@ -30,7 +30,7 @@ from ..errors import (
 from ..metrics import Metrics
 from ..repository import UNAVAILABLE, ModelRepository, ready_version
 
-__all__ = ["RemoteCall", "RemoteRepository", "describe", "remote_infer"]
+__all__ = ["RemoteCall", "RemoteRepository", "describe", "remote_infer", "replica_infer"]
 
 log = logging.getLogger("modelport.serve")
 
@@ -62,6 +62,7 @@ class RemoteModel:
     shared_dims: dict[Any, Any] = field(default_factory=dict)
     batching_note: str = ""
     session: RemoteSession | None = None
+    processed: bool = False  # pre/post-processing: the replica prepares the request's inputs
 
 
 @dataclass
@@ -225,6 +226,7 @@ def describe(repository, name: str) -> dict[str, Any]:
                 shared_dims=dict(getattr(model, "shared_dims", None) or {}),
                 batching_note=getattr(model, "batching_note", ""),
                 session=_session(model),
+                processed=callable(getattr(model, "prepare", None)),
             )
             row["batcher"] = Batching(
                 batcher.max_batch_size, batcher.instances, batcher.inline, batcher.max_queue_size
@@ -232,6 +234,29 @@ def describe(repository, name: str) -> dict[str, Any]:
         versions.append(row)
     default = entry.default.version if entry.default is not None else None
     return {"reason": entry.reason, "default": default, "versions": versions}
+
+
+# A feed that still needs the model's pre-processing (the request's tensors): what the ingress
+# sends for a model with processing; the replica runs ``model.prepare`` on it, then batches.
+PREPARE = "\0modelport:inputs"
+
+
+async def _forward_inputs(inputs: list[Any]) -> dict[str, Any]:
+    """``RemoteModel.prepare`` of a model with processing: leave it to the replica."""
+    return {PREPARE: list(inputs)}
+
+
+async def replica_infer(repository: Any, name: str, version: str | None, feed: dict[str, Any]):
+    """What a model replica does with a forwarded request: (served version, outputs), or
+    (None, error) for errors that are the request's."""
+    try:
+        vs = repository.get(name, version)
+        if PREPARE in feed:
+            feed = await vs.model.prepare(feed[PREPARE])
+        outputs = await vs.batcher.submit(feed)
+    except ModelportError as exc:
+        return None, exc
+    return vs.version_str, outputs
 
 
 def _session(model: Any) -> RemoteSession | None:
@@ -242,6 +267,9 @@ def _session(model: Any) -> RemoteSession | None:
 def _entry(name: str, doc: dict[str, Any]) -> RemoteEntry:
     entry = RemoteEntry(name, reason=doc.get("reason", ""))
     for row in doc["versions"]:
+        model = row.get("model")
+        if model is not None and model.processed:
+            model.prepare = _forward_inputs  # the data plane calls it; the replica prepares
         entry.versions[row["version"]] = RemoteVersion(
             row["version"], row["state"], row["reason"], row.get("model"), row.get("batcher")
         )
