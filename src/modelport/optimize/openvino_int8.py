@@ -9,9 +9,10 @@
 QuantizeLinear/DequantizeLinear pairs; ``model_type="transformer"`` for attention models) is
 calibrated on one sample at a time from ``calibration``. With ``max_drop`` a fidelity budget is
 held the way ``quantize --mode partial`` holds it for ONNX Runtime: every quantized MatMul/Conv is
-ranked by how much of the drop reverting it alone to float recovers (its activation
-QuantizeLinear/DequantizeLinear is bypassed; its int8 weights stay, OpenVINO decompresses them),
-then the most sensitive are reverted, fewest first, until the drop on the eval data fits.
+ranked by how much of the drop reverting it alone recovers (its activation
+QuantizeLinear/DequantizeLinear bypassed: cheap, no re-quantization), then NNCF runs again with
+the k most sensitive in ``ignored_scope`` (fully float, weights included), k found by exponential
+then binary search, the fewest that make the drop on the eval data fit.
 Everything is measured on OpenVINO itself at ``precision`` (the float math of the rest: bf16 on
 AMX). The package's serving section names engine "openvino" and that precision; the history step
 records NNCF's and OpenVINO's versions (the model.onnx hash is in ``files``).
@@ -150,7 +151,8 @@ def quantize_openvino(
     if config.model_type == "transformer":
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
     log(f"nncf.quantize on {min(config.subset_size, feed_batch_size(calibration))} samples")
-    quantized = nncf.quantize(model, nncf.Dataset(_rows(calibration, config.subset_size)), **kwargs)
+    dataset = nncf.Dataset(_rows(calibration, config.subset_size))
+    quantized = nncf.quantize(model, dataset, **kwargs)
     econf = EngineConfig(
         engine="openvino", precision=config.precision, threads=config.threads, cache_dir=""
     )
@@ -177,20 +179,36 @@ def quantize_openvino(
                 ranking.append((name, drop - drop_of(revert_nodes(quantized, {name}))))
             ranking.sort(key=lambda kv: -kv[1])
             order = [n for n, _ in ranking]
-            lo, hi, fit = 1, len(order), None
-            while lo <= hi:  # fewest most-sensitive nodes kept float that fit the budget
-                mid = (lo + hi) // 2
-                d = drop_of(revert_nodes(quantized, set(order[:mid])))
-                log(f"{mid} most sensitive of {len(order)} kept float: drop {d:.5f}")
-                if d <= config.max_drop:
-                    fit, hi = (mid, d), mid - 1
-                else:
-                    lo = mid + 1
-            if fit is None:
-                kept, drop = order, drop_of(revert_nodes(quantized, set(order)))
-            else:
-                kept, drop = order[: fit[0]], fit[1]
-            quantized = revert_nodes(quantized, set(kept))
+
+            def with_float(k: int) -> Any:
+                # NNCF again with the k most sensitive nodes in ignored_scope: fully float,
+                # weights included (bypassing the activation QDQ alone keeps int8 weight error)
+                scope = nncf.IgnoredScope(names=order[:k])
+                return nncf.quantize(model, dataset, ignored_scope=scope, **kwargs)
+
+            tried: dict[int, tuple[float, Any]] = {}
+
+            def attempt(k: int) -> float:
+                if k not in tried:
+                    m = with_float(k)
+                    tried[k] = (drop_of(m), m)
+                    log(f"{k} most sensitive of {len(order)} kept float: drop {tried[k][0]:.5f}")
+                return tried[k][0]
+
+            # exponential search for a k that fits, then binary search below it
+            hi = 1
+            while hi < len(order) and attempt(hi) > config.max_drop:
+                hi = min(2 * hi, len(order))
+            if attempt(hi) <= config.max_drop:
+                lo = hi // 2 + 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if attempt(mid) <= config.max_drop:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+            k = hi
+            kept, (drop, quantized) = order[:k], tried[k]
     manifest = copy.deepcopy(pkg.manifest)
     step = {
         "step": "quantize",
