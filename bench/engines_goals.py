@@ -35,7 +35,8 @@ BUILD = ROOT / "build" / "bench-engines"
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-MINILM_ONLY = ("int8-dynamic", "ov-fp32", "ov-bf16", "ov-int8-bf16", "ov-int8-bf16-partial")
+# ORT's int8-dynamic (2.4x, drop 0.0068 in run 1) misses both MiniLM budgets; --full measures it
+MINILM_ONLY = ("ov-fp32", "ov-bf16", "ov-int8-bf16", "ov-int8-bf16-partial")
 RESNET_ONLY = ("int8-static", "ov-fp32", "ov-bf16", "ov-int8-bf16", "ov-int8-bf16-partial")
 
 
