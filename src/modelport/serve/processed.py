@@ -47,6 +47,10 @@ class ProcessedModel:
         self.output_types = {t.name: v2_datatype(t.dtype) for t in self.signature.outputs}
         self.output_names = list(self.output_types)
 
+    def __getattr__(self, name: str) -> Any:
+        # anything else the data plane or /config reads (session, engine info, ...) is the graph's
+        return getattr(self.raw, name)
+
     # the batcher and /config read these from the graph
     @property
     def batchable(self) -> bool:
