@@ -36,15 +36,44 @@ def test_prune_package_magnitude(digits_package, digits_data, tmp_path, capsys):
             str(tmp_path / "r.json"),
         ]
     )
-    text = capsys.readouterr().out
-    assert rc == 0, text
+    captured = capsys.readouterr()
+    text, err = captured.out, " ".join(captured.err.split())
+    # 80% of the weights zeroed without fine-tuning costs far more than the default budget of
+    # 1 point of accuracy: a loud warning and exit code 1, the package still written and marked
+    assert rc == 1, text + err
     flat = " ".join(text.split())
     assert "Layers" in text and "gzip" in text
     assert "does not make a dense runtime faster" in flat and "still multiply the zeros" in flat
+    assert "WARNING: OUTSIDE THE BUDGET: accuracy dropped by" in err
+    assert "allowed 0.01, the default budget; set --max-drop" in err
+    assert "FAILED (wrote" in err
     report = json.loads((tmp_path / "r.json").read_text())["report"]
     assert report["global_sparsity"] == pytest.approx(0.8, abs=0.01)
-    assert "accuracy" in report
-    assert ModelPackage.load(tmp_path / "out").history[-1]["step"] == "prune"
+    acc = report["accuracy"]
+    assert acc["before"] > 0.95 and acc["after"] < acc["before"] - 0.01
+    assert report["metric"]["budget"] == 0.01 and report["metric"]["budget_source"] == "default"
+    assert report["passed"] is False and report["checker"] == "passed"
+    step = ModelPackage.load(tmp_path / "out").history[-1]
+    assert step["step"] == "prune" and step["passed"] is False
+
+
+def test_prune_max_drop_sets_the_budget(digits_package, digits_data, tmp_path, capsys):
+    _, _, x_test, y_test = digits_data
+    np.save(tmp_path / "x.npy", x_test)
+    np.save(tmp_path / "y.npy", y_test)
+    args = ["prune", str(digits_package.path), "--sparsity", "0.3", "--repeats", "2"]
+    args += ["--eval", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")]
+    rc = main(
+        [*args, "--max-drop", "0.99", "-o", str(tmp_path / "a"), "--json", str(tmp_path / "a.json")]
+    )
+    out = capsys.readouterr()
+    assert rc == 0, out.out + out.err
+    assert "OUTSIDE" not in out.err and "passed (checker, budget)" in out.out
+    report = json.loads((tmp_path / "a.json").read_text())["report"]
+    assert report["metric"] == {**report["metric"], "budget": 0.99, "budget_source": "given"}
+    assert report["passed"] is True
+    assert main([*args, "--max-drop", "-1", "-o", str(tmp_path / "b")]) == 2
+    assert "max_drop=-1.0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -124,11 +153,18 @@ def test_prune_onnx_file_structured(tiny_onnx, tmp_path, capsys):
             "l2",
             "--repeats",
             "3",
+            "--max-drop",
+            "1",
             "-o",
             str(tmp_path / "out"),
         ]
     )
-    assert rc == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    # w1 lost half of its output channels; w2 was not a target (the head) but lost the matching
+    # input rows: the table says so instead of "no"
+    rows = {line.split()[0]: line.split()[2] for line in captured.out.splitlines() if "│" in line}
+    assert rows["w1"] == "yes" and rows["w2"] == "inputs"
     dims = {
         i.name: list(i.dims)
         for i in ModelPackage.load(tmp_path / "out").load_onnx().graph.initializer

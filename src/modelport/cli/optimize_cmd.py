@@ -116,6 +116,11 @@ def make_eval_config(
 def print_report(report: Any, out: str, json_file: str | None) -> None:
     for c in report.choices:
         console.print(f"[dim]·[/] {c}")
+    if report.checker == "passed":
+        note = f" ({report.checker_note})" if report.checker_note else ""
+        console.print(f"onnx.checker (full check): [green]passed[/]{note}")
+    else:
+        console.print(f"onnx.checker (full check): [bold red]{report.checker}[/]", highlight=False)
     console.print(table(f"{report.step}: {out}", ["", "before", "after", "change"], report.rows()))
     part = report.details.get("partial")
     if part:
@@ -133,9 +138,23 @@ def print_report(report: Any, out: str, json_file: str | None) -> None:
             "left in float: " + ", ".join(f"{k} x{v}" for k, v in report.float_ops.items())
         )
     for w in report.warnings:
-        console_err.print(f"[bold yellow]WARNING:[/] {w}")
+        console_err.print(f"[bold yellow]WARNING:[/] {w}", highlight=False)
     if json_file:
         write_json(json_file, report.to_dict())
+    if report.passed:
+        console.print(f"wrote {out}: [green]passed[/] (checker, budget)")
+    else:
+        why = [
+            *([report.unchanged] if report.unchanged else []),
+            *(["onnx.checker failed"] if report.checker != "passed" else []),
+            *(
+                ["outside the budget"]
+                if report.metric.get("budget") is not None
+                and report.metric["drop"] > report.metric["budget"] + 1e-12
+                else []
+            ),
+        ]
+        console_err.print(f"[bold red]FAILED[/] (wrote {out}; exit code 1): " + "; ".join(why))
 
 
 @click.command()
@@ -162,6 +181,17 @@ def print_report(report: Any, out: str, json_file: str | None) -> None:
 @click.option("--model-type", default="bert", show_default=True, help="Transformers model type.")
 @click.option("--num-heads", type=int, default=0, help="Attention heads (0: detect).")
 @click.option("--hidden-size", type=int, default=0, help="Hidden size (0: detect).")
+@click.option(
+    "--max-drop",
+    type=float,
+    default=None,
+    help="Allowed drop of the metric; exit 1 with a loud warning beyond it (default 0.01).",
+)
+@click.option(
+    "--allow-mismatch",
+    is_flag=True,
+    help="Write the result even when it fails onnx.checker (recorded; exit code 1).",
+)
 @eval_options
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.pass_context
@@ -174,11 +204,16 @@ def optimize(
     model_type: str,
     num_heads: int,
     hidden_size: int,
+    max_drop: float | None,
+    allow_mismatch: bool,
     force: bool,
     **eval_kw: Any,
 ) -> int:
     """Optimize PACKAGE's graph into a new package at OUT; measure size, latency and fidelity
-    against PACKAGE, and say plainly when it is not faster on this CPU."""
+    against PACKAGE, and say plainly when it is not faster on this CPU.
+
+    Exit code 1 when the result is outside the budget (--max-drop, default 0.01) or fails
+    onnx.checker (written only with --allow-mismatch)."""
     from ..optimize.graph import GraphConfig, optimize_graph
 
     mode = "transformers" if transformers else "ort"
@@ -195,6 +230,8 @@ def optimize(
         hidden_size=hidden_size,
         evaluation=evaluation,
         threads=eval_kw.get("threads") or 0,
+        max_drop=max_drop,
+        allow_mismatch=allow_mismatch,
     )
     _, report = optimize_graph(package, out, config, force=force)
     print_report(report, out, json_file)

@@ -10,7 +10,7 @@ import click
 from ..errors import UsageError
 from .convert_cmd import given_sources, make_source, refuse_source_options, source_options
 from .options import refuse_inapplicable
-from .ui import console, human_bytes, table, write_json
+from .ui import console, console_err, human_bytes, table, write_json
 
 # prune: option -> the methods it applies to (the rest are refused)
 PRUNE_MODES = {"magnitude": "--method magnitude", "structured": "--method structured"}
@@ -93,12 +93,27 @@ PRUNE_APPLIES: dict[str, tuple[str, ...]] = {
     show_default=True,
     help="Timed runs per model and batch size.",
 )
+@click.option(
+    "--max-drop",
+    type=float,
+    default=None,
+    help="Allowed drop of accuracy (with --labels) or of the fidelity score; exit 1 with a loud "
+    "warning beyond it. Default: 0.01.",
+)
+@click.option(
+    "--allow-mismatch",
+    is_flag=True,
+    help="Write the result even when it fails onnx.checker (recorded; exit code 1).",
+)
 @click.option("--json", "json_out", type=click.Path(), help="Write the report as JSON.")
 @click.pass_context
 def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
     """Prune PACKAGE (an ONNX package or .onnx file) or a PyTorch source (--torch ...), measure what it
     bought (sparsity, parameters, size raw and gzip, latency, fidelity, accuracy) and write a package
-    whose manifest holds the report."""
+    whose manifest holds the report.
+
+    Exit code 1 when the result is outside the budget (--max-drop, default 0.01) or fails
+    onnx.checker (written only with --allow-mismatch)."""
     import numpy as np
 
     from ..convert.torch import import_target
@@ -128,6 +143,8 @@ def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
         round_to=kw["round_to"],
         batch_sizes=parse_ints(kw["batch_sizes"], "--batch-sizes"),
         latency_repeats=kw["repeats"],
+        max_drop=kw["max_drop"],
+        allow_mismatch=kw["allow_mismatch"],
     )
     finetune = import_target(kw["finetune"]) if kw["finetune"] else None
     if finetune is not None and not callable(finetune):
@@ -165,10 +182,21 @@ def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
             force=kw["force"],
         )
     print_prune_report(result.report)
-    console.print(f"wrote {result.package.path}")
     if kw["json_out"]:
         write_json(kw["json_out"], {"package": str(result.package.path), "report": result.report})
-    return 0
+    if result.report["passed"]:
+        console.print(f"wrote {result.package.path}: [green]passed[/] (checker, budget)")
+        return 0
+    r = result.report
+    m = r["metric"]
+    why = [] if r["checker"] == "passed" else ["onnx.checker failed"]
+    if m["drop"] > m["budget"] + 1e-12:
+        why.append(f"outside the budget ({m['name']} drop {m['drop']:.4f} > {m['budget']:.4g})")
+    console_err.print(
+        f"[bold red]FAILED[/] (wrote {result.package.path}; exit code 1): " + "; ".join(why),
+        highlight=False,
+    )
+    return 1
 
 
 def _load_npz(path: str) -> dict[str, Any]:
@@ -194,11 +222,21 @@ def _load_eval(path: str, example: dict[str, Any] | None) -> dict[str, Any]:
     return _load_npz(path)
 
 
+def _pruned_cell(x: dict[str, Any]) -> str:
+    """yes: the layer was a pruning target; inputs only: it was not, but it lost input
+    channels because the layer before it was pruned (structured); no: unchanged."""
+    if x["pruned"]:
+        return "yes"
+    if x.get("shape_after") is not None and list(x["shape_after"]) != list(x["shape_before"]):
+        return "inputs only"
+    return "no"
+
+
 def print_prune_report(r: dict[str, Any]) -> None:
     rows = [
         (
             x["name"],
-            "yes" if x["pruned"] else "no",
+            _pruned_cell(x),
             "x".join(map(str, x["shape_before"])),
             "x".join(map(str, x["shape_after"] or [])),
             x["params_before"],
@@ -254,8 +292,21 @@ def print_prune_report(r: dict[str, Any]) -> None:
                 f"{a['before']:.4f} -> {a['after']:.4f} (drop {a['drop_points']:.2f} points)",
             )
         )
+    if "metric" in r:
+        m = r["metric"]
+        default = ", default" if m.get("budget_source") == "default" else ""
+        summary.append(
+            (
+                f"budget ({m['name']})",
+                f"drop {m['drop']:.4f}, allowed {m['budget']:.4g}{default}: "
+                + ("within" if m["drop"] <= m["budget"] + 1e-12 else "OUTSIDE"),
+            )
+        )
+    summary.append(("onnx.checker (full check)", r.get("checker", "not run")))
     if r.get("finetune"):
         summary.append(("fine-tune", r["finetune"]))
     console.print(table("Prune report", ["", ""], summary))
     for n in r["notes"]:
         console.print(f"[yellow]note:[/] {n}")
+    for w in r.get("warnings", []):
+        console_err.print(f"[bold yellow]WARNING:[/] {w}", highlight=False)

@@ -3,7 +3,9 @@ outputs kept by default, and ops this ONNX Runtime build has no fp16 kernel for 
 
 ONNX Runtime's converter (``onnxruntime.transformers.float16``) does the rewriting; which ops to
 block is found by loading the result and reading the missing-kernel error, so the list fits the
-ONNX Runtime actually installed rather than a hard-coded table.
+ONNX Runtime actually installed rather than a hard-coded table. The converter appends the Cast
+nodes it adds for float32 inputs/outputs at the end of the graph, after their consumers, which
+onnx.checker rejects: the result is sorted topologically before it is saved.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from ..errors import OptimizationError
 from .report import OptimizeReport
 
-__all__ = ["convert_fp16"]
+__all__ = ["convert_fp16", "topological_sort"]
 
 _FP16_BLOCK = [
     "Range",
@@ -55,6 +57,7 @@ def convert_fp16(src: Path, work: Path, config: Any, report: OptimizeReport) -> 
             )
         except Exception as exc:
             raise OptimizationError(f"float16 conversion failed: {exc}") from exc
+        topological_sort(half.graph)
         save_model(half, out)
         try:
             make_session(out)
@@ -80,6 +83,57 @@ def convert_fp16(src: Path, work: Path, config: Any, report: OptimizeReport) -> 
         op: n for op, n in _op_counts(onnx.load(str(out))).items() if op in set(block)
     }
     return out
+
+
+def _used_names(graph: Any) -> set[str]:
+    """Names a (sub)graph reads that it does not define: its outer-scope references."""
+    defined = {i.name for i in graph.initializer} | {i.name for i in graph.input}
+    used: set[str] = set()
+    for node in graph.node:
+        used.update(n for n in node.input if n)
+        for attr in node.attribute:
+            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                used |= _used_names(g)
+        defined.update(node.output)
+    return used - defined
+
+
+def topological_sort(graph: Any) -> None:
+    """Reorder ``graph.node`` in place so every node comes after the producers of its inputs
+    (including the outer-scope names its subgraphs read); the order is otherwise kept."""
+    producer = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
+    deps: list[set[int]] = []
+    for i, node in enumerate(graph.node):
+        names = {n for n in node.input if n}
+        for attr in node.attribute:
+            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                names |= _used_names(g)
+        deps.append({producer[n] for n in names if n in producer and producer[n] != i})
+    users: list[list[int]] = [[] for _ in graph.node]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    import heapq
+
+    waiting = [len(d) for d in deps]
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) != len(graph.node):
+        raise OptimizationError("the float16 graph has a cycle; it cannot be sorted")
+    nodes = [graph.node[i] for i in order]
+    copies = [type(n)() for n in nodes]
+    for c, n in zip(copies, nodes, strict=True):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)
 
 
 def save_model(model: Any, path: Path) -> None:

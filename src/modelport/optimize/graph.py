@@ -39,6 +39,9 @@ class GraphConfig:
     num_heads / hidden_size: attention shape for the fusions; 0 detects them from the graph.
     evaluation: how the result is measured (see ``EvalConfig``).
     threads: ONNX Runtime intra-op threads for measurement (0: ORT's default).
+    max_drop: allowed drop of the metric; beyond it the report fails (None: the default budget,
+        ``report.DEFAULT_MAX_DROP``).
+    allow_mismatch: write the result even when it fails onnx.checker (recorded in the report).
     """
 
     level: str | None = "extended"
@@ -48,8 +51,12 @@ class GraphConfig:
     hidden_size: int = 0
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     threads: int = 0
+    max_drop: float | None = None
+    allow_mismatch: bool = False
 
     def __post_init__(self) -> None:
+        if self.max_drop is not None and self.max_drop < 0:
+            raise UsageError(f"max_drop must be >= 0 (got {self.max_drop})")
         if self.level is not None and self.level not in LEVELS:
             raise UsageError(f"level '{self.level}' is not one of {list(LEVELS)}")
         if self.level is None and not self.transformers:
@@ -90,8 +97,7 @@ def optimize_graph(
     """Optimize ``package``'s graph into a new package at ``out``; measure it against the input."""
     import onnx
 
-    from ..verify import check_model
-    from .report import measure
+    from .report import check_result, measure
 
     t0 = time.perf_counter()
     config = config or GraphConfig()
@@ -109,14 +115,7 @@ def optimize_graph(
         if config.level is not None:
             current = _ort_level(current, work / f"ort-{config.level}.onnx", config.level, report)
         model = onnx.load(str(current))
-        report.checker = check_model(model)
-        if report.checker != "passed" and any(
-            o.domain == "com.microsoft" for o in model.opset_import
-        ):
-            report.checker = "passed"  # onnx.checker does not know ONNX Runtime's contrib ops
-            report.choices.append(
-                "onnx.checker skipped for com.microsoft ops; ONNX Runtime loads it"
-            )
+        check_result(model, report, config.allow_mismatch)
         measure(
             src,
             current,
@@ -124,6 +123,7 @@ def optimize_graph(
             config.evaluation,
             report,
             samples=pkg.samples(),
+            budget=config.max_drop,
             threads=config.threads,
         )
         slower = [r for r in report.latency if r["speedup"] < 1.02]

@@ -65,6 +65,11 @@ class PruneConfig:
     round_to: keep channel counts multiples of this (structured), e.g. 8 for SIMD-friendly sizes.
     batch_sizes: batch sizes at which latency before/after is measured.
     latency_repeats: timed runs per model and batch size (interleaved).
+    max_drop: allowed drop of the metric (accuracy with labels, else the fidelity score: the worst
+        of mean row cosine and top-1 agreement); beyond it the report fails with a loud warning
+        (CLI exit code 1). None: ``report.DEFAULT_MAX_DROP`` (0.01).
+    allow_mismatch: write the result even when it fails onnx.checker (recorded in the report);
+        without it such a result is refused and nothing is written.
     """
 
     method: str = "magnitude"
@@ -77,8 +82,20 @@ class PruneConfig:
     round_to: int | None = None
     batch_sizes: tuple[int, ...] = (1, 8)
     latency_repeats: int = 50
+    max_drop: float | None = None
+    allow_mismatch: bool = False
 
     def __post_init__(self) -> None:
+        if self.max_drop is not None and not (
+            isinstance(self.max_drop, int | float)
+            and math.isfinite(self.max_drop)
+            and self.max_drop >= 0
+        ):
+            raise UsageError(
+                f"max_drop={self.max_drop!r}: give the allowed drop of the metric, >= 0 "
+                "(e.g. 0.01 for 1 point of accuracy)",
+                field="max_drop",
+            )
         if self.method not in METHODS:
             raise UsageError(f"method={self.method!r}: choose one of {list(METHODS)}")
         if (
@@ -216,9 +233,7 @@ def _eval_feed(
 def _prune_onnx(
     pkg: ModelPackage, out: Any, config: PruneConfig, eval_data: Any, labels: Any, force: bool
 ) -> PruneResult:
-    import onnx
-
-    from ..errors import OptimizationError
+    from ..errors import OptimizationError, VerificationError
     from ..package import derive_package
     from .prune_onnx import (
         find_layers,
@@ -254,10 +269,15 @@ def _prune_onnx(
             p=1 if config.importance == "l1" else 2,
             round_to=config.round_to,
         )
-    try:
-        onnx.checker.check_model(pruned, full_check=True)
-    except Exception as exc:
-        raise OptimizationError(f"the pruned graph fails onnx.checker: {exc}") from exc
+    from .report import run_checker
+
+    checker = run_checker(pruned)
+    if checker != "passed" and not config.allow_mismatch:
+        raise VerificationError(
+            f"the pruned graph fails onnx.checker: {checker}. Nothing was written; pass "
+            "--allow-mismatch to write it anyway (the report records the failure)",
+            checker=checker,
+        )
     feed = _eval_feed(pkg, eval_data, notes)
     names = [t.name for t in targets]
     rows = onnx_layer_rows(original, pruned, names)
@@ -271,12 +291,14 @@ def _prune_onnx(
         finetune=None,
         notes=notes,
         source="onnx",
+        checker=checker,
     )
     step = {
         "step": "prune",
         "method": config.method,
         "sparsity": config.sparsity,
         "scope": config.scope,
+        "passed": report["passed"],
         "report": report,
         "notes": report["notes"],
     }
@@ -294,10 +316,30 @@ def _report(
     finetune: str | None,
     notes: list[str],
     source: str,
+    checker: str,
 ) -> dict[str, Any]:
     from .prune_report import global_sparsity
+    from .report import DEFAULT_MAX_DROP
 
     notes = list(notes)
+    warnings: list[str] = []
+    metric = dict(measured.pop("metric"))
+    metric["budget"] = DEFAULT_MAX_DROP if config.max_drop is None else config.max_drop
+    metric["budget_source"] = "default" if config.max_drop is None else "given"
+    within = metric["drop"] <= metric["budget"] + 1e-12
+    if not within:
+        which = (
+            "the default budget; set --max-drop to choose another"
+            if config.max_drop is None
+            else "--max-drop"
+        )
+        warnings.append(
+            f"OUTSIDE THE BUDGET: {metric['name']} dropped by {metric['drop']:.4f} from "
+            f"{metric['before']:.4f} to {metric['after']:.4f} (allowed {metric['budget']:.4g}, "
+            f"{which})" + ("; fine-tune (--finetune) to recover it" if finetune is None else "")
+        )
+    if checker != "passed":
+        warnings.append(f"onnx.checker FAILED: {checker} (written anyway: --allow-mismatch)")
     if config.method == "magnitude":
         lat = measured.get("latency", {})
         speed = ", ".join(f"batch {k.split('_')[1]}: {v['speedup']:.2f}x" for k, v in lat.items())
@@ -327,6 +369,10 @@ def _report(
         "global_sparsity": global_sparsity(rows),
         "layers": rows,
         **measured,
+        "metric": metric,
+        "checker": checker,
+        "passed": within and checker == "passed",
+        "warnings": warnings,
         "notes": notes,
     }
 
@@ -363,7 +409,7 @@ def _prune_torch(
         after = convert(
             Source.torch_module(copy.deepcopy(pruned_module)),
             Path(tmp) / "pruned",
-            ConvertConfig(example=example),
+            ConvertConfig(example=example, allow_mismatch=config.allow_mismatch),
         )
         before_model, after_model = base.package.load_onnx(), after.package.load_onnx()
         feed = _eval_feed(base.package, eval_data, notes)
@@ -380,6 +426,7 @@ def _prune_torch(
             finetune=_describe_fn(finetune),
             notes=notes + info["notes"] + after.notes,
             source="torch",
+            checker=after.report.checker,
         )
         report["torch_params"] = {
             "before": info["torch_params_before"],
@@ -400,6 +447,7 @@ def _prune_torch(
                 "finetune": report["finetune"],
                 "exporter": after.exporter,
                 "verified": after.report.passed,
+                "passed": report["passed"],
                 "report": report,
                 "notes": report["notes"],
             },

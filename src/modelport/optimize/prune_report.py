@@ -101,6 +101,7 @@ def measure(
     from ..metrics import accuracy, fidelity
     from ..runtime import make_session
     from ..signature import Signature
+    from .report import fidelity_score
 
     sig = Signature.from_onnx(before)
     first = sig.inputs[0].shape[0] if sig.inputs and sig.inputs[0].shape else 1
@@ -144,6 +145,15 @@ def measure(
         y = y[:usable]
         acc_b, acc_a = accuracy(ref[name], y), accuracy(got[name], y)
         out["accuracy"] = {"before": acc_b, "after": acc_a, "drop_points": 100.0 * (acc_b - acc_a)}
+        out["metric"] = {"name": "accuracy", "before": acc_b, "after": acc_a, "drop": acc_b - acc_a}
+    else:
+        after_score = fidelity_score(ref, got, eval_feed)
+        out["metric"] = {
+            "name": "fidelity_score",
+            "before": 1.0,
+            "after": after_score,
+            "drop": 1.0 - after_score,
+        }
     latency = {}
     for b in batch_sizes:
         if fixed_batch and b != fixed_batch:

@@ -109,8 +109,9 @@ class QuantizeConfig:
     weight_type / activation_type / per_channel / reduce_range: None chooses for this CPU
         (see ``optimize.hardware``); set them to override.
     exclude: node names to keep float in any mode.
-    max_drop: allowed drop of the metric (see ``EvalConfig.metric``) for partial; for the other
-        modes a budget to warn about (None: no budget).
+    max_drop: allowed drop of the metric (see ``EvalConfig.metric``): partial's target; for the
+        other modes the budget beyond which the report fails (loud warning, CLI exit code 1).
+        None: ``report.DEFAULT_MAX_DROP`` (0.01) for the other modes; partial needs one.
     partial_base: the int8 scheme partial starts from: "dynamic" or "static" (None: static when
         calibration data is given, else dynamic).
     granularity: partial keeps float whole "node"s or whole "layer"s.
@@ -124,6 +125,8 @@ class QuantizeConfig:
         helps) or None. Statistics come from the calibration data, else the evaluation data.
         Partial uses "auto" by default.
     keep_io_types: fp16 keeps float32 inputs and outputs.
+    allow_mismatch: write the result even when it fails onnx.checker (the report records it);
+        without it such a result is refused (VerificationError) and nothing is written.
     evaluation: how results are measured (eval data, labels, metric, latency batch sizes).
     threads: ONNX Runtime intra-op threads for measurement (0: ORT's default).
     time_budget_s: partial: seconds for the search; no evaluation starts after it and the best
@@ -149,6 +152,7 @@ class QuantizeConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     threads: int = 0
     time_budget_s: float | None = None
+    allow_mismatch: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -275,7 +279,7 @@ def quantize(
     ops left float, and loud warnings when the result is slower or outside the budget.
     """
     from .hardware import choose_types, detect_cpu
-    from .report import measure
+    from .report import check_result, measure
 
     t0 = time.perf_counter()
     config = config or QuantizeConfig()
@@ -322,10 +326,8 @@ def quantize(
             _list_float_ops(result, report, config)
         import onnx
 
-        from ..verify import check_model
-
         qmodel = onnx.load(str(result))
-        report.checker = check_model(qmodel)
+        check_result(qmodel, report, config.allow_mismatch)
         measure(
             src,
             result,
@@ -623,7 +625,43 @@ def _list_float_ops(result: Path, report: OptimizeReport, config: QuantizeConfig
     report.float_ops = float_ops
     report.details["quantized_ops"] = {op: n for op, n in hist.items() if op in QUANTIZED_OPS}
     if not report.details["quantized_ops"]:
-        report.warnings.append(
-            "nothing was quantized: the model has no op ONNX Runtime quantizes "
-            f"in {config.mode} mode"
+        report.unchanged = "no node was quantized: " + _why_nothing(result, config, report)
+        report.warnings.append(report.unchanged)
+
+
+def _why_nothing(result: Path, config: QuantizeConfig, report: OptimizeReport) -> str:
+    """Why a quantizer left every node float, in terms of this model's ops."""
+    import onnx
+
+    part = report.details.get("partial")
+    if config.mode == "partial" and part and part.get("kept"):
+        return (
+            f"partial quantization kept all {len(part['kept'])} candidate nodes float to stay "
+            f"within --max-drop {config.max_drop:g}; the result is the float model "
+            "(loosen --max-drop, or give calibration data for static int8)"
         )
+    model = onnx.load(str(result), load_external_data=False)
+    compute = {
+        op: n for op, n in _op_hist(model).items() if op not in _SHAPE_OPS and op not in ("Add",)
+    }
+    have = ", ".join(f"{op} x{n}" for op, n in sorted(compute.items(), key=lambda kv: -kv[1]))
+    names = {n.name for n in model.graph.node}
+    if config.exclude and not (names - set(config.exclude)) & {
+        n.name for n in model.graph.node if n.op_type in (*DYNAMIC_OPS, "Conv", "Gemm")
+    }:
+        return f"every quantizable node is excluded (--exclude); the model's ops: {have}"
+    if config.mode in ("dynamic", "partial") and not _is_static(config):
+        if any(op in compute for op in ("Conv", "ConvTranspose")):
+            return (
+                f"dynamic int8 quantizes {', '.join(DYNAMIC_OPS)} (MatMul with a constant weight), "
+                f"and convolutions stay float (ConvInteger is slow on CPU); the model's ops: {have}. "
+                "Use --mode static --calibration DATA for convolutional models"
+            )
+        return (
+            f"dynamic int8 quantizes {', '.join(DYNAMIC_OPS)} with constant weights; "
+            f"the model has none of them (its ops: {have})"
+        )
+    return (
+        f"ONNX Runtime's static quantizer found no op it quantizes (its ops: {have}); "
+        "the size ratio is 1.0 and the model is the float one"
+    )

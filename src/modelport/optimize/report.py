@@ -24,6 +24,7 @@ from ..signature import Signature
 from .calibration import DataSource, take_feed
 
 __all__ = [
+    "DEFAULT_MAX_DROP",
     "EvalConfig",
     "Metric",
     "OptimizeReport",
@@ -31,8 +32,15 @@ __all__ = [
     "load_metric",
     "measure",
     "run_batched",
+    "run_checker",
     "sentence_embedding_cosine",
 ]
+
+# The budget every quantize / optimize / prune run is held to when none is given: the metric
+# (accuracy with labels, else the fidelity score: the worst of mean row cosine and top-1 agreement)
+# may drop by at most 0.01 (1 point of accuracy, 1 % of fidelity). Beyond it: a loud warning and
+# exit code 1. Documented in docs/quantize.md and docs/prune.md.
+DEFAULT_MAX_DROP = 0.01
 
 # metric(reference_outputs, outputs, feed) -> score, higher is better, 1.0 for identical outputs
 Metric = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Feed], float]
@@ -217,7 +225,9 @@ class OptimizeReport:
     float_ops: dict[str, int] = field(default_factory=dict)  # ops left in float
     details: dict[str, Any] = field(default_factory=dict)  # step-specific (kept nodes, costs...)
     warnings: list[str] = field(default_factory=list)
-    checker: str = "passed"
+    checker: str = "not run"  # "passed", "not run", or the checker's message
+    checker_note: str = ""  # why a known-benign checker failure was accepted, if one was
+    unchanged: str = ""  # why the step changed nothing (e.g. no node was quantized), if it did
     seconds: float = 0.0
 
     @property
@@ -226,8 +236,8 @@ class OptimizeReport:
 
     @property
     def passed(self) -> bool:
-        """Within the fidelity budget (when one was set) and the checker passed."""
-        ok = self.checker == "passed"
+        """The checker passed, the step changed the model, and the metric is within the budget."""
+        ok = self.checker == "passed" and not self.unchanged
         if self.metric.get("budget") is not None:
             ok = ok and self.metric["drop"] <= self.metric["budget"] + 1e-12
         return ok
@@ -258,6 +268,8 @@ class OptimizeReport:
             "details": self.details,
             "warnings": self.warnings,
             "checker": self.checker,
+            "checker_note": self.checker_note,
+            "unchanged": self.unchanged,
             "passed": self.passed,
             "seconds": round(self.seconds, 2),
         }
@@ -292,7 +304,10 @@ class OptimizeReport:
                     out.append((f"{name}: {label}", before, after, ""))
         if self.metric:
             m = self.metric
-            budget = f" (budget {m['budget']:.4g})" if m.get("budget") is not None else ""
+            budget = ""
+            if m.get("budget") is not None:
+                default = ", default" if m.get("budget_source") == "default" else ""
+                budget = f" (budget {m['budget']:.4g}{default})"
             out.append(
                 (
                     f"metric {m['name']}",
@@ -352,7 +367,8 @@ def measure(
 ) -> OptimizeReport:
     """Fill ``report`` with size, latency, fidelity, metric and accuracy of ``after`` vs ``before``.
 
-    ``before``/``after`` are paths to .onnx files. ``budget`` is the allowed metric drop.
+    ``before``/``after`` are paths to .onnx files. ``budget`` is the allowed metric drop (None:
+    ``DEFAULT_MAX_DROP``, recorded as the default).
     """
     import onnx
 
@@ -387,16 +403,23 @@ def measure(
         "before": before_score,
         "after": after_score,
         "drop": before_score - after_score,
-        "budget": budget,
+        "budget": DEFAULT_MAX_DROP if budget is None else budget,
+        "budget_source": "default" if budget is None else "given",
     }
+    budget = report.metric["budget"]
     if labels is not None:
         out = next(iter(ref))
         acc_b, acc_a = accuracy(ref[out], labels), accuracy(got[out], labels)
         report.accuracy = {"output": out, "before": acc_b, "after": acc_a, "drop": acc_b - acc_a}
-    if budget is not None and report.metric["drop"] > budget + 1e-12:
+    if report.metric["drop"] > budget + 1e-12:
+        which = (
+            "the default budget; set --max-drop to choose another"
+            if report.metric["budget_source"] == "default"
+            else "--max-drop"
+        )
         report.warnings.append(
             f"OUTSIDE THE BUDGET: metric {name} dropped by {report.metric['drop']:.4f} "
-            f"(allowed {budget:.4g})"
+            f"from {before_score:.4f} to {after_score:.4f} (allowed {budget:.4g}, {which})"
         )
     if config.measure_latency:
         lcfg = LatencyConfig(warmup=3, repeats=config.repeats, threads=threads)
@@ -418,6 +441,40 @@ def measure(
                     f"{row['before_ms']:.2f} ms ({row['speedup']:.2f}x) on this CPU{noise}"
                 )
     return report
+
+
+def run_checker(model: Any) -> str:
+    """The full ``onnx.checker`` on ``model``: "passed", or its whole message on one line."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # ValidationError, InferenceError, and what protobuf raises
+        msg = " ".join(str(exc).split())
+        return msg or type(exc).__name__
+    return "passed"
+
+
+def check_result(model: Any, report: OptimizeReport, allow_mismatch: bool) -> None:
+    """Run the checker on the optimized ``model`` and record it in ``report``.
+
+    A failure raises VerificationError (nothing is written) unless ``allow_mismatch``; then the
+    package is written, the failure is a loud warning, and ``report.passed`` is False.
+    """
+    from ..errors import VerificationError
+
+    report.checker = run_checker(model)
+    if report.checker == "passed":
+        return
+    if not allow_mismatch:
+        raise VerificationError(
+            f"the {report.step} result fails onnx.checker: {report.checker}. Nothing was written; "
+            "pass --allow-mismatch to write it anyway (the report records the failure)",
+            checker=report.checker,
+        )
+    report.warnings.append(
+        f"onnx.checker FAILED: {report.checker} (written anyway: --allow-mismatch)"
+    )
 
 
 def _file_size(path: Path) -> int:
