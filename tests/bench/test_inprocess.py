@@ -57,7 +57,8 @@ def test_compare_latency_keeps_its_api(tiny_onnx):
         "throughput_items_s",
     ):
         assert key in d
-    assert d["p50_ms"] <= d["p99_ms"] and d["throughput_items_s"] > 0
+    assert d["p50_ms"] <= d["p99_ms"]
+    assert d["throughput_items_s"] == pytest.approx(d["batch_size"] * 1000.0 / d["p50_ms"])
     # pairs and per-model feeds, as before
     stats = compare_latency([("a", s1), ("b", s2)], {"a": feed, "b": {"x": feed["x"][:1]}},
                             LatencyConfig(warmup=0, repeats=2))  # fmt: skip
@@ -67,7 +68,11 @@ def test_compare_latency_keeps_its_api(tiny_onnx):
 
 def test_memory_readings_follow_an_allocation():
     assert rss_bytes() > 0 and peak_rss_bytes() >= rss_bytes() * 0.5
-    assert reset_peak() in (True, False)
+    # Linux lets a process restart its peak RSS through /proc/self/clear_refs; elsewhere False
+    import os
+
+    clear_refs = "/proc/self/clear_refs"
+    assert reset_peak() is (os.path.exists(clear_refs) and os.access(clear_refs, os.W_OK))
     keep, mem = measure_memory(lambda: np.ones(40_000_000 // 8))  # 40 MB, touched
     assert mem.grown >= 30_000_000
     assert mem.peak_extra >= mem.grown * 0.9

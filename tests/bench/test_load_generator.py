@@ -106,7 +106,9 @@ def test_bench_server_sweeps_concurrency_and_measures_the_ceiling(http_server):
     ceiling = result["ceiling"]
     assert ceiling["protocol"] == "http-binary" and ceiling["concurrency"] == 2
     assert ceiling["req_s"] > 0 and ceiling["errors"] == 0
-    assert all(r["fraction_of_ceiling"] > 0 for r in result["rows"])
+    for r in result["rows"]:
+        assert r["fraction_of_ceiling"] == pytest.approx(r["throughput_req_s"] / ceiling["req_s"])
+        assert r["throughput_req_s"] == pytest.approx(20 / r["duration_s"])
 
 
 def test_grpc_ceiling_endpoint():

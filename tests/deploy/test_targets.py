@@ -10,7 +10,7 @@ import yaml
 
 from modelport.cli import main
 from modelport.deploy import PackageTargetConfig, package_for
-from modelport.deploy.targets import KSERVE_SCHEMA, triton_config
+from modelport.deploy.targets import kserve_schema, triton_config
 from modelport.errors import UsageError
 from modelport.package import ModelPackage
 
@@ -75,30 +75,108 @@ def test_torchserve_mar_handler_runs(tmp_path, pkg):
     assert any("handler ran on a sample: outputs match" in c for c in r.checks)
 
 
-def test_kserve_manifest_validates(tmp_path, pkg):
+def test_kserve_manifest_validates_against_the_real_crd(tmp_path, pkg):
     import jsonschema
 
     r = package_for(
         pkg, "kserve", tmp_path / "ks", PackageTargetConfig(storage_uri="s3://bucket/models")
     )
+    assert any("KServe v0.20.0's InferenceService v1beta1 CRD" in c for c in r.checks)
     doc = yaml.safe_load((r.path / "inferenceservice.yaml").read_text())
-    jsonschema.validate(doc, KSERVE_SCHEMA)
+    schema = kserve_schema()
+    jsonschema.Draft7Validator(schema).validate(doc)
+    # the vendored schema is KServe's: it knows the predictor's real fields...
+    predictor = schema["properties"]["spec"]["properties"]["predictor"]["properties"]
+    assert {"containers", "minReplicas", "sklearn", "triton", "workerSpec"} <= set(predictor)
     container = doc["spec"]["predictor"]["containers"][0]
-    assert container["args"][:2] == ["serve", "/mnt/models"]
+    assert container["args"][0] == "/mnt/models"  # args replace the image's CMD
     assert {"name": "STORAGE_URI", "value": "s3://bucket/models"} in container["env"]
+    assert container["image"] == "modelport-digits-cnn:1"
     assert (r.path / "models" / "digits-cnn" / "1" / "model.onnx").is_file()
-    bad = dict(doc, metadata={"name": "Not_Valid"})
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(bad, KSERVE_SCHEMA)
+    # ...and it can fail: a wrong name, a misspelt field, a wrong type
+    bad_docs = [
+        dict(doc, metadata={"name": "Not_Valid"}),
+        {**doc, "spec": {"predictor": {**doc["spec"]["predictor"], "minReplica": 1}}},
+        {**doc, "spec": {"predictor": {**doc["spec"]["predictor"], "minReplicas": "one"}}},
+        {
+            **doc,
+            "spec": {
+                "predictor": {
+                    **doc["spec"]["predictor"],
+                    "containers": [{**container, "ports": [{"containerPort": "8080"}]}],
+                }
+            },
+        },
+    ]
+    for bad in bad_docs:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.Draft7Validator(schema).validate(bad)
 
 
-def test_docker_context_lints(tmp_path, pkg):
+def test_kserve_check_refuses_an_invalid_manifest(tmp_path):
+    from modelport.deploy.targets import _check_kserve
+    from modelport.errors import VerificationError
+
+    bad = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "m"},
+        "spec": {"predictor": {"containers": [{"name": "c", "image": "i", "argz": []}]}},
+    }
+    (tmp_path / "isvc.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(VerificationError, match="spec/predictor/containers/0.*argz"):
+        _check_kserve(tmp_path / "isvc.yaml")
+
+
+def test_kserve_keeps_the_package_name_for_the_model(tmp_path, pkg):
+    r = package_for(pkg, "kserve", tmp_path / "ks", PackageTargetConfig(name="Digits_CNN.v2"))
+    doc = yaml.safe_load((r.path / "inferenceservice.yaml").read_text())
+    assert doc["metadata"]["name"] == "digits-cnn-v2"  # a Kubernetes object name
+    assert doc["metadata"]["annotations"]["modelport/model-name"] == "Digits_CNN.v2"
+    assert (r.path / "models" / "Digits_CNN.v2" / "1" / "model.onnx").is_file()  # served name
+    assert any("the served model keeps 'Digits_CNN.v2'" in n for n in r.notes)
+
+
+def test_docker_context_installs_the_wheel_it_holds(tmp_path, pkg):
+    from modelport.deploy.targets import dockerfile_sources
+
     r = package_for(pkg, "docker", tmp_path / "ctx")
     text = (r.path / "Dockerfile").read_text()
     assert "USER modelport" in text and "HEALTHCHECK" in text
-    assert (r.path / "entrypoint.sh").stat().st_mode & 0o111
+    assert "modelport[serve]==" not in text  # nothing from an index that does not have it
+    wheels = sorted((r.path / "wheels").glob("modelport-*.whl"))
+    assert len(wheels) == 1
+    # every COPY source is in the context, and pip installs exactly the copied wheel
+    sources = dockerfile_sources(r.path / "Dockerfile")
+    assert f"wheels/{wheels[0].name}" in sources and "models/" in sources
+    assert all((r.path / s).exists() for s in sources)
+    (install,) = [line for line in text.splitlines() if "pip install" in line]
+    assert f'"/tmp/wheels/{wheels[0].name}[serve]"' in install
+    with zipfile.ZipFile(wheels[0]) as z:
+        names = set(z.namelist())
+    assert "modelport/cli/serve_cmd.py" in names
+    assert any(n.endswith(".schema.json.gz") for n in names)  # package data travels too
     assert (r.path / "models" / "digits-cnn" / "1" / "modelport.json").is_file()
     assert any("passes" in c for c in r.checks)
+    assert any("every COPY source is in the build context" in c for c in r.checks)
+    assert r.notes == [f"build: docker build -t modelport-digits-cnn:1 {r.path}"]
+
+
+def test_docker_build_when_a_daemon_is_available(tmp_path, pkg):
+    import shutil
+    import subprocess
+
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "info"], capture_output=True).returncode != 0:
+        pytest.skip("no Docker daemon on this machine: the context checks above stand in")
+    r = package_for(pkg, "docker", tmp_path / "ctx")
+    proc = subprocess.run(
+        [docker, "build", "-t", "modelport-test-digits:1", str(r.path)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_bad_name_and_target(tmp_path, pkg):

@@ -126,6 +126,7 @@ def test_prune_torch_source_structured_with_finetune(digits_cnn, digits_data, tm
     assert rc == 0, text
     pkg = ModelPackage.load(tmp_path / "out")
     assert [h["step"] for h in pkg.history] == ["convert", "prune"]
+    assert pkg.name == "out"  # named after -o, not after the temporary "source" directory
     step = pkg.history[-1]
     assert step["finetune"] == "examples.resnet_digits:finetune"
     assert step["report"]["params"]["ratio"] > 3

@@ -140,6 +140,8 @@ def test_cli_ships_the_chosen_package(tmp_path, digits_package):
             "3",
             "--ship",
             "repo",
+            "--name",
+            "digits-prod",
             "--keep-front",
             "--json",
             str(tmp_path / "p.json"),
@@ -149,7 +151,9 @@ def test_cli_ships_the_chosen_package(tmp_path, digits_package):
     summary = json.loads((tmp_path / "p.json").read_text())
     assert summary["deployed"]["target"] == "repo"
     entry = [p for p in (out / "deploy" / "repo").rglob("model.onnx")]
-    assert len(entry) == 1
+    # the model is named after --name in the chosen package and in the shipped artifact
+    assert entry == [out / "deploy" / "repo" / "digits-prod" / "1" / "model.onnx"]
+    assert ModelPackage.load(out / "chosen").name == "digits-prod"
     assert len(summary["front_packages"]) == len(summary["front"]) >= 1
     for p in summary["front_packages"]:
         assert ModelPackage.load(p).history[-1]["step"] == "plan"
@@ -194,6 +198,8 @@ def test_pruning_a_torch_source_with_a_finetune_hook(tmp_path, digits_cnn, digit
     )
     result = plan(digits_cnn, tmp_path / "plan", config)
     assert calls  # the hook ran
+    # a source's packages are named after the plan's output, never after a work directory
+    assert result.chosen.name == "plan"
     assert all(torch.equal(v, digits_cnn.state_dict()[k]) for k, v in before.items())
     cands = {r["candidate"] for r in result.rows}
     assert cands == {"fp32", "pruned-50", "pruned-50+int8-static"}

@@ -341,17 +341,19 @@ def test_a_symlinked_model_directory_cannot_lead_outside(api, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "method, path",
+    "method, path, status",
     [
-        ("GET", "/models/..%2F..%2Fetc"),
-        ("DELETE", "/models/%2E%2E"),
-        ("DELETE", "/models/mlp/..%2F1"),
-        ("PUT", "/models/mlp/1%2F..%2F2/set-default"),
+        # an encoded '/' decodes into more path segments: no management route has that shape
+        ("GET", "/models/..%2F..%2Fetc", 404),
+        # a single '..' segment reaches the route and is refused as a model name
+        ("DELETE", "/models/%2E%2E", 400),
+        ("DELETE", "/models/mlp/..%2F1", 404),
+        ("PUT", "/models/mlp/1%2F..%2F2/set-default", 404),
     ],
 )
-def test_names_in_paths_are_validated(api, method, path):
+def test_names_in_paths_are_validated(api, method, path, status):
     r = api.mgmt.request(method, path)
-    assert r.status_code in (400, 404), r.text
+    assert r.status_code == status, r.text
     assert api.mgmt.get("/models/mlp/all").status_code == 200
 
 

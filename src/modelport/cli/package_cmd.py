@@ -41,7 +41,17 @@ from .ui import console, table, write_json
     "--instances", type=int, default=None, help="Model instances (Triton instance_group count)."
 )
 @click.option(
-    "--image", default="modelport-serve:latest", show_default=True, help="Container image (KServe)."
+    "--image",
+    default=None,
+    help="Container image the KServe manifest runs (default: modelport-NAME:VERSION, the tag "
+    "the docker target's build note uses).",
+)
+@click.option(
+    "--wheel",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="docker: the modelport wheel to install in the image (default: built from this "
+    "modelport's source checkout with pip wheel).",
 )
 @click.option("--storage-uri", default=None, help="KServe storageUri for the model repository.")
 @click.option(
@@ -56,7 +66,8 @@ def package(
     max_batch_size: int | None,
     max_queue_delay_ms: float | None,
     instances: int | None,
-    image: str,
+    image: str | None,
+    wheel: str | None,
     storage_uri: str | None,
     json_out: str | None,
 ) -> int:
@@ -73,6 +84,7 @@ def package(
         instances=instances,
         image=image,
         storage_uri=storage_uri,
+        wheel=wheel,
     )
     result = package_for(package, target, out, config)
     console.print(f"wrote {target} artifact: {result.path}")

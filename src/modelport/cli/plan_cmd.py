@@ -80,6 +80,12 @@ from .ui import console, console_err, table, write_json
     default=None,
     help="Also package the chosen model for this target (OUT/deploy/TARGET).",
 )
+@click.option(
+    "--name",
+    default=None,
+    help="Model name of the chosen package (and of --ship's artifact); default: the package's "
+    "name, or for a source the name of OUT.",
+)
 @click.option("--repeats", type=int, default=30, show_default=True, help="Timed runs per setting.")
 @click.option("--force", is_flag=True, help="Replace an earlier plan output at OUT.")
 @click.option("--json", "json_out", type=click.Path(), help="Also write plan.json here.")
@@ -128,6 +134,7 @@ def plan(ctx: click.Context, package: str | None, **kw: Any) -> int:
         keep_front=kw["keep_front"],
         ship=kw["ship"],
         repeats=kw["repeats"],
+        name=kw["name"],
     )
     result = run(
         model,

@@ -28,9 +28,11 @@ class PackageTargetConfig:
     version: model version (repo/triton), default 1 (repo: the next free version).
     max_batch_size / max_queue_delay_ms / instances: batching and concurrency for Triton and
         modelport serve (default: the package's serving config, else 8 / 2 ms / 1).
-    image: container image for KServe/Docker (default: a python:3.11-slim based image built
-        from the docker target).
+    image: container image the KServe manifest runs (default: ``modelport-<name>:<version>``,
+        the tag the docker target tells you to build).
     storage_uri: where KServe pulls the model repository from (pvc://..., s3://..., gs://...).
+    wheel: the modelport wheel the docker target puts into the build context (default: built
+        with ``pip wheel`` from the source checkout modelport runs from).
     """
 
     name: str | None = None
@@ -38,8 +40,9 @@ class PackageTargetConfig:
     max_batch_size: int | None = None
     max_queue_delay_ms: float | None = None
     instances: int | None = None
-    image: str = "modelport-serve:latest"
+    image: str | None = None
     storage_uri: str | None = None
+    wheel: str | None = None
 
     def __post_init__(self) -> None:
         if self.version is not None and self.version < 1:
@@ -368,89 +371,118 @@ def _check_mar(mar: Path, pkg: ModelPackage) -> str:
     return f".mar unpacks (MANIFEST handler={man['model']['handler']}) and its handler ran on a sample: outputs match"
 
 
+# --- the serving command shared by the Docker image and the KServe manifest -----------------
+
+# One command line for both artifacts, so they cannot disagree: the image's ENTRYPOINT is
+# ``modelport serve`` and its CMD the arguments; KServe's ``args`` replace CMD (Kubernetes
+# semantics) with the same arguments over /mnt/models. HTTP on 8080 (KServe's default for custom
+# predictors), gRPC on 8081, and no management API: it would bind 127.0.0.1:8081 inside the
+# container by default (unreachable from outside anyway, and the same port as gRPC).
+SERVE_ENTRYPOINT = ("modelport", "serve")
+HTTP_PORT = 8080
+GRPC_PORT = 8081
+
+
+def serve_args(models_dir: str, serving: dict[str, Any]) -> list[str]:
+    """The arguments after ``modelport serve`` in the image and in the KServe manifest."""
+    return [
+        models_dir,
+        "--host",
+        "0.0.0.0",
+        "--http-port",
+        str(HTTP_PORT),
+        "--grpc-port",
+        str(GRPC_PORT),
+        "--no-management",
+        "--max-batch-size",
+        str(max(serving["max_batch_size"], 1)),
+    ]
+
+
+def k8s_name(name: str) -> str:
+    """``name`` as a Kubernetes object name (DNS-1123 label): lower case, '-' for '_' and '.'."""
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def default_image(pkg: ModelPackage, config: PackageTargetConfig) -> str:
+    """The image the docker target tells you to build, and the KServe manifest runs."""
+    if config.image:
+        return config.image
+    return f"modelport-{k8s_name(_model_name(pkg, config))}:{config.version or 1}"
+
+
 # --- kserve ---------------------------------------------------------------------------------
 
-KSERVE_SCHEMA: dict[str, Any] = {
-    # The parts of serving.kserve.io/v1beta1 InferenceService that this target writes.
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "serving.kserve.io/v1beta1"},
-        "kind": {"const": "InferenceService"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string", "pattern": _NAME_RE.pattern, "maxLength": 63}
-            },
+KSERVE_VERSION = "v0.20.0"
+KSERVE_SCHEMA_FILE = f"kserve-{KSERVE_VERSION}-inferenceservice-v1beta1.schema.json.gz"
+
+
+def kserve_schema() -> dict[str, Any]:
+    """KServe's real InferenceService (v1beta1) CRD schema, vendored from KServe v0.20.0
+    (Apache-2.0; see deploy/schemas/README.md), made strict like ``kubectl --validate=strict``:
+    unknown fields are errors and ``metadata.name`` must be a DNS-1123 label."""
+    import gzip
+    from importlib.resources import files
+
+    raw = files("modelport.deploy").joinpath("schemas", KSERVE_SCHEMA_FILE).read_bytes()
+    schema = _strict(json.loads(gzip.decompress(raw)))
+    schema["required"] = sorted({*schema.get("required", []), "apiVersion", "kind", "metadata"})
+    props = schema["properties"]
+    props["apiVersion"] = {"type": "string", "const": "serving.kserve.io/v1beta1"}
+    props["kind"] = {"type": "string", "const": "InferenceService"}
+    props["metadata"] = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "pattern": _NAME_RE.pattern, "maxLength": 63},
+            "namespace": {"type": "string"},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
         },
-        "spec": {
-            "type": "object",
-            "required": ["predictor"],
-            "properties": {
-                "predictor": {
-                    "type": "object",
-                    "properties": {
-                        "minReplicas": {"type": "integer", "minimum": 0},
-                        "maxReplicas": {"type": "integer", "minimum": 1},
-                        "containers": {
-                            "type": "array",
-                            "minItems": 1,
-                            "items": {
-                                "type": "object",
-                                "required": ["name", "image"],
-                                "properties": {
-                                    "name": {"type": "string"},
-                                    "image": {"type": "string"},
-                                    "args": {"type": "array", "items": {"type": "string"}},
-                                    "env": {
-                                        "type": "array",
-                                        "items": {"type": "object", "required": ["name"]},
-                                    },
-                                    "ports": {
-                                        "type": "array",
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["containerPort"],
-                                            "properties": {
-                                                "containerPort": {"type": "integer"},
-                                                "protocol": {"enum": ["TCP", "UDP", "SCTP"]},
-                                            },
-                                        },
-                                    },
-                                    "readinessProbe": {"type": "object"},
-                                    "resources": {"type": "object"},
-                                },
-                            },
-                        },
-                    },
-                }
-            },
-        },
-    },
-}
+    }
+    return schema
+
+
+def _strict(node: Any) -> Any:
+    """Objects with declared properties reject unknown ones, unless the schema preserves them."""
+    if isinstance(node, dict):
+        out = {k: _strict(v) for k, v in node.items()}
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [_strict(v) for v in node]
+    return node
 
 
 def target_kserve(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> TargetResult:
-    """OUT/inferenceservice.yaml (a custom predictor running ``modelport serve``) + the model repo."""
+    """OUT/inferenceservice.yaml (a custom predictor running ``modelport serve`` in the image the
+    docker target builds) + the model repository OUT/models/<name>/<version>/."""
     import yaml
 
-    name = _model_name(pkg, config).lower().replace("_", "-").replace(".", "-")
+    model = _model_name(pkg, config)
+    name = k8s_name(model)
     if not _NAME_RE.fullmatch(name):
         raise UsageError(
             f"'{name}' is not a valid Kubernetes name; give --name with lowercase letters, digits and '-'"
         )
     serving = _serving(pkg, config)
     storage = config.storage_uri or f"pvc://modelport-models/{name}"
+    image = default_image(pkg, config)
     doc = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {
             "name": name,
             "annotations": {
+                "modelport/model-name": model,
                 "modelport/source-sha256": str(
                     pkg.manifest.get("provenance", {}).get("source_sha256", "")
-                )
+                ),
             },
         },
         "spec": {
@@ -460,22 +492,14 @@ def target_kserve(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> 
                 "containers": [
                     {
                         "name": "kserve-container",
-                        "image": config.image,
-                        "args": [
-                            "serve",
-                            "/mnt/models",
-                            "--http-port",
-                            "8080",
-                            "--grpc-port",
-                            "8081",
-                            "--host",
-                            "0.0.0.0",
-                            "--max-batch-size",
-                            str(max(serving["max_batch_size"], 1)),
-                        ],
+                        "image": image,
+                        # the image's ENTRYPOINT is `modelport serve`; args replace its CMD
+                        "args": serve_args("/mnt/models", serving),
                         "env": [{"name": "STORAGE_URI", "value": storage}],
-                        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080}},
+                        "ports": [{"containerPort": HTTP_PORT, "protocol": "TCP"}],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT}
+                        },
                         "resources": {
                             "requests": {"cpu": "1", "memory": "1Gi"},
                             "limits": {"cpu": "2", "memory": "2Gi"},
@@ -487,17 +511,21 @@ def target_kserve(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> 
     }
     with atomic_output_dir(out) as tmp:
         (tmp / "inferenceservice.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-        _copy_package(pkg, tmp / "models" / name / str(config.version or 1))
+        _copy_package(pkg, tmp / "models" / model / str(config.version or 1))
     checks = [_check_kserve(out / "inferenceservice.yaml")]
+    notes = [
+        f"copy models/ to {storage} (KServe's storage initializer mounts it at /mnt/models); "
+        f"the image is {image}: build it with `modelport package PKG --target docker -o CTX` "
+        f"and `docker build -t {image} CTX`"
+    ]
+    if name != model:
+        notes.append(f"the Kubernetes object is named '{name}'; the served model keeps '{model}'")
     return TargetResult(
         "kserve",
         out,
-        ["inferenceservice.yaml", f"models/{name}/{config.version or 1}/"],
+        ["inferenceservice.yaml", f"models/{model}/{config.version or 1}/"],
         checks,
-        [
-            f"copy models/ to {storage} (KServe's storage initializer mounts it at /mnt/models); "
-            f"the image is {config.image} (build it with --target docker)"
-        ],
+        notes,
     )
 
 
@@ -506,57 +534,147 @@ def _check_kserve(path: Path) -> str:
     import yaml
 
     doc = yaml.safe_load(path.read_text())
-    try:
-        jsonschema.validate(doc, KSERVE_SCHEMA)
-    except jsonschema.ValidationError as exc:
+    errors = sorted(
+        jsonschema.Draft7Validator(kserve_schema()).iter_errors(doc), key=lambda e: list(e.path)
+    )
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "(top)"
         raise VerificationError(
-            f"{path} does not match the InferenceService schema: {exc.message}"
-        ) from exc
-    return "inferenceservice.yaml parses and validates against the InferenceService (v1beta1) fields we use"
+            f"{path} does not match KServe's InferenceService CRD ({KSERVE_VERSION}): "
+            f"{where}: {errors[0].message}"
+        )
+    return (
+        f"inferenceservice.yaml validates against KServe {KSERVE_VERSION}'s InferenceService "
+        "v1beta1 CRD schema (vendored; unknown fields rejected as with kubectl --validate=strict)"
+    )
 
 
 # --- docker ---------------------------------------------------------------------------------
 
 DOCKERFILE = """# Built by `modelport package --target docker`: modelport serve over the model repository in models/.
+# modelport itself comes from the wheel in wheels/ (built from the modelport that wrote this).
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-RUN pip install --no-cache-dir "modelport[serve]=={version}"
+COPY wheels/{wheel} /tmp/wheels/{wheel}
+RUN pip install --no-cache-dir "/tmp/wheels/{wheel}[serve]" && rm -rf /tmp/wheels
 RUN useradd --create-home --uid 10001 modelport
 WORKDIR /srv
 COPY --chown=modelport:modelport models/ /srv/models/
-COPY --chown=modelport:modelport entrypoint.sh /srv/entrypoint.sh
 USER modelport
-EXPOSE 8000 8001
-HEALTHCHECK --interval=10s --timeout=3s CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready').status == 200 else 1)"]
-ENTRYPOINT ["/srv/entrypoint.sh"]
+EXPOSE {http_port} {grpc_port}
+HEALTHCHECK --interval=10s --timeout=3s CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{http_port}/v2/health/ready').status == 200 else 1)"]
+ENTRYPOINT {entrypoint}
+CMD {cmd}
 """
 
-ENTRYPOINT = """#!/bin/sh
-# Serve the bundled repository; extra arguments go to `modelport serve`.
-set -eu
-exec modelport serve /srv/models --host 0.0.0.0 --http-port 8000 --grpc-port 8001 "$@"
-"""
+
+def _source_root() -> Path | None:
+    """The source checkout modelport runs from (pyproject.toml naming modelport), if any."""
+    root = Path(__file__).resolve().parents[3]
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and re.search(
+        r'^name\s*=\s*"modelport"', pyproject.read_text(), flags=re.M
+    ):
+        return root
+    return None
+
+
+def build_wheel(dest: Path, wheel: str | None = None) -> Path:
+    """Put the modelport wheel into ``dest``: the given ``wheel`` file, else one built with
+    ``pip wheel <source> --no-deps`` from the source checkout this modelport runs from."""
+    import tempfile
+
+    dest.mkdir(parents=True, exist_ok=True)
+    if wheel is not None:
+        w = Path(wheel)
+        if not (w.is_file() and w.name.startswith("modelport-") and w.suffix == ".whl"):
+            raise UsageError(f"--wheel {wheel}: give a modelport-*.whl file")
+        shutil.copy2(w, dest / w.name)
+        return dest / w.name
+    root = _source_root()
+    if root is None:
+        raise UsageError(
+            "the docker target puts a modelport wheel into the build context, and this modelport "
+            "is not a source checkout to build one from: give --wheel PATH (build it with "
+            "`pip wheel <modelport source> -w DIR --no-deps`)"
+        )
+    with tempfile.TemporaryDirectory(prefix="modelport-wheel-") as tmpd:
+        src = Path(tmpd) / "src-tree"
+        src.mkdir()
+        for f in ("pyproject.toml", "README.md"):
+            shutil.copy2(root / f, src / f)
+        shutil.copytree(
+            root / "src",
+            src / "src",
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"),
+        )
+        built = Path(tmpd) / "wheels"
+        cmd = [sys.executable, "-m", "pip", "wheel", str(src), "-w", str(built), "--no-deps", "-q"]
+        try:
+            import setuptools  # noqa: F401
+
+            cmd.append("--no-build-isolation")  # build offline with the setuptools we have
+        except ImportError:
+            pass
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(built.glob("modelport-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise VerificationError(
+                f"pip wheel of {root} failed: {(proc.stderr or proc.stdout).strip()[-2000:]}"
+            )
+        shutil.copy2(wheels[0], dest / wheels[0].name)
+    return dest / wheels[0].name
 
 
 def target_docker(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> TargetResult:
-    """OUT is a Docker build context: Dockerfile, entrypoint.sh and models/<name>/<v>/."""
-    from .. import __version__
-
+    """OUT is a Docker build context: Dockerfile, wheels/modelport-*.whl and models/<name>/<v>/."""
     name = _model_name(pkg, config)
+    serving = _serving(pkg, config)
     with atomic_output_dir(out) as tmp:
-        (tmp / "Dockerfile").write_text(DOCKERFILE.format(version=__version__))
-        (tmp / "entrypoint.sh").write_text(ENTRYPOINT)
-        (tmp / "entrypoint.sh").chmod(0o755)
+        wheel = build_wheel(tmp / "wheels", config.wheel)
+        (tmp / "Dockerfile").write_text(
+            DOCKERFILE.format(
+                wheel=wheel.name,
+                http_port=HTTP_PORT,
+                grpc_port=GRPC_PORT,
+                entrypoint=json.dumps(list(SERVE_ENTRYPOINT)),
+                cmd=json.dumps(serve_args("/srv/models", serving)),
+            )
+        )
         (tmp / ".dockerignore").write_text("**/__pycache__\n")
         _copy_package(pkg, tmp / "models" / name / str(config.version or 1))
-    checks = [_lint_dockerfile(out / "Dockerfile")]
+    checks = [_lint_dockerfile(out / "Dockerfile"), _check_context(out)]
+    image = default_image(pkg, config)
     return TargetResult(
         "docker",
         out,
-        ["Dockerfile", "entrypoint.sh", f"models/{name}/{config.version or 1}/"],
+        ["Dockerfile", f"wheels/{wheel.name}", f"models/{name}/{config.version or 1}/"],
         checks,
-        [f"build: docker build -t modelport-{name.lower()} {out}"],
+        [f"build: docker build -t {image} {out}"],
     )
+
+
+def dockerfile_sources(path: Path) -> list[str]:
+    """The build-context paths the Dockerfile's COPY lines read (flags such as --chown dropped)."""
+    sources = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0].upper() in ("COPY", "ADD"):
+            args = [a for a in parts[1:] if not a.startswith("--")]
+            sources.extend(args[:-1])
+    return sources
+
+
+def _check_context(ctx: Path) -> str:
+    """Every COPY source exists in the context, and the wheel pip installs is the one copied."""
+    missing = [s for s in dockerfile_sources(ctx / "Dockerfile") if not (ctx / s).exists()]
+    if missing:
+        raise VerificationError(f"{ctx}/Dockerfile copies {missing}, not in the build context")
+    text = (ctx / "Dockerfile").read_text()
+    installs = re.findall(r'pip install [^\n]*?"?/tmp/wheels/([^"\[\s]+)', text)
+    if not installs or any(not (ctx / "wheels" / w).is_file() for w in installs):
+        raise VerificationError(f"{ctx}/Dockerfile installs {installs}, not wheels in the context")
+    return f"every COPY source is in the build context; pip installs wheels/{installs[0]}"
 
 
 def _lint_dockerfile(path: Path) -> str:

@@ -404,7 +404,9 @@ def _prune_torch(
     notes: list[str] = []
     module, _ = load_module(_fresh(source))  # exporting `source` below may change its module
     with tempfile.TemporaryDirectory(prefix="modelport-prune-") as tmp:
-        base = convert(source, Path(tmp) / "source", ConvertConfig(example=example))
+        # named after the output, not after the temporary directory ("source")
+        name = Path(out).resolve().name
+        base = convert(source, Path(tmp) / "source", ConvertConfig(example=example, name=name))
         pruned_module, info = prune_module(module, example, config, finetune)
         after = convert(
             Source.torch_module(copy.deepcopy(pruned_module)),

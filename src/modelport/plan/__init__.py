@@ -1,7 +1,7 @@
 """Deployment planning: try the variants that make sense, keep the Pareto front, pick one.
 
     from modelport.plan import PlanConfig, plan
-    result = plan("out/minilm", "out/minilm-plan", PlanConfig(max_drop=0.005, eval_data="s.npz"))
+    result = plan("out/minilm", "out/minilm-plan", PlanConfig(max_drop=0.005, eval_data="sentences.npz"))
     result.chosen        # the chosen ModelPackage (None when nothing meets the budget)
 
 ``plan`` builds the candidates that make sense for the model and the target (fp32 as given and
@@ -23,6 +23,7 @@ best model found so far. Output directory:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import shutil
 import time
@@ -68,6 +69,8 @@ class PlanConfig:
     ship: also package the chosen model for a deployment target ("repo", "triton",
         "torchserve", "kserve", "docker") under OUT/deploy/<target>.
     repeats: timed runs per model and session setting (interleaved with fp32).
+    name: the model name of the chosen package (what ``serve`` and ``ship`` call it); None:
+        the input package's name, or for a source model the output directory's name.
     tie_tolerance: latencies within this fraction of the fastest are a tie, settled by the
         smaller drop, then the smaller size, then the default session setting. 5%: on a shared
         2-core machine, repeated interleaved runs of one model differed by up to ~5%, and
@@ -92,6 +95,7 @@ class PlanConfig:
     ship: str | None = None
     repeats: int = 30
     tie_tolerance: float = 0.05
+    name: str | None = None
 
     def __post_init__(self) -> None:
         from ..deploy import TARGETS as SHIP_TARGETS
@@ -164,6 +168,7 @@ class PlanConfig:
             "ship": self.ship,
             "repeats": self.repeats,
             "tie_tolerance": self.tie_tolerance,
+            "name": self.name,
         }
 
 
@@ -350,9 +355,14 @@ def plan(
                 )
             example = {k: v[:16] for k, v in raw.items()}
             log("converting the source to an fp32 package")
-            fp32 = convert(source, work / "fp32-source", ConvertConfig(example=example)).package
+            name = config.name or out.resolve().name  # not the work directory's name
+            fp32 = convert(
+                source, work / "fp32-source", ConvertConfig(example=example, name=name)
+            ).package
         else:
             fp32 = model if isinstance(model, ModelPackage) else ModelPackage.load(model)
+        # every package plan writes (chosen, front, --ship) is named like this
+        config = dataclasses.replace(config, name=config.name or fp32.name)
         sig = fp32.signature
         if config.eval_data is not None:
             feed = take_feed(config.eval_data, sig, config.eval_samples)

@@ -157,6 +157,8 @@ def write_chosen(row: dict[str, Any], dest: Path, config: Any, summary: dict[str
             "(modelport serve runs sequential)"
         )
     manifest["history"] = [*manifest.get("history", []), step]
+    if getattr(config, "name", None):
+        manifest["name"] = config.name
     serving = dict(manifest.get("serving") or {})
     if row["setting"]["threads"]:
         serving["intra_op_threads"] = row["setting"]["threads"]
