@@ -36,6 +36,7 @@ def test_the_kept_float_table_has_a_header_per_column(capsys):
     report = SimpleNamespace(
         choices=[], step="quantize", rows=lambda: [("size", "1 MB", "0.3 MB", "3x")],
         details={"partial": {"kept": kept, "candidates": 5}}, float_ops={}, warnings=[],
+        checker="passed", checker_note="", unchanged="", passed=True, metric={},
     )  # fmt: skip
     print_report(report, "out", None)
     out = capsys.readouterr().out
