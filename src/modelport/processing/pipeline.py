@@ -41,9 +41,12 @@ from .steps import PRE_KINDS, ImagePreprocess, Tokenize, TopK, step_from_dict, s
 __all__ = ["INLINE_PAYLOAD_BYTES", "Pipeline", "Processing"]
 
 # Requests whose text/image payload is at most this many bytes are pre-processed on the calling
-# thread (the event loop, in the server); larger ones go to a worker thread. Measured: one short
-# sentence tokenizes in ~20 us, an 8x8 PNG decodes in ~30 us (docs/processing.md).
-INLINE_PAYLOAD_BYTES = 1024
+# thread (the event loop, in the server); larger ones go to a worker thread. Tokenizing costs about
+# the same per sentence: measured (best of 5 x 2000, on the shared 2-core box under load average
+# ~20) 210 us for one 12-word sentence (75 bytes), 1.8 ms for 14 of them; an 8x8 PNG decodes in
+# 216 us there. 512 bytes is ~7 such sentences: one short request stays on the loop (a thread
+# hand-off costs about as much), anything bigger leaves it.
+INLINE_PAYLOAD_BYTES = 512
 
 GraphRunner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
