@@ -2,6 +2,8 @@
 
 Runs a real ``modelport serve`` process on 127.0.0.1 and attacks it with raw sockets:
 
+    batching   the cross-request attack through dynamic batching (A1/V/A2, 12 threads): normal
+               answers that come back 200 but wrong (goal 0), attackers' statuses (goal 4xx)
     memory     resting RSS, RSS after one maximal allowed request on a model with a wide
                intermediate (goal: within 1 GB of the start), and the refusal (4xx) of one above
                the limit; also the issue's 100,000-row request with the limit raised, to show that
@@ -11,7 +13,7 @@ Runs a real ``modelport serve`` process on 127.0.0.1 and attacks it with raw soc
     slowloris  half-sent requests: when the server closes them; and a normal client's p50 with
                1,000 idle sockets open; goals: closed within 60 s, p50 < 50 ms
 
-    flock /tmp/modelport-bench.lock python bench/serve_hostile.py [memory stall slowloris]
+    flock /tmp/modelport-bench.lock python bench/serve_hostile.py [batching memory stall slowloris]
 
 Prints a table and writes bench/results/serve_hostile.json. Loops are bounded; only 127.0.0.1.
 """
@@ -71,6 +73,28 @@ def build_wide(repo: Path) -> Path:
     onnx.checker.check_model(model)
     manifest = base_manifest("wide", Signature.from_onnx(model), opset_of(model), {})
     write_package(model, manifest, repo / "wide" / "1", force=True)
+    scaled = helper.make_model(
+        helper.make_graph(
+            [
+                helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", ["f", "scale"], ["out"]),
+            ],
+            "scaled",
+            [
+                helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
+                helper.make_tensor_value_info("scale", TensorProto.FLOAT, ["batch", 1]),
+            ],
+            [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", "seq"])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    scaled.ir_version = 8
+    write_package(
+        scaled,
+        base_manifest("scaled", Signature.from_onnx(scaled), 17, {}),
+        repo / "scaled" / "1",
+        force=True,
+    )
     text = repo / "text" / "1"
     string = helper.make_model(
         helper.make_graph(
@@ -372,13 +396,86 @@ def bench_slowloris(repo: Path, idle: int = 1000, half: int = 50, wait_s: float 
     return out
 
 
+# --- the cross-request attack (issue 13, item 1) ----------------------------------------------
+
+
+def _v2_json(inputs: dict[str, tuple[str, list[int], list]]) -> bytes:
+    return json.dumps(
+        {
+            "inputs": [
+                {"name": n, "datatype": dt, "shape": shape, "data": data}
+                for n, (dt, shape, data) in inputs.items()
+            ]
+        }
+    ).encode()
+
+
+def bench_batching(repo: Path, seconds: float = 20.0, threads: int = 12) -> dict:
+    """A1 (ids [1,4], scale [0,1]), V (ids [1,4], scale [1,1] = s), A2 (ids [0,4], scale [1,1] =
+    1000) from ``threads`` keep-alive clients for ``seconds``, default settings and with a 300 ms
+    queue delay. Counts normal answers that are 200 but wrong."""
+    ids = [1, 2, 3, 4]
+    a1 = _v2_json({"ids": ("INT64", [1, 4], ids), "scale": ("FP32", [0, 1], [])})
+    a2 = _v2_json({"ids": ("INT64", [0, 4], []), "scale": ("FP32", [1, 1], [1000.0])})
+    out: dict = {}
+    for label, args in (
+        ("default settings", ()),
+        ("--max-queue-delay-ms 300", ("--max-queue-delay-ms", "300")),
+    ):
+        proc, port = start(repo, *args)
+        counts = {"v_ok": 0, "v_wrong": 0, "v_other": 0, "attack_200": 0, "attack_4xx": 0}
+        lock = threading.Lock()
+        stop_at = time.time() + seconds
+
+        def client(k: int, port=port, counts=counts, lock=lock, stop_at=stop_at) -> None:
+            import http.client
+
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            i = 0
+            while time.time() < stop_at:
+                i += 1
+                scale = 0.5 + k + (i % 97) / 128  # exact in float32
+                v = _v2_json({"ids": ("INT64", [1, 4], ids), "scale": ("FP32", [1, 1], [scale])})
+                for tag, body in (("a1", a1), ("v", v), ("a2", a2)):
+                    conn.request("POST", "/v2/models/scaled/infer", body)
+                    r = conn.getresponse()
+                    data = r.read()
+                    with lock:
+                        if tag != "v":
+                            counts["attack_200" if r.status == 200 else "attack_4xx"] += 1
+                        elif r.status != 200:
+                            counts["v_other"] += 1
+                        else:
+                            got = np.array(json.loads(data)["outputs"][0]["data"], np.float32)
+                            want = np.array(ids, np.float32) * np.float32(scale)
+                            exact = got.shape == want.shape and bool(np.all(got == want))
+                            counts["v_ok" if exact else "v_wrong"] += 1
+            conn.close()
+
+        try:
+            ts = [threading.Thread(target=client, args=(k,)) for k in range(threads)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(seconds + 120)
+        finally:
+            stop(proc)
+        out[label] = {"threads": threads, "seconds": seconds, **counts}
+    return out
+
+
 def main() -> int:
-    which = sys.argv[1:] or ["memory", "stall", "slowloris"]
+    which = sys.argv[1:] or ["batching", "memory", "stall", "slowloris"]
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         repo = build_wide(Path(tmp) / "repo")
         for part in which:
-            fn = {"memory": bench_memory, "stall": bench_stall, "slowloris": bench_slowloris}[part]
+            fn = {
+                "batching": bench_batching,
+                "memory": bench_memory,
+                "stall": bench_stall,
+                "slowloris": bench_slowloris,
+            }[part]
             t0 = time.time()
             results[part] = fn(repo)
             results[part]["_measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t0))

@@ -65,6 +65,10 @@ class ProcessedModel:
         return self.raw.threads
 
     @property
+    def session(self) -> Any:
+        return self.raw.session
+
+    @property
     def batching_note(self) -> str:
         return getattr(self.raw, "batching_note", "")
 
