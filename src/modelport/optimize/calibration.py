@@ -171,9 +171,11 @@ def calibrate_ranges(
         from .report import eval_batch_rows
 
         batch_size = min(8, eval_batch_rows(first)) if first else 8
-        if method != "minmax" and batch_size < 8:
-            # the histogram methods keep every activation of a chunk until it is folded in
-            chunk = max(1, chunk * batch_size // 8)
+        if batch_size < 8:
+            # large inputs: fold every batch in at once. ONNX Runtime's calibrators keep what
+            # each run of a chunk returns until the chunk is folded in (measured, OCR detector at
+            # 960x960, 16 images: 3.35 GB peak with chunks of 8, 1.75 GB with chunks of 1)
+            chunk = 1
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1 (got {batch_size})")
     sources = itertools.chain([first], feeds) if first is not None else iter(())
