@@ -169,3 +169,18 @@ async def test_served_png_in_label_out(digits_image_package, digits_data):
             raw["outputs"][0]["parameters"]["classification"] = 0
             r = await c.post(f"/v2/models/{name}_raw/infer", json=raw)
             assert r.status_code == 400 and "class count" in r.json()["error"]
+
+
+def test_torchserve_target_carries_the_image_processing(tmp_path, digits_image_package):
+    import json
+    import zipfile
+
+    from modelport.deploy import package_for
+
+    pkg = modelport.ModelPackage.load(digits_image_package)
+    r = package_for(pkg, "torchserve", tmp_path / "store")
+    with zipfile.ZipFile(r.path) as z:
+        names = set(z.namelist())
+        manifest = json.loads(z.read("modelport.json"))
+    assert "processing/labels.txt" in names and manifest["processing"]["pre"][0]["kind"] == "image"
+    assert any("handler ran on a sample image: outputs match" in c for c in r.checks)

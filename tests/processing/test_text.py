@@ -202,3 +202,14 @@ async def test_served_text_over_grpc(minilm_package, st_model):
                 assert np.abs(got - ref).max() <= 1e-4
         finally:
             await server.stop(0)
+
+
+def test_torchserve_target_carries_the_text_processing(tmp_path, minilm_package):
+    import zipfile
+
+    from modelport.deploy import package_for
+
+    r = package_for(minilm_package, "torchserve", tmp_path / "store")
+    with zipfile.ZipFile(r.path) as z:
+        assert "processing/tokenizer.json" in set(z.namelist())
+    assert any("handler ran on a sample text: outputs match" in c for c in r.checks)

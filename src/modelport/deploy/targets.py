@@ -294,7 +294,10 @@ def target_torchserve(pkg: ModelPackage, config: PackageTargetConfig, out: Path)
 
     with tempfile.TemporaryDirectory(dir=out) as tmpd:
         tmp = Path(tmpd)
-        (tmp / "handler.py").write_text(HANDLER)
+        from .processed_mar import HANDLER_PROCESSED, stage_processing
+
+        extra = stage_processing(pkg, tmp)  # the package's processing/, when it has some
+        (tmp / "handler.py").write_text(HANDLER if extra is None else HANDLER_PROCESSED)
         shutil.copy2(pkg.model_path, tmp / "model.onnx")
         manifest = tmp / "modelport.json"
         manifest.write_text(json.dumps(pkg.manifest, indent=2, default=str))
@@ -311,7 +314,7 @@ def target_torchserve(pkg: ModelPackage, config: PackageTargetConfig, out: Path)
             "--serialized-file",
             str(tmp / "model.onnx"),
             "--extra-files",
-            str(manifest),
+            str(manifest) if extra is None else f"{manifest},{extra}",
             "--export-path",
             str(stage),
             "--force",
@@ -322,7 +325,12 @@ def target_torchserve(pkg: ModelPackage, config: PackageTargetConfig, out: Path)
                 f"torch-model-archiver failed: {proc.stderr.strip() or proc.stdout.strip()}"
             )
         shutil.move(str(stage / f"{name}.mar"), mar)
-    checks = [_check_mar(mar, pkg)]
+    if extra is None:
+        checks = [_check_mar(mar, pkg)]
+    else:
+        from .processed_mar import check_processed_mar
+
+        checks = [check_processed_mar(mar, pkg)]
     return TargetResult(
         "torchserve",
         mar,
