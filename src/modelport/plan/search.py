@@ -118,6 +118,7 @@ def _session(path: Path, setting: SessionSetting, providers: tuple[str, ...]) ->
             precision=setting.precision,
             threads=setting.threads,
             session=SessionConfig(parallel=setting.parallel, providers=providers),
+            cache_dir="",  # candidates are measured once: no compiled blobs left in the cache
         ),
     )
 
