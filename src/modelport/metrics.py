@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["accuracy", "cosine_rows", "fidelity", "is_classifier_like", "mean_pool"]
+__all__ = ["accuracy", "cosine_rows", "fidelity", "is_classifier_like", "mean_cosine", "mean_pool"]
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -61,6 +61,24 @@ def fidelity(reference: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray])
             d["top1_agreement"] = float(np.mean(r.argmax(1) == g.argmax(1)))
         out[name] = d
     return out
+
+
+def mean_cosine(
+    reference: Mapping[str, np.ndarray],
+    outputs: Mapping[str, np.ndarray],
+    feed: Mapping[str, np.ndarray] | None = None,
+) -> float:
+    """Mean row cosine of the outputs against the reference; the worst over float outputs
+    (exact agreement for integer outputs). 1.0 for identical outputs. ``feed`` is not used; it
+    is there so that the function can serve as a plan/quantize metric ``(reference, outputs, feed)``."""
+    vals = []
+    for d in fidelity(reference, outputs).values():
+        if "error" in d:
+            return 0.0
+        v = d.get("cos_mean", d.get("exact_match", d.get("top1_agreement")))
+        if v is not None:
+            vals.append(float(v))
+    return min(vals) if vals else 1.0
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -118,7 +118,7 @@ def revert_nodes(model: Any, names: set[str] | list[str]) -> Any:
 def _score_fn(metric: Callable[..., float] | None) -> Callable[..., float]:
     if metric is not None:
         return metric
-    from ..plan.search import mean_cosine
+    from ..metrics import mean_cosine
 
     return mean_cosine
 

@@ -28,29 +28,13 @@ from typing import Any
 import numpy as np
 
 from ..data import Feed, feed_batch_size
+from ..metrics import mean_cosine
 from ..package import ModelPackage
 from .build import BuildContext, build_candidate
 from .candidates import Candidate, SessionSetting, settings_for
 from .pareto import Budget, pick
 
 __all__ = ["Evaluation", "SearchState", "measure_model", "mean_cosine", "search"]
-
-
-def mean_cosine(
-    reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray], feed: Feed
-) -> float:
-    """Mean row cosine of the outputs against the reference; the worst over float outputs
-    (exact agreement for integer outputs). 1.0 for identical outputs."""
-    from ..metrics import fidelity
-
-    vals = []
-    for d in fidelity(reference, outputs).values():
-        if "error" in d:
-            return 0.0
-        v = d.get("cos_mean", d.get("exact_match", d.get("top1_agreement")))
-        if v is not None:
-            vals.append(float(v))
-    return min(vals) if vals else 1.0
 
 
 def accuracy_metric(labels: np.ndarray) -> Callable[..., float]:
