@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .options import AliasedOption, refuse_inapplicable
+from .options import AliasedOption, output_option, refuse_inapplicable
 from .ui import console, console_err, table, write_json
 
 # optimize: option -> the modes it applies to (the rest are refused)
@@ -159,17 +159,7 @@ def print_report(report: Any, out: str, json_file: str | None) -> None:
 
 @click.command()
 @click.argument("package", type=click.Path(exists=True))
-@click.option(
-    "-o",
-    "--output",
-    "--out",
-    "out",
-    cls=AliasedOption,
-    hidden_aliases=("--out",),
-    required=True,
-    type=click.Path(),
-    help="Output package directory.",
-)
+@output_option()
 @click.option(
     "--level",
     type=click.Choice(["basic", "extended", "all"]),

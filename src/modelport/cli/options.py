@@ -15,7 +15,7 @@ from click.core import ParameterSource
 
 from ..errors import UsageError
 
-__all__ = ["AliasedOption", "given", "refuse_inapplicable"]
+__all__ = ["AliasedOption", "given", "output_option", "refuse_inapplicable"]
 
 
 class AliasedOption(click.Option):
@@ -38,6 +38,22 @@ class AliasedOption(click.Option):
 
     def get_error_hint(self, ctx: click.Context) -> str:
         return " / ".join(f"'{o}'" for o in self.opts if o not in self.hidden_aliases)
+
+
+def output_option(help: str = "Output package directory."):
+    """``-o/--output`` as every command that writes a package spells it (``--out``, the old
+    spelling of quantize and optimize, stays a hidden alias)."""
+    return click.option(
+        "-o",
+        "--output",
+        "--out",
+        "out",
+        cls=AliasedOption,
+        hidden_aliases=("--out",),
+        required=True,
+        type=click.Path(),
+        help=help,
+    )
 
 
 def given(ctx: click.Context, name: str) -> bool:

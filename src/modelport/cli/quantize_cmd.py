@@ -9,7 +9,7 @@ import click
 
 from ..errors import UsageError
 from .optimize_cmd import eval_options, make_eval_config, print_report
-from .options import AliasedOption, refuse_inapplicable
+from .options import output_option, refuse_inapplicable
 
 MODES = {m: f"--mode {m}" for m in ("dynamic", "static", "partial", "fp16")}
 
@@ -24,17 +24,7 @@ def applies() -> dict[str, tuple[str, ...]]:
 
 @click.command()
 @click.argument("package", type=click.Path(exists=True))
-@click.option(
-    "-o",
-    "--output",
-    "--out",
-    "out",
-    cls=AliasedOption,
-    hidden_aliases=("--out",),
-    required=True,
-    type=click.Path(),
-    help="Output package directory.",
-)
+@output_option()
 @click.option(
     "--mode",
     type=click.Choice(["dynamic", "static", "partial", "fp16"]),
