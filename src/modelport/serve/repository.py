@@ -185,10 +185,11 @@ class ModelRepository:
             if p.is_dir() and not p.name.startswith(".") and _version_dirs(p)
         }
 
-    def _versions_on_disk(self, path: Path) -> dict[int, Path]:
+    def versions_on_disk(self, path: Path) -> dict[int, Path]:
+        """The version directories of a model (``{1: path}`` when serving one package)."""
         return {1: path} if self.single else _version_dirs(path)
 
-    def _model_settings(self, path: Path) -> tuple[dict[str, Any], tuple, str]:
+    def model_settings(self, path: Path) -> tuple[dict[str, Any], tuple, str]:
         """The model's config file settings, the file's fingerprint and its path."""
         if not self.single:
             for name in CONFIG_NAMES:
@@ -236,7 +237,7 @@ class ModelRepository:
         async with entry.lock:
             previous = entry.reason  # every poll meets the same broken config: log it once
             try:
-                settings, config_fp, source = self._model_settings(entry.path)
+                settings, config_fp, source = self.model_settings(entry.path)
                 model_cfg = self.defaults.merged(settings, source=source)
             except ModelportError as exc:
                 entry.reason = exc.message
@@ -244,7 +245,7 @@ class ModelRepository:
                     log.error("model %s: %s", entry.name, exc.message)
                 return
             entry.reason = ""
-            on_disk = self._versions_on_disk(entry.path)
+            on_disk = self.versions_on_disk(entry.path)
             wanted = model_cfg.version_policy.select(list(on_disk))
             if not wanted:
                 entry.reason = (
@@ -425,7 +426,7 @@ class ModelRepository:
         if not version:
             vs = entry.default
             if vs is None:
-                raise ModelNotReadyError(self._why_not_ready(entry), model=name)
+                raise ModelNotReadyError(self.why_not_ready(entry), model=name)
             return vs
         return ready_version(name, entry.versions, version)
 
@@ -451,7 +452,8 @@ class ModelRepository:
         return entry
 
     @staticmethod
-    def _why_not_ready(entry: ModelEntry) -> str:
+    def why_not_ready(entry: ModelEntry) -> str:
+        """The words a client gets for a model that cannot answer (shared with the Ray ingress)."""
         if entry.unloaded:
             return f"model '{entry.name}' is unloaded; load it with POST v2/repository/models/{entry.name}/load"
         details = entry.reason or "; ".join(

@@ -47,9 +47,9 @@ def pack_model(repository: ModelRepository, name: str) -> bytes:
     path = repository.on_disk().get(name)
     if path is None:
         raise PackageError(f"no model '{name}' in {repository.root}", path=str(repository.root))
-    settings, _, source = repository._model_settings(path)
+    settings, _, source = repository.model_settings(path)
     policy = repository.defaults.merged(settings, source=source).version_policy
-    versions = repository._versions_on_disk(path)
+    versions = repository.versions_on_disk(path)
     wanted = policy.select(list(versions))
     if not wanted:
         raise PackageError(

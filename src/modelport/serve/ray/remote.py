@@ -327,7 +327,7 @@ class RemoteRepository:
         if not version:
             spec = entry.default
             if spec is None:  # the single-process server's words
-                raise ModelNotReadyError(ModelRepository._why_not_ready(entry), model=name)
+                raise ModelNotReadyError(ModelRepository.why_not_ready(entry), model=name)
             return RemoteCall(spec, self._infer[name], None)
         spec = ready_version(name, entry.versions, version)
         return RemoteCall(spec, self._infer[name], str(spec.version))
