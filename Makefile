@@ -23,6 +23,7 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 test: install lint
 	$(VENV)/bin/pytest

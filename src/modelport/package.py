@@ -74,6 +74,8 @@ class ModelPackage:
 
     path: Path
     manifest: dict[str, Any] = field(default_factory=dict)
+    # a bare .onnx file wrapped as a package may not be called model.onnx
+    model_file: Path | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ModelPackage:
@@ -127,15 +129,13 @@ class ModelPackage:
             opset=opset_of(model),
             provenance={"source_kind": "onnx", "source_path": str(onnx_path)},
         )
-        pkg = cls(package_dir or onnx_path.parent, manifest)
-        pkg._model_file = onnx_path  # a bare file may not be called model.onnx
-        return pkg
+        return cls(package_dir or onnx_path.parent, manifest, model_file=onnx_path)
 
     # --- accessors -------------------------------------------------------------------------
 
     @property
     def model_path(self) -> Path:
-        return getattr(self, "_model_file", None) or self.path / MODEL_NAME
+        return self.model_file or self.path / MODEL_NAME
 
     @property
     def name(self) -> str:
@@ -294,12 +294,12 @@ def write_package(
     import onnx
 
     model = copy.deepcopy(model) if isinstance(model, onnx.ModelProto) else model
-    manifest = copy.deepcopy(dict(manifest))
-    stamp_metadata(model, manifest)
+    written: dict[str, Any] = copy.deepcopy(dict(manifest))
+    stamp_metadata(model, written)
     with atomic_output_dir(out, force=force) as tmp:
         save_onnx(model, tmp / MODEL_NAME, external_data=external_data)
-        manifest.setdefault("files", {})
-        manifest["files"]["model.onnx"] = {
+        written.setdefault("files", {})
+        written["files"]["model.onnx"] = {
             "sha256": file_sha256(tmp / MODEL_NAME),
             "bytes": (tmp / MODEL_NAME).stat().st_size,
         }
@@ -307,12 +307,12 @@ def write_package(
         _write_processing_files(tmp, files or {}, samples_from)
         for f in sorted((tmp / PROCESSING_DIR).rglob("*")):
             if f.is_file():
-                manifest["files"][f.relative_to(tmp).as_posix()] = {
+                written["files"][f.relative_to(tmp).as_posix()] = {
                     "sha256": file_sha256(f),
                     "bytes": f.stat().st_size,
                 }
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=_json_default))
-    return ModelPackage(Path(out), manifest)
+        (tmp / MANIFEST_NAME).write_text(json.dumps(written, indent=2, default=_json_default))
+    return ModelPackage(Path(out), written)
 
 
 def _write_samples(
@@ -334,8 +334,8 @@ def _write_samples(
     if nbytes > MAX_SAMPLE_BYTES or any(np.asarray(v).dtype.kind == "O" for v in inputs.values()):
         return
     (tmp / SAMPLES_DIR).mkdir()
-    np.savez(tmp / SAMPLES_DIR / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})
-    np.savez(tmp / SAMPLES_DIR / "outputs.npz", **{k: np.asarray(v) for k, v in outputs.items()})
+    for name, arrays in (("inputs.npz", inputs), ("outputs.npz", outputs)):
+        np.savez(tmp / SAMPLES_DIR / name, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
 
 
 def _write_processing_files(
