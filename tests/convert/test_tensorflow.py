@@ -147,6 +147,26 @@ def test_keras_h5(tmp_path, trained):
     assert {c.label for c in res.report.cases} >= {"example", "batch=1"}
 
 
+def test_keras_sequential_built_with_an_input_but_never_called(tmp_path):
+    """Keras 3 raises on ``model.input`` for such a Sequential; its ``inputs`` are defined."""
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.save(tmp_path / "seq.keras")
+    res = convert(Source.keras(str(tmp_path / "seq.keras")), tmp_path / "seq")
+    assert res.report.passed
+    sig = res.package.signature
+    assert [list(i.shape)[1:] for i in sig.inputs] == [[8, 8, 1]]
+    x = np.random.default_rng(0).standard_normal((3, 8, 8, 1)).astype(np.float32)
+    (got,) = run_session(make_session(res.package.model_path), {sig.inputs[0].name: x}).values()
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-5)
+
+
 def test_two_named_inputs(tmp_path, two_inputs):
     res = convert(Source.keras(two_inputs), tmp_path / "two")
     assert res.report.passed

@@ -381,7 +381,7 @@ def load_keras(source: Source) -> tuple[Any, dict[str, Any]]:
 def _keras_inputs(model: Any) -> tuple[str, list[str], list[Any]]:
     """(structure kind "single"|"list"|"dict", input names, KerasTensors) of a Keras model."""
     try:
-        struct = model.input
+        struct = _keras_structure(model, "input")
     except (AttributeError, ValueError) as exc:
         raise ConversionError(
             f"the Keras model {model.name!r} has no defined inputs (it was never built or called); "
@@ -398,8 +398,20 @@ def _keras_inputs(model: Any) -> tuple[str, list[str], list[Any]]:
     return "single", [struct.name], [struct]
 
 
+def _keras_structure(model: Any, which: str) -> Any:
+    """``model.input`` / ``model.output``. Keras 3 raises for a Sequential model that was built
+    with ``keras.Input`` but never called; its ``inputs`` / ``outputs`` lists are defined then."""
+    try:
+        return getattr(model, which)
+    except (AttributeError, ValueError):
+        tensors = list(getattr(model, which + "s", None) or [])
+        if not tensors:
+            raise
+        return tensors[0] if len(tensors) == 1 else tensors
+
+
 def _keras_output_names(model: Any, config: ConvertConfig) -> list[str]:
-    out = model.output
+    out = _keras_structure(model, "output")
     if isinstance(out, dict):
         names = list(out)
     else:
