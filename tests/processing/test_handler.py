@@ -24,10 +24,8 @@ HANDLER = textwrap.dedent(
         outputs = {"total": ("FP32", [-1])}
 
         def preprocess(self, inputs):
-            rows = [
-                [float(v) for v in (s.decode() if isinstance(s, bytes) else s).split(",")]
-                for s in inputs["numbers"]
-            ]
+            # BYTES elements are bytes over every protocol (V2 JSON strings too)
+            rows = [[float(v) for v in s.decode().split(",")] for s in inputs["numbers"]]
             return {"x": np.asarray(rows, np.float32)}
 
         def postprocess(self, outputs):
@@ -103,7 +101,10 @@ async def test_serve_loads_a_handler_only_with_trust(handler_package, trust):
             }
             r = await c.post("/v2/models/pkg/infer", json=body)
             assert r.status_code == 200, r.text
-            assert r.json()["outputs"][0]["name"] == "total"
+            (out,) = r.json()["outputs"]
+            assert out["name"] == "total"
+            want = modelport.load(handler_package.path, trust=True)(numbers=[b"1,2,3,4"])
+            np.testing.assert_allclose(out["data"], want["total"], rtol=1e-5)
     finally:
         await repo.close()
 

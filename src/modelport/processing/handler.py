@@ -10,6 +10,9 @@ A handler is a class (``module:Class``) in one Python file, TorchServe-handler-l
         def preprocess(self, inputs): ...           # per request: {name: array} -> {name: array}
         def postprocess(self, outputs): ...         # per merged batch, one row per input row
 
+``preprocess`` gets numpy arrays; a BYTES input is an object array of ``bytes`` over every protocol
+(V2 JSON's strings are encoded as UTF-8 first), so ``x.decode()`` works everywhere.
+
 ``attach_handler`` copies the file into the package (``processing/<module>.py``) and records its
 sha256 in the manifest. Loading refuses the handler without ``trust`` and refuses a file whose
 sha256 differs from the one recorded (it changed since packaging).

@@ -245,7 +245,7 @@ class Pipeline:
     def prepare(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """One request's public inputs -> its graph feed (token rows unpadded)."""
         if self.handler is not None and hasattr(self.handler, "preprocess"):
-            inputs = self.handler.preprocess(dict(inputs))
+            inputs = self.handler.preprocess({k: _bytes_elements(v) for k, v in inputs.items()})
             if not isinstance(inputs, Mapping):
                 raise InputError("the handler's preprocess must return a dict of name -> array")
         feed: dict[str, np.ndarray] = {}
@@ -460,3 +460,16 @@ def _declared(handler: Any, attr: str, default: list[TensorSpec]) -> list[Tensor
             f'{{"text": ("BYTES", [-1])}}; got {declared!r}'
         ) from None
     return specs
+
+
+def _bytes_elements(value: Any) -> Any:
+    """A BYTES tensor with ``bytes`` elements whatever the protocol brought (V2 JSON gives ``str``,
+    binary tensors, gRPC, TF Serving and TorchServe give ``bytes``): what a handler receives."""
+    arr = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if arr.dtype.kind != "U" and (
+        arr.dtype != object or not any(isinstance(x, str) for x in arr.flat)
+    ):
+        return value
+    out = np.empty(arr.shape, dtype=object)
+    out.flat[:] = [x.encode("utf-8") if isinstance(x, str) else x for x in arr.flat]
+    return out
