@@ -204,3 +204,16 @@ def test_cli(tmp_path, pkg, capsys):
     assert "config.pbtxt parses" in capsys.readouterr().out
     assert json.loads((tmp_path / "t.json").read_text())["target"] == "triton"
     assert main(["package", str(pkg.path), "--target", "nope", "-o", str(tmp_path / "x")]) == 2
+
+
+def test_triton_says_it_drops_the_processing(tiny_onnx, tmp_path):
+    from modelport.convert import ConvertConfig, Source, convert
+    from modelport.processing.config import ProcessingConfig
+
+    cfg = ConvertConfig(processing=ProcessingConfig(labels=("a", "b", "c")))
+    labelled = convert(Source.onnx(str(tiny_onnx)), tmp_path / "labelled", cfg).package
+    assert labelled.manifest.get("processing")
+    r = package_for(labelled, "triton", tmp_path / "triton")
+    assert any("NOT carried" in n for n in r.notes), r.notes
+    plain = package_for(ModelPackage.load(tiny_onnx), "triton", tmp_path / "triton2")
+    assert not any("NOT carried" in n for n in plain.notes)

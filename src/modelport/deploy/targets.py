@@ -193,6 +193,12 @@ def target_triton(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> 
         if serving["batchable"]
         else ["inputs/outputs lack a dynamic batch axis: max_batch_size 0 (no batching)"]
     )
+    if pkg.manifest.get("processing"):
+        notes.append(
+            "the package's pre/post-processing (manifest 'processing') is NOT carried: Triton "
+            "serves the bare graph, so clients send its tensors (as to NAME_raw); use --target "
+            "torchserve, repo, kserve or docker to keep the processing"
+        )
     return TargetResult(
         "triton", out / name, ["config.pbtxt", f"{version}/model.onnx"], checks, notes
     )
