@@ -36,7 +36,8 @@ from ..errors import InputError, PackageError, UsageError
 from ..signature import Signature, TensorSpec
 from .handler import HandlerRef, load_handler
 from .post import POST
-from .steps import PRE_KINDS, ImagePreprocess, Tokenize, TopK, step_from_dict, step_to_dict
+from .steps import PRE_KINDS, Tokenize, TopK, step_from_dict, step_to_dict
+from .text import as_texts, batch_rows
 
 __all__ = ["INLINE_PAYLOAD_BYTES", "Pipeline", "Processing"]
 
@@ -259,11 +260,13 @@ class Pipeline:
                 )
             used.add(step.input)
             if isinstance(step, Tokenize):
-                from .text import as_texts
-
                 part = rt.encode(as_texts(step.input, inputs[step.input]))
             else:
-                part = {step.output: rt.decode(_as_rows(step, inputs[step.input]))}
+                part = {
+                    step.output: rt.decode(
+                        batch_rows(step.input, inputs[step.input], "images as encoded files")
+                    )
+                }
             n = len(next(iter(part.values())))
             if rows is not None and n != rows:
                 raise InputError(f"the inputs have different numbers of rows ({rows} and {n})")
@@ -398,21 +401,6 @@ def _batch_dim(graph: Signature) -> Any:
 
 def _filled_by_collate(pre: Sequence[tuple[Any, Any]]) -> set[str]:
     return {s.mask for s, _ in pre if isinstance(s, Tokenize) and s.mask}
-
-
-def _as_rows(step: ImagePreprocess, value: Any) -> list[Any]:
-    arr = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=object)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise InputError(
-            f"input '{step.input}' has shape {list(arr.shape)}; send images as a 1-D batch [n] "
-            "of encoded files (BYTES)",
-            input=step.input,
-        )
-    return arr.tolist()
 
 
 def _as_array(value: Any) -> np.ndarray:

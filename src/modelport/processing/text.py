@@ -14,11 +14,12 @@ import numpy as np
 from ..errors import InputError, PackageError, require
 from .steps import Tokenize
 
-__all__ = ["TextTokenizer", "as_texts"]
+__all__ = ["TextTokenizer", "as_texts", "batch_rows"]
 
 
-def as_texts(name: str, values: Any) -> list[str]:
-    """A request's texts: a 1-D (or [n, 1]) array or list of str/UTF-8 bytes."""
+def batch_rows(name: str, values: Any, what: str) -> list[Any]:
+    """A request's BYTES values one per row: a scalar, [n] or [n, 1] -> a list of n elements.
+    ``what`` names the elements in the error ("texts", "images as encoded files")."""
     arr = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
     if arr.ndim == 0:
         arr = arr.reshape(1)
@@ -26,12 +27,17 @@ def as_texts(name: str, values: Any) -> list[str]:
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise InputError(
-            f"input '{name}' has shape {list(arr.shape)}; send texts as a 1-D batch [n] "
-            "(or [n, 1]), one text per row",
+            f"input '{name}' has shape {list(arr.shape)}; send {what} as a 1-D batch [n] "
+            "(or [n, 1]), one per row (BYTES)",
             input=name,
         )
+    return arr.tolist()
+
+
+def as_texts(name: str, values: Any) -> list[str]:
+    """A request's texts: a 1-D (or [n, 1]) array or list of str/UTF-8 bytes."""
     out = []
-    for i, x in enumerate(arr.tolist()):
+    for i, x in enumerate(batch_rows(name, values, "texts")):
         if isinstance(x, bytes):
             try:
                 x = x.decode("utf-8")
