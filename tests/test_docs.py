@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -149,14 +147,9 @@ def test_sentences_npz_is_made_as_documented(tmp_path, minilm_dir):
 # --- docs/serve.md on unknown config keys ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_doc_on_unknown_config_keys_matches_behaviour(tmp_path):
     from tests.serve.models import mlp_model, write
+    from tests.serve_process import free_port, serve_process
 
     text = " ".join((ROOT / "docs" / "serve.md").read_text().split())
     assert (
@@ -167,47 +160,26 @@ def test_serve_doc_on_unknown_config_keys_matches_behaviour(tmp_path):
     write(mlp_model()[0], repo / "good" / "1", "good")
     write(mlp_model()[0], repo / "typo" / "1", "typo")
     (repo / "typo" / "config.json").write_text(json.dumps({"max_batch_sise": 4}))
-    http = _free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    }
-    code = "import sys; from modelport.cli import main; sys.exit(main(sys.argv[1:]))"
-    args = ["serve", str(repo), "--http-port", str(http), "--grpc-port", str(_free_port())]
+    http = free_port()
+    args = [str(repo), "--http-port", str(http), "--grpc-port", str(free_port())]
     args += ["--no-management", "--no-strict-readiness"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        index = None
-        while index is None:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                req = urllib.request.Request(
-                    f"http://127.0.0.1:{http}/v2/repository/index", data=b"{}", method="POST"
-                )
-                with urllib.request.urlopen(req) as r:
-                    rows = json.loads(r.read())
-                if {row["name"] for row in rows} == {"good", "typo"} and any(
-                    row["state"] == "READY" for row in rows
-                ):
-                    index = rows
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.3)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    index = None
+
+    def both_listed() -> bool:
+        nonlocal index
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{http}/v2/repository/index", data=b"{}", method="POST"
+        )
+        with urllib.request.urlopen(req) as r:
+            rows = json.loads(r.read())
+        if {row["name"] for row in rows} == {"good", "typo"} and any(
+            row["state"] == "READY" for row in rows
+        ):
+            index = rows
+        return index is not None
+
+    with serve_process(args, both_listed):
+        pass
     rows = {row["name"]: row for row in index}
     assert rows["good"]["state"] == "READY"
     typo = rows["typo"]

@@ -5,11 +5,6 @@ OK, and the counts add up exactly."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,15 +13,10 @@ import pytest
 
 from modelport.bench.load import LoadConfig, LoadTarget, bench_server, run_load
 from tests.serve.models import mlp_model, write
+from tests.serve_process import free_port, http_ready, serve_process
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,41 +24,11 @@ def served(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     model, reference = mlp_model()
     write(model, repo / "mlp" / "1", "mlp")
-    http, grpc = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    }
-    code = "import sys; from modelport.cli import main; sys.exit(main(sys.argv[1:]))"
-    args = ["serve", str(repo), "--host", "127.0.0.1", "--http-port", str(http)]
+    http, grpc = free_port(), free_port()
+    args = [str(repo), "--host", "127.0.0.1", "--http-port", str(http)]
     args += ["--grpc-port", str(grpc), "--no-management", "--max-batch-size", "8"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready") as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "modelport serve did not become ready"
-            time.sleep(0.3)
+    with serve_process(args, http_ready(http)):
         yield http, grpc, reference
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 FEED = {"x": np.random.default_rng(3).standard_normal((2, 4)).astype(np.float32)}

@@ -5,12 +5,7 @@ image's CMD), parsed with modelport's own CLI, and run here without Docker."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -19,6 +14,7 @@ import pytest
 import yaml
 
 from modelport.deploy import package_for
+from tests.serve_process import free_port, http_ready, serve_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,43 +81,14 @@ def test_entrypoint_and_ports_agree(artifacts):
     assert d["host"] == "0.0.0.0"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_locally(argv: list[str], repo_in_image: str, repo_here: Path, pkg) -> None:
     """Run the container's command line here: same arguments, with the repository path, the host
     and the ports swapped for local ones; then infer on the package's sample."""
-    http, grpc = _free_port(), _free_port()
+    http, grpc = free_port(), free_port()
     swap = {repo_in_image: str(repo_here), "0.0.0.0": "127.0.0.1", "8080": str(http)}
     swap["8081"] = str(grpc)
     args = [swap.get(a, a) for a in argv[2:]]
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    }
-    code = "import sys; from modelport.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, "serve", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready") as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.3)
+    with serve_process(args, http_ready(http)):
         x, y = pkg.samples()
         x = np.asarray(x["x"], dtype=np.float32)
         body = {
@@ -144,13 +111,6 @@ def _run_locally(argv: list[str], repo_in_image: str, repo_here: Path, pkg) -> N
             out = json.loads(r.read())["outputs"][0]
         got = np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
         np.testing.assert_allclose(got, y[out["name"]], atol=1e-4, rtol=1e-3)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_the_docker_command_line_serves_the_bundled_repository(artifacts, digits_package):
