@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.modelport-installed
-LINT_PATHS := src tests bench examples
+LINT_PATHS := src tests benchmarks examples
 
 .PHONY: install demo test test-fast lint format clean
 

@@ -1,5 +1,5 @@
 """Evaluation data for sentence-embedding models: the English sentences in
-bench/data/sentences.txt, tokenized with the model's own tokenizer into an .npz keyed by input name.
+benchmarks/data/sentences.txt, tokenized with the model's own tokenizer into an .npz keyed by input name.
 
     python -m examples.sentences MODEL_DIR OUT.npz [--count N] [--max-length L]
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-SENTENCES = Path(__file__).resolve().parents[1] / "bench" / "data" / "sentences.txt"
+SENTENCES = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "sentences.txt"
 
 
 def sentences(count: int | None = None) -> list[str]:

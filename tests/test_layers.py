@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     "processing": 2,
     "verify": 2,
     "bench": 2,
-    "inspect": 2,
+    "describe": 2,
     # steps that make packages
     "convert": 3,
     "optimize": 3,
@@ -139,3 +139,16 @@ def test_modules_share_only_public_names():
     }
     assert private - ALLOWED_PRIVATE == set(), "make the shared name public (and test it)"
     assert ALLOWED_PRIVATE - private == set(), "a tolerated private import is gone: drop it"
+
+
+def test_no_module_shadows_the_standard_library():
+    """A top-level module named like a stdlib one (``inspect.py``) shadows it for scripts run there."""
+    import sys
+
+    shadowing = sorted(
+        path.name
+        for path in SRC.iterdir()
+        if (path.suffix == ".py" or (path / "__init__.py").exists())
+        and path.stem in sys.stdlib_module_names
+    )
+    assert shadowing == [], f"rename these modules: {shadowing}"

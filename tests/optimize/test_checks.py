@@ -261,4 +261,4 @@ def test_hardware_reasons_cite_figures_only_with_a_source():
             assert reasons[0].startswith(f"detected {cpu.summary()}")
             for r in reasons:
                 if figure.search(r):
-                    assert "measured elsewhere: bench/results/" in r, r
+                    assert "measured elsewhere: benchmarks/results/" in r, r

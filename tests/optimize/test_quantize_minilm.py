@@ -13,7 +13,7 @@ from modelport.errors import OptimizationError
 from modelport.optimize.quantize import QuantizeConfig, quantize
 from modelport.optimize.report import EvalConfig, sentence_embedding_cosine
 
-SENTENCES = Path(__file__).resolve().parents[2] / "bench" / "data" / "sentences.txt"
+SENTENCES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sentences.txt"
 
 
 def ops(pkg) -> Counter:

@@ -18,7 +18,7 @@ from modelport.serve.http.app import HttpSettings, build_app
 from ..serve.conftest import running
 
 ROOT = Path(__file__).resolve().parents[2]
-SENTENCES = (ROOT / "bench" / "data" / "sentences.txt").read_text().splitlines()
+SENTENCES = (ROOT / "benchmarks" / "data" / "sentences.txt").read_text().splitlines()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from .ui import console, echo, human_bytes, table, write_json
 def inspect(path: str, as_json: bool, json_file: str | None) -> int:
     """Show the signature, opset, size, op histogram, provenance and history of PATH
     (a package directory or an .onnx file)."""
-    from ..inspect import describe
+    from ..describe import describe
 
     d = describe(path)
     if json_file:

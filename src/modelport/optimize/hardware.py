@@ -126,7 +126,7 @@ class QuantChoice:
 # Where the figures that back a choice were measured. A reason cites a figure only with its
 # source, as "measured elsewhere: ..."; what is measured on this machine is in the report itself.
 MINILM_SOURCE = (
-    "bench/results/quantize_minilm.json, all-MiniLM-L6-v2 on a 2-core Xeon with AVX-512 VNNI"
+    "benchmarks/results/quantize_minilm.json, all-MiniLM-L6-v2 on a 2-core Xeon with AVX-512 VNNI"
 )
 
 

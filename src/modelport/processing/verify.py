@@ -26,7 +26,7 @@ __all__ = [
 MIN_COSINE = 0.9999
 
 # Real sentences of different lengths and kinds (the last one is longer than 256 tokens, so that
-# truncation is checked too). bench/data/sentences.txt has 256 more for the benchmarks.
+# truncation is checked too). benchmarks/data/sentences.txt has 256 more for the benchmarks.
 VERIFY_SENTENCES: tuple[str, ...] = (
     "The train to Edinburgh was delayed by forty minutes because of a signal failure near York.",
     "She planted tomatoes, basil and a row of marigolds along the south fence.",

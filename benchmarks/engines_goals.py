@@ -1,11 +1,11 @@
 """Issue 15's goals: ``plan`` across engines (ONNX Runtime, OpenVINO fp32/bf16/NNCF int8), the
 pick timed *as served* against ONNX Runtime fp32.
 
-    flock /tmp/modelport-bench.lock .venv/bin/python bench/engines_goals.py [--only minilm|resnet]
+    flock /tmp/modelport-bench.lock .venv/bin/python benchmarks/engines_goals.py [--only minilm|resnet]
         [--max-drops 0.001,0.005] [--full] [--repeats 30]
 
 MiniLM (all-MiniLM-L6-v2 as converted by ``modelport convert --hf``): plan searches on the first
-64 sentences of bench/data/sentences.txt (eval and calibration); the remaining 192 are held out
+64 sentences of benchmarks/data/sentences.txt (eval and calibration); the remaining 192 are held out
 for the final fidelity (mean-pooled normalized embeddings vs ORT fp32: cosine and nearest-neighbour
 agreement). Latency: batch 1, sequence 128 (held-out sentences padded to 128), 2 threads.
 Digits ResNet (examples/resnet_digits.py): plan at batch 8 with accuracy labels, budget 0.5
@@ -15,7 +15,7 @@ points; calibration on training images; final accuracy on the whole test split.
 ``engines=("package",)``, i.e. the engine, precision and threads its serving section names (what
 ``modelport serve`` loads), interleaved with ORT fp32 at the same threads, A/B/A/B in one process.
 By default plan measures the candidates that can win here (``--full``: every candidate).
-Writes bench/results/engines_goals.json.
+Writes benchmarks/results/engines_goals.json.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ RESNET_ONLY = ("int8-static", "ov-fp32", "ov-bf16", "ov-int8-bf16", "ov-int8-bf1
 
 
 def sentences() -> list[str]:
-    p = ROOT / "bench" / "data" / "sentences.txt"
+    p = ROOT / "benchmarks" / "data" / "sentences.txt"
     return [s.strip() for s in p.read_text().splitlines() if s.strip()]
 
 
@@ -256,7 +256,7 @@ def main() -> int:
     ap.add_argument("--max-drops", default="0.001,0.005")
     ap.add_argument("--full", action="store_true", help="every plan candidate, not the contenders")
     ap.add_argument("--repeats", type=int, default=30)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "engines_goals.json"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "engines_goals.json"))
     args = ap.parse_args()
     args.max_drops = [float(v) for v in args.max_drops.split(",")]
     BUILD.mkdir(parents=True, exist_ok=True)

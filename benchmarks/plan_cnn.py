@@ -1,6 +1,6 @@
 """``plan`` on the digits CNN with labels: the pick vs fp32, measured on this machine.
 
-    flock /tmp/modelport-bench.lock .venv/bin/python bench/plan_cnn.py [--quick]
+    flock /tmp/modelport-bench.lock .venv/bin/python benchmarks/plan_cnn.py [--quick]
 
 The DigitsCNN (examples.digits_cnn) is trained here (seconds), then planned from its PyTorch
 source with a fine-tune hook (so structured pruning is a candidate, alone and stacked with
@@ -8,7 +8,7 @@ static int8), eval = the 360 held-out test digits with labels, calibration = 256
 images, budget = 1 point of accuracy, batch 1. The pick is then timed again against fp32
 (both with their own session settings; fp32 as ONNX Runtime runs it by default), interleaved,
 with many repeats. Goal: at least 2x faster than fp32 within 1 point.
-Writes bench/results/plan_cnn.json (and the plan itself under build/bench-plan/cnn).
+Writes benchmarks/results/plan_cnn.json (and the plan itself under build/bench-plan/cnn).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def main() -> int:
         f"batch 1, accuracy drop {100 * acc_drop:.2f} points "
         f"(goal: >= 2x within 1 point: {'MET' if rows[1]['speedup'] >= 2 and acc_drop <= 0.01 else 'NOT MET'})"
     )
-    out = ROOT / "bench" / "results" / "plan_cnn.json"
+    out = ROOT / "benchmarks" / "results" / "plan_cnn.json"
     out.write_text(
         json.dumps(
             {

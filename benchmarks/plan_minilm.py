@@ -1,10 +1,10 @@
 """``plan`` on all-MiniLM-L6-v2 under a 0.5% fidelity budget vs the best single quantize mode.
 
-    flock /tmp/modelport-bench.lock .venv/bin/python bench/plan_minilm.py [--quick]
+    flock /tmp/modelport-bench.lock .venv/bin/python benchmarks/plan_minilm.py [--quick]
 
 Fidelity = mean cosine of mean-pooled sentence embeddings vs fp32
 (``modelport.optimize.report:sentence_embedding_cosine``), on real sentences
-(bench/data/sentences.txt when present, else a small built-in list): the first 64 are the eval
+(benchmarks/data/sentences.txt when present, else a small built-in list): the first 64 are the eval
 set plan (and partial quantization) search on; all of them are used for the final numbers.
 Budget: drop <= 0.005 (0.5%). Latency: batch 1, sequence 128.
 
@@ -16,7 +16,7 @@ Budget: drop <= 0.005 (0.5%). Latency: batch 1, sequence 128.
    set qualify, and the fastest of them is "the best single mode".
 3. fp32, the plan pick and the best single mode timed again together, interleaved, each with
    its own session settings (the quantize modes with ORT's defaults).
-Writes bench/results/plan_minilm.json (and the plan under build/bench-plan/minilm).
+Writes benchmarks/results/plan_minilm.json (and the plan under build/bench-plan/minilm).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ FALLBACK = [
 
 
 def sentences() -> list[str]:
-    p = ROOT / "bench" / "data" / "sentences.txt"
+    p = ROOT / "benchmarks" / "data" / "sentences.txt"
     if p.is_file():
         return [s.strip() for s in p.read_text().splitlines() if s.strip()]
     return FALLBACK * 8
@@ -226,7 +226,7 @@ def main() -> int:
             " with the same session settings, so the ratio is timing noise" if same else ""
         )
     print("\n" + (verdict or "plan found nothing within the budget"))
-    out = ROOT / "bench" / "results" / "plan_minilm.json"
+    out = ROOT / "benchmarks" / "results" / "plan_minilm.json"
     out.write_text(
         json.dumps(
             {

