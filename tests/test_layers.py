@@ -51,8 +51,6 @@ ALLOWED_PRIVATE: set[tuple[str, str]] = {
     ("modelport.optimize.partial", "modelport.optimize.quantize._static"),
     ("modelport.optimize.partial", "modelport.optimize.smoothing._targets"),
     ("modelport.plan", "modelport.plan.search._session"),
-    ("modelport.serve.http.tfserving", "modelport.serve.http.v2._infer_watching"),
-    ("modelport.serve.http.torchserve", "modelport.serve.http.v2._infer_watching"),
     ("modelport.cli.ui", "modelport.package._json_default"),
     ("modelport.plan.write", "modelport.package._json_default"),
 }

@@ -3,26 +3,39 @@ errors as ``{"error": "..."}`` with the status from the serve error table, loopb
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ...errors import InputError, ModelportError
-from ..errors import ForbiddenError, RequestTooLargeError, UnsupportedMediaError, status_of
+from ..errors import (
+    ClientDisconnected,
+    ForbiddenError,
+    RequestTooLargeError,
+    UnsupportedMediaError,
+    status_of,
+)
 from ..offload import off_loop
 
+if TYPE_CHECKING:
+    from ..dataplane import DataPlane
+    from ..types import InferenceRequest, InferenceResponse
+
 __all__ = [
+    "WATCH_DISCONNECT_AFTER_S",
     "error_body",
-    "strict_int",
     "header",
+    "infer_watching",
     "read_body",
     "require_loopback",
     "send_bytes",
     "send_error",
     "send_json",
+    "strict_int",
 ]
 
 log = logging.getLogger("modelport.serve")
@@ -162,3 +175,47 @@ async def send_error(send, exc: BaseException, request_id: str | None = None) ->
     else:
         log.debug("request %s: %s %s", request_id or "-", status, body.decode(errors="replace"))
     await send_bytes(send, status, body, _JSON)
+
+
+# A request still waiting after this long starts listening for its client going away. Not
+# sooner: a listener is a task per request, which at 5 ms cost a third of the throughput at 32
+# connections (every request waits a few ms there); requests that wait longer are the ones worth
+# cancelling.
+WATCH_DISCONNECT_AFTER_S = 0.1
+
+
+async def infer_watching(
+    plane: DataPlane, request: InferenceRequest, receive: Any
+) -> InferenceResponse:
+    """``plane.infer(request)`` for an HTTP request whose body has been read: if it waits longer
+    than ``WATCH_DISCONNECT_AFTER_S``, listen for the client going away and then cancel it (work
+    not yet started is dropped from the model's queue) and raise ``ClientDisconnected``."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    gone = False
+    watcher: asyncio.Task[None] | None = None
+
+    async def watch() -> None:
+        nonlocal gone
+        # The body is read: the server's next message is the disconnect (anything else: stop).
+        message = await receive()
+        if message["type"] == "http.disconnect" and task is not None:
+            gone = True
+            task.cancel()
+
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(WATCH_DISCONNECT_AFTER_S, start_watching)
+    try:
+        return await plane.infer(request)
+    except asyncio.CancelledError:
+        if gone:
+            log.info("request %s: client disconnected; cancelled", request.id or "-")
+            raise ClientDisconnected() from None
+        raise
+    finally:
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()

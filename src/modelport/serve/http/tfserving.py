@@ -29,8 +29,8 @@ from ..names import check_model_name, check_version, version_for_label
 from ..offload import off_process
 from ..repository import FAILED, LOADING, READY, UNLOADING
 from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
-from .common import read_body, send_bytes, send_json
-from .v2 import Endpoint, _infer_watching
+from .common import infer_watching, read_body, send_bytes, send_json
+from .v2 import Endpoint
 
 __all__ = [
     "SIGNATURE_NAME",
@@ -470,7 +470,7 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
         body = await read_body(scope, receive, limit)
         if action == "classify":
             request = decode_classify(plane, name, version, _loads(body))
-            response = await _infer_watching(plane, request, receive)
+            response = await infer_watching(plane, request, receive)
             await send_bytes(
                 send, 200, encode_classify(response), [(b"content-type", b"application/json")]
             )
@@ -485,7 +485,7 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
         request, rows = await off_process(
             len(body), decode_predict_body, dict(specs), name, version, body
         )
-        response = await _infer_watching(plane, request, receive)
+        response = await infer_watching(plane, request, receive)
         await send_bytes(
             send, 200, encode_predict(response, rows), [(b"content-type", b"application/json")]
         )

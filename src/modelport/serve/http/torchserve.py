@@ -27,9 +27,9 @@ from ..errors import status_of
 from ..names import check_model_name, check_version
 from ..offload import off_loop, off_process
 from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
-from .common import header, read_body, send_bytes
+from .common import header, infer_watching, read_body, send_bytes
 from .tfserving import to_array
-from .v2 import Endpoint, _infer_watching
+from .v2 import Endpoint
 
 __all__ = [
     "ERROR_TYPES",
@@ -231,7 +231,7 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
         )
         rid = header(scope, b"x-request-id")
         request.id = rid.decode("latin-1") if rid else None
-        response = await _infer_watching(plane, request, receive)
+        response = await infer_watching(plane, request, receive)
         await send_bytes(send, 200, encode_predictions(response, one_example), _JSON)
 
     endpoint = Endpoint(predictions, send_torchserve_error)

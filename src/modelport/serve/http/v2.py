@@ -6,7 +6,6 @@ Endpoints are plain ASGI callables (no per-request Request/Response objects on t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +20,7 @@ from ..offload import PROCESS_DECODE_BYTES, off_loop, off_process
 from .codec import decode_request, encode_response
 from .common import (
     header,
+    infer_watching,
     read_body,
     require_loopback,
     send_bytes,
@@ -32,12 +32,6 @@ from .common import (
 __all__ = ["routes"]
 
 log = logging.getLogger("modelport.serve")
-
-# A request still waiting after this long starts listening for its client going away. Not
-# sooner: a listener is a task per request, which at 5 ms cost a third of the throughput at 32
-# connections (every request waits a few ms there); requests that wait longer are the ones worth
-# cancelling.
-WATCH_DISCONNECT_AFTER_S = 0.1
 
 Handler = Callable[[dict, Any, Any], Awaitable[None]]
 
@@ -178,7 +172,7 @@ def _infer_handler(plane: DataPlane, limit: int) -> Handler:
             rid = header(scope, b"x-request-id")
             request.id = rid.decode("latin-1") if rid else None
         try:
-            response = await _infer_watching(plane, request, receive)
+            response = await infer_watching(plane, request, receive)
         except ModelportError as exc:
             await send_error(send, exc, request.id)  # logged with the request id
             return
@@ -189,35 +183,3 @@ def _infer_handler(plane: DataPlane, limit: int) -> Handler:
         await send_bytes(send, 200, out, headers)
 
     return infer
-
-
-async def _infer_watching(plane: DataPlane, request, receive):
-    """Run the inference; if it waits long enough to matter, watch for the client leaving and
-    then cancel it (work not yet started is dropped from the queue)."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    state: dict[str, Any] = {"gone": False, "watcher": None}
-
-    async def watch() -> None:
-        # The body is read: the server's next message is the disconnect (anything else: stop).
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            state["gone"] = True
-            task.cancel()
-
-    def start_watching() -> None:
-        state["watcher"] = loop.create_task(watch())
-
-    timer = loop.call_later(WATCH_DISCONNECT_AFTER_S, start_watching)
-    try:
-        return await plane.infer(request)
-    except asyncio.CancelledError:
-        if state["gone"]:
-            log.info("request %s: client disconnected; cancelled", request.id or "-")
-            raise ClientDisconnected() from None
-        raise
-    finally:
-        timer.cancel()
-        watcher = state["watcher"]
-        if watcher is not None:
-            watcher.cancel()
