@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, ModelportError, UsageError
 from .signature import Signature, TensorSpec
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "guess_dims",
     "load_feed",
     "package_feed",
+    "parse_input_spec",
     "parse_range",
     "split_batches",
     "take_rows",
@@ -212,6 +213,38 @@ def parse_range(text: str, what: str = "range") -> Range:
     if not hi > lo:
         raise InputError(f"{what}: range '{text}' is empty; HIGH must be greater than LOW")
     return lo, hi
+
+
+def parse_input_spec(text: str, what: str = "input spec") -> tuple[TensorSpec, Range | None]:
+    """Parse ``name:shape[:dtype[:LOW..HIGH]]``, e.g. ``ids:batch,6:int64:0..50``: the spec (dims
+    are ints or names; dtype float32 when left out) and the value range of generated inputs
+    ([LOW, HIGH), HIGH excluded), if given. UsageError, starting ``{what} '{text}'``, otherwise."""
+    where = f"{what} '{text}'" if what else f"'{text}'"
+    parts = text.split(":")
+    if len(parts) not in (2, 3, 4) or not parts[0]:
+        raise UsageError(
+            f"{where}: expected name:shape:dtype[:LOW..HIGH], e.g. "
+            "x:batch,3,32,32:float32 or ids:batch,16:int64:0..30522"
+        )
+    name, shape_s = parts[0], parts[1]
+    dtype = parts[2] if len(parts) >= 3 and parts[2] else "float32"
+    value_range = None
+    if len(parts) == 4:
+        try:
+            value_range = parse_range(parts[3], where)
+        except ModelportError as exc:
+            raise UsageError(exc.message) from None
+    try:
+        np.dtype(dtype)
+    except TypeError:
+        raise UsageError(f"{where}: unknown dtype '{dtype}' (e.g. float32, int64)") from None
+    dims: list[int | str] = []
+    for d in filter(None, shape_s.split(",")):
+        d = d.strip()
+        dims.append(int(d) if d.lstrip("-").isdigit() else d)
+    if any(isinstance(d, int) and d < 1 for d in dims):
+        raise UsageError(f"{where}: fixed dims must be >= 1; use a name for a dynamic dim")
+    return TensorSpec(name, str(np.dtype(dtype)), tuple(dims)), value_range
 
 
 def take_rows(

@@ -47,4 +47,6 @@ def test_cli_usage_errors(tiny_onnx, capsys):
     assert main(["bench", str(tiny_onnx), "--shape", "seq"]) == 2
     assert main(["bench", str(tiny_onnx), "--batch-sizes", "a,b"]) == 2
     err = capsys.readouterr().err
-    assert "loopback" in err and "NAME=VALUE" in err
+    assert "loopback" in err
+    assert "Invalid value for '--shape': expected NAME=SIZE" in err and "got 'seq'" in err
+    assert "Invalid value for '--batch-sizes'" in err and "got 'a,b'" in err

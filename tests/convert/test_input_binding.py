@@ -10,7 +10,8 @@ import torch
 
 from modelport.cli import main
 from modelport.convert import ConvertConfig, Source, convert
-from modelport.convert.torch import bind_inputs, parse_input_spec, spec_from_string
+from modelport.convert.torch import bind_inputs
+from modelport.data import parse_input_spec
 from modelport.errors import InputError, UsageError
 from modelport.package import ModelPackage
 from modelport.runtime import make_session, run_session
@@ -96,7 +97,7 @@ def test_single_input_under_another_name_still_converts(tmp_path):
 
 
 def test_embedding_input_named_ids_is_generated_within_the_table(tmp_path):
-    specs = (spec_from_string("ids:batch,6:int64"), spec_from_string("feats:batch,4:float32"))
+    specs = (parse_input_spec("ids:batch,6:int64")[0], parse_input_spec("feats:batch,4:float32")[0])
     res = convert(
         Source.torch_factory("tests.convert.torch_models:build_embedding_ids"),
         tmp_path / "pkg",
@@ -119,7 +120,7 @@ def test_explicit_range_and_its_syntax(tmp_path):
         Source.torch_factory("tests.convert.torch_models:build_shifted_embedding_ids"),
         tmp_path / "pkg",
         ConvertConfig(
-            inputs=(spec, spec_from_string("feats:batch,4:float32")),
+            inputs=(spec, parse_input_spec("feats:batch,4:float32")[0]),
             input_ranges={"ids": (0, 49)},
         ),
     )
@@ -129,7 +130,7 @@ def test_explicit_range_and_its_syntax(tmp_path):
 
 
 def test_rejected_generated_inputs_name_the_input_and_the_fix(tmp_path):
-    specs = (spec_from_string("ids:batch,6:int64"), spec_from_string("feats:batch,4:float32"))
+    specs = (parse_input_spec("ids:batch,6:int64")[0], parse_input_spec("feats:batch,4:float32")[0])
     with pytest.raises(InputError) as err:
         convert(
             Source.torch_factory("tests.convert.torch_models:build_shifted_embedding_ids"),

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from modelport.convert import ConvertConfig, Source, convert
-from modelport.convert.torch import spec_from_string
+from modelport.data import parse_input_spec
 from modelport.errors import ConversionError, UsageError, VerificationError
 from modelport.package import ModelPackage
 from modelport.runtime import make_session, run_session
 from tests.convert import torch_models as tm
 
-X_SPEC = (spec_from_string("x:batch,4:float32"),)
+X_SPEC = (parse_input_spec("x:batch,4:float32")[0],)
 
 
 def _run(pkg: ModelPackage, feed: dict) -> dict:
@@ -79,7 +79,7 @@ def test_state_dict_plus_class_with_init_args(tmp_path):
             {"inputs": 5, "hidden": 16, "outputs": 2},
         ),
         tmp_path / "pkg",
-        ConvertConfig(inputs=(spec_from_string("x:batch,5:float32"),)),
+        ConvertConfig(inputs=(parse_input_spec("x:batch,5:float32")[0],)),
     )
     x = np.ones((3, 5), np.float32)
     np.testing.assert_allclose(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from modelport.convert import ConvertConfig, Source, convert
-from modelport.convert.torch import spec_from_string
+from modelport.data import parse_input_spec
 from modelport.errors import ModelportError
 from modelport.package import ModelPackage
 from modelport.serve.config import ModelConfig
@@ -26,7 +26,7 @@ def _load(path, **kw):
 def embedding_pkg(tmp_path_factory):
     """The issue's case: nn.Embedding(50, 16) behind an input named ``ids``."""
     out = tmp_path_factory.mktemp("emb") / "pkg"
-    specs = (spec_from_string("ids:batch,6:int64"), spec_from_string("feats:batch,4:float32"))
+    specs = (parse_input_spec("ids:batch,6:int64")[0], parse_input_spec("feats:batch,4:float32")[0])
     convert(
         Source.torch_factory("tests.convert.torch_models:build_embedding_ids"),
         out,

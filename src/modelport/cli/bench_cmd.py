@@ -8,6 +8,7 @@ import click
 
 from ..errors import UsageError
 from .options import given, refuse_inapplicable
+from .params import DIM_SIZE, INT_LIST
 from .ui import console, console_err, table, write_json
 
 # option -> the modes it applies to (options not listed apply to all); the rest are refused
@@ -47,37 +48,16 @@ HINTS = {
 }
 
 
-def _ints(value: str | None, what: str) -> tuple[int, ...]:
-    if value is None:
-        return ()
-    try:
-        out = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise UsageError(
-            f"{what} takes comma-separated integers, e.g. 1,8,32; got '{value}'"
-        ) from None
-    if not out:
-        raise UsageError(f"{what} is empty; e.g. 1,8,32")
-    return out
-
-
-def _dims(shapes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
-    out = []
-    for s in shapes:
-        name, sep, value = s.partition("=")
-        if not sep or not name or not value.strip().isdigit():
-            raise UsageError(
-                f"--shape takes NAME=VALUE (a symbolic dim), e.g. sequence=128; got '{s}'"
-            )
-        out.append((name.strip(), int(value)))
-    return tuple(out)
-
-
 @click.command(context_settings={"show_default": True})
 @click.argument("models", nargs=-1, type=click.Path(exists=True))
-@click.option("--batch-sizes", default="1", help="In-process: batch sizes, e.g. 1,8,32.")
 @click.option(
-    "--threads", default=None, help="In-process: ORT intra-op threads, e.g. 1,2 (0 = ORT default)."
+    "--batch-sizes", type=INT_LIST, default="1", help="In-process: batch sizes, e.g. 1,8,32."
+)
+@click.option(
+    "--threads",
+    type=INT_LIST,
+    default=None,
+    help="In-process: ORT intra-op threads, e.g. 1,2 (0 = ORT default).",
 )
 @click.option("--providers", default="cpu", help="In-process: execution providers, e.g. cpu,cuda.")
 @click.option(
@@ -90,8 +70,9 @@ def _dims(shapes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
 @click.option(
     "--shape",
     "shapes",
+    type=DIM_SIZE,
     multiple=True,
-    help="A symbolic dim, NAME=VALUE (repeatable), e.g. sequence=128.",
+    help="A symbolic dim, NAME=SIZE (repeatable), e.g. sequence=128.",
 )
 @click.option(
     "--data", type=click.Path(exists=True), help="Inputs (.npz/.npy/dir) instead of generated ones."
@@ -122,7 +103,9 @@ def _dims(shapes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     default="http-json",
     help="Server: protocol.",
 )
-@click.option("--concurrency", default="1", help="Server: concurrencies, e.g. 1,8,32.")
+@click.option(
+    "--concurrency", type=INT_LIST, default="1", help="Server: concurrencies, e.g. 1,8,32."
+)
 @click.option("--requests", type=int, help="Server: requests per concurrency (default: 5 seconds).")
 @click.option(
     "--rate",
@@ -173,7 +156,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], **opts: Any) -> int:
     if mode == "inprocess" and given(ctx, "batch_size"):
         if given(ctx, "batch_sizes"):
             raise UsageError("give --batch-sizes (a list) or --batch-size, not both")
-        opts["batch_sizes"] = str(opts["batch_size"])
+        opts["batch_sizes"] = (opts["batch_size"],)
     result = _server(opts) if opts["server"] else _inprocess(models, opts)
     d = result.to_dict()
     _show(d)
@@ -208,10 +191,10 @@ def _inprocess(models: tuple[str, ...], opts: dict[str, Any]):
     else:
         latency = LatencyConfig(warmup=opts["warmup"], repeats=opts["repeats"])
     config = SweepConfig(
-        batch_sizes=_ints(opts["batch_sizes"], "--batch-sizes"),
-        threads=_ints(opts["threads"], "--threads"),
+        batch_sizes=opts["batch_sizes"],
+        threads=opts["threads"] or (),
         providers=tuple(p.strip() for p in opts["providers"].split(",") if p.strip()),
-        dims=_dims(opts["shapes"]),
+        dims=opts["shapes"],
         latency=latency,
         data=opts["data"],
         engines=tuple(e.strip() for e in opts["engines"].split(",") if e.strip()),
@@ -236,7 +219,7 @@ def _server(opts: dict[str, Any]):
         else signature_from_metadata(meta)
     )
     data = load_feed(opts["data"], signature) if opts["data"] else None
-    feed = make_feed(signature, opts["batch_size"], dict(_dims(opts["shapes"])), data)
+    feed = make_feed(signature, opts["batch_size"], dict(opts["shapes"]), data)
     config = LoadConfig(
         requests=opts["requests"],
         seconds=opts["seconds"],
@@ -244,7 +227,7 @@ def _server(opts: dict[str, Any]):
         timeout_s=opts["timeout"],
         http_client=opts["http_client"],
     )
-    conc = _ints(opts["concurrency"], "--concurrency")
+    conc = opts["concurrency"]
     return bench_server(target, feed, conc, config, ceiling=not opts["no_ceiling"],
                         metadata=meta, progress=_progress)  # fmt: skip
 
@@ -252,7 +235,7 @@ def _server(opts: dict[str, Any]):
 def _ceiling(opts: dict[str, Any]) -> int:
     from ..bench.load import PROTOCOLS, measure_ceiling
 
-    conc = max(_ints(opts["concurrency"], "--concurrency"))
+    conc = max(opts["concurrency"])
     seconds = opts["seconds"] or 2.0
     rows = []
     for protocol in PROTOCOLS:

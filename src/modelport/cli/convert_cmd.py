@@ -12,6 +12,7 @@ import click
 from ..errors import UsageError, VerificationError
 from ..verify import VerifyConfig, VerifyReport
 from .options import refuse_inapplicable
+from .params import DIM_SIZES, DYNAMIC_AXES, INPUT_SPEC, INT_LIST_OR_EMPTY
 from .ui import console, table, write_json
 
 # the click parameter names of the source options (one of them names the model to convert)
@@ -79,46 +80,6 @@ def given_sources(kw: dict[str, Any]) -> list[str]:
     return [k for k in SOURCE_KEYS if kw.get(k)]
 
 
-def parse_dynamic(values: tuple[str, ...]) -> dict[str, dict[int, str]]:
-    """``input_ids:0=batch,1=sequence`` -> {"input_ids": {0: "batch", 1: "sequence"}}."""
-    out: dict[str, dict[int, str]] = {}
-    for v in values:
-        name, sep, rest = v.partition(":")
-        if not sep or not rest:
-            raise UsageError(
-                f"--dynamic '{v}': expected input:axis=name[,axis=name], e.g. input_ids:1=sequence"
-            )
-        for part in rest.split(","):
-            axis, eq, dim = part.partition("=")
-            if not eq or not axis.strip().isdigit() or not dim.strip():
-                raise UsageError(f"--dynamic '{v}': '{part}' should be axis=name, e.g. 1=sequence")
-            out.setdefault(name, {})[int(axis)] = dim.strip()
-    return out
-
-
-def parse_dim_sizes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
-    """``sequence=16,128`` -> {"sequence": (16, 128)}."""
-    out = {}
-    for v in values:
-        name, eq, sizes = v.partition("=")
-        try:
-            out[name.strip()] = tuple(int(s) for s in sizes.split(",") if s.strip())
-        except ValueError:
-            raise UsageError(
-                f"--verify-dim '{v}': expected name=size[,size], e.g. sequence=16,128"
-            ) from None
-        if not eq or not out[name.strip()]:
-            raise UsageError(f"--verify-dim '{v}': expected name=size[,size], e.g. sequence=16,128")
-    return out
-
-
-def parse_ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise UsageError(f"{what} '{text}': expected comma-separated integers, e.g. 1,4") from None
-
-
 def verify_options(f: Any) -> Any:
     for opt in reversed(
         [
@@ -130,6 +91,7 @@ def verify_options(f: Any) -> Any:
             ),
             click.option(
                 "--verify-batch-sizes",
+                type=INT_LIST_OR_EMPTY,
                 default="1,4",
                 show_default=True,
                 help="Batch sizes to verify besides the example's.",
@@ -137,6 +99,7 @@ def verify_options(f: Any) -> Any:
             click.option(
                 "--verify-dim",
                 "verify_dims",
+                type=DIM_SIZES,
                 multiple=True,
                 help="Sizes of a named dynamic dim to verify, e.g. sequence=16,128.",
             ),
@@ -147,13 +110,13 @@ def verify_options(f: Any) -> Any:
 
 
 def make_verify_config(
-    atol: float, rtol: float, verify_batch_sizes: str, verify_dims: tuple[str, ...]
+    atol: float,
+    rtol: float,
+    verify_batch_sizes: tuple[int, ...],
+    verify_dims: tuple[tuple[str, tuple[int, ...]], ...],
 ) -> VerifyConfig:
     return VerifyConfig(
-        atol=atol,
-        rtol=rtol,
-        batch_sizes=parse_ints(verify_batch_sizes, "--verify-batch-sizes"),
-        dim_sizes=parse_dim_sizes(verify_dims),
+        atol=atol, rtol=rtol, batch_sizes=verify_batch_sizes, dim_sizes=dict(verify_dims)
     )
 
 
@@ -334,15 +297,15 @@ def print_report(
 @click.option(
     "--input",
     "input_specs",
+    type=INPUT_SPEC,
     multiple=True,
-    metavar="NAME:SHAPE:DTYPE[:LOW..HIGH]",
     help="Describe an input instead of --example-inputs, e.g. x:batch,3,32,32:float32; "
     "LOW..HIGH sets the range of its generated values (HIGH excluded), e.g. ids:batch,6:int64:0..50.",
 )
 @click.option(
     "--dynamic",
+    type=DYNAMIC_AXES,
     multiple=True,
-    metavar="INPUT:AXIS=NAME,...",
     help="Dynamic axes, e.g. input_ids:0=batch,1=sequence.",
 )
 @click.option("--static", is_flag=True, help="Do not make the batch axis dynamic.")
@@ -400,14 +363,13 @@ def convert(ctx: click.Context, **kw: Any) -> int:
     are refused (e.g. --exporter with --onnx: an ONNX file is not exported)."""
     from ..convert import ConvertConfig
     from ..convert import convert as do_convert
-    from ..convert.torch import parse_input_spec
     from ..data import load_feed
 
     sources = given_sources(kw) + (["savedmodel_repo"] if kw.get("savedmodel_repo") else [])
     if len(sources) == 1:
         refuse_inapplicable(ctx, CONVERT_APPLIES, sources[0], SOURCE_LABELS)
     source = None if kw.get("savedmodel_repo") else make_source(kw)
-    parsed = [parse_input_spec(s) for s in kw["input_specs"]]
+    parsed = kw["input_specs"]  # (TensorSpec, value range or None), from INPUT_SPEC
     specs = tuple(spec for spec, _ in parsed)
     ranges = {spec.name: r for spec, r in parsed if r is not None}
     example = None
@@ -420,7 +382,7 @@ def convert(ctx: click.Context, **kw: Any) -> int:
         inputs=specs,
         example=example,
         input_ranges=ranges,
-        dynamic=parse_dynamic(kw["dynamic"]),
+        dynamic=_dynamic(kw["dynamic"]),
         dynamic_batch=not kw["static"],
         output_names=tuple(n.strip() for n in kw["output_names"].split(","))
         if kw["output_names"]
@@ -469,6 +431,14 @@ def convert(ctx: click.Context, **kw: Any) -> int:
             },
         )
     return 0 if result.report.passed else 1
+
+
+def _dynamic(pairs: tuple[tuple[str, dict[int, str]], ...]) -> dict[str, dict[int, str]]:
+    """The --dynamic values (DYNAMIC_AXES pairs) by input; an input given twice gets both."""
+    out: dict[str, dict[int, str]] = {}
+    for name, axes in pairs:
+        out.setdefault(name, {}).update(axes)
+    return out
 
 
 def _print_processing(proc: dict[str, Any] | None) -> None:
@@ -594,6 +564,7 @@ def _load_any(path: str) -> dict[str, Any]:
 @click.option(
     "--input",
     "input_specs",
+    type=INPUT_SPEC,
     multiple=True,
     metavar="NAME:SHAPE:DTYPE",
     help="Describe the source's inputs (when the package stores no samples).",
@@ -619,9 +590,7 @@ def verify(ctx: click.Context, package: str, **kw: Any) -> int:
         source = make_source(kw)
         stored = pkg.samples()
         ex = example or (stored[0] if stored else None)
-        from ..convert.torch import spec_from_string
-
-        specs = tuple(spec_from_string(t) for t in kw["input_specs"])
+        specs = tuple(spec for spec, _ in kw["input_specs"])
         exported = CONVERTERS[source.kind](
             source, ConvertConfig(inputs=specs, example=ex, verify=config)
         )

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
 from .options import AliasedOption, output_option, refuse_inapplicable
+from .params import DIM_SIZE, INT_LIST_OR_EMPTY
 from .ui import console, console_err, table, write_json
 
 # optimize: option -> the modes it applies to (the rest are refused)
@@ -49,12 +49,14 @@ def eval_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--batch-sizes",
+            type=INT_LIST_OR_EMPTY,
             default="1,8",
             show_default=True,
             help="Latency is measured at these batch sizes.",
         ),
         click.option(
             "--latency-dim",
+            type=DIM_SIZE,
             multiple=True,
             help="Size of a symbolic dim for latency inputs, e.g. sequence=128 "
             "(default: rows of the evaluation data).",
@@ -86,27 +88,21 @@ def make_eval_config(
     labels: str | None,
     metric: str | None,
     eval_samples: int,
-    batch_sizes: str,
-    latency_dim: tuple[str, ...],
+    batch_sizes: tuple[int, ...],
+    latency_dim: tuple[tuple[str, int], ...],
     repeats: int,
     threads: int,
     no_latency: bool,
 ) -> Any:
     from ..optimize.report import EvalConfig
 
-    try:
-        sizes = tuple(int(s) for s in batch_sizes.split(",") if s.strip())
-        dims = {k.strip(): int(v) for k, _, v in (d.partition("=") for d in latency_dim)}
-    except ValueError:
-        raise UsageError(
-            "--batch-sizes takes integers like 1,8 and --latency-dim name=size, e.g. sequence=128"
-        ) from None
+    dims = dict(latency_dim)
     return EvalConfig(
         data=eval_data,
         labels=labels,
         metric=metric,
         limit=eval_samples,
-        batch_sizes=sizes,
+        batch_sizes=batch_sizes,
         latency_dims=dims or None,
         repeats=repeats,
         measure_latency=not no_latency,

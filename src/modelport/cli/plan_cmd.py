@@ -8,6 +8,7 @@ import click
 
 from ..errors import UsageError
 from .convert_cmd import given_sources, make_source, refuse_source_options, source_options
+from .params import DIM_SIZE
 from .ui import console, console_err, table, write_json
 
 
@@ -54,8 +55,8 @@ from .ui import console, console_err, table, write_json
 )
 @click.option(
     "--latency-dim",
+    type=DIM_SIZE,
     multiple=True,
-    metavar="NAME=SIZE",
     help="Size of a symbolic dim for the timed inputs, e.g. sequence=128.",
 )
 @click.option(
@@ -110,12 +111,7 @@ def plan(ctx: click.Context, package: str | None, **kw: Any) -> int:
             "give a PACKAGE to plan for, or a source: --torch MODULE:CLASS --weights W.pt"
         )
     model: Any = package or (kw["onnx_file"] if kw.get("onnx_file") else make_source(kw))
-    dims = {}
-    for d in kw["latency_dim"]:
-        name, _, size = d.partition("=")
-        if not size.strip().isdigit():
-            raise UsageError(f"--latency-dim {d!r}: give NAME=SIZE, e.g. sequence=128")
-        dims[name.strip()] = int(size)
+    dims = dict(kw["latency_dim"])
     config = PlanConfig(
         target=kw["target"],
         max_drop=kw["max_drop"],

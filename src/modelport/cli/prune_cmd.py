@@ -10,6 +10,7 @@ import click
 from ..errors import UsageError
 from .convert_cmd import given_sources, make_source, refuse_source_options, source_options
 from .options import refuse_inapplicable
+from .params import INT_LIST_OR_EMPTY
 from .ui import console, console_err, human_bytes, table, write_json
 
 # prune: option -> the methods it applies to (the rest are refused)
@@ -85,7 +86,13 @@ PRUNE_APPLIES: dict[str, tuple[str, ...]] = {
 @click.option(
     "--labels", type=click.Path(exists=True, dir_okay=False), help="Labels (.npy) for accuracy."
 )
-@click.option("--batch-sizes", default="1,8", show_default=True, help="Batch sizes for latency.")
+@click.option(
+    "--batch-sizes",
+    type=INT_LIST_OR_EMPTY,
+    default="1,8",
+    show_default=True,
+    help="Batch sizes for latency.",
+)
 @click.option(
     "--repeats",
     type=int,
@@ -121,7 +128,6 @@ def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
     from ..optimize.prune import PruneConfig
     from ..optimize.prune import prune as do_prune
     from ..package import ModelPackage
-    from .convert_cmd import parse_ints
 
     refuse_inapplicable(ctx, PRUNE_APPLIES, kw["method"], PRUNE_MODES)
     refuse_source_options(ctx, kw, package)
@@ -141,7 +147,7 @@ def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
         exclude_head=not kw["include_head"],
         steps=kw["steps"],
         round_to=kw["round_to"],
-        batch_sizes=parse_ints(kw["batch_sizes"], "--batch-sizes"),
+        batch_sizes=kw["batch_sizes"],
         latency_repeats=kw["repeats"],
         max_drop=kw["max_drop"],
         allow_mismatch=kw["allow_mismatch"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..serve.ray.cli import RAY_OPTIONS, ray_options
+from .serve_ray import RAY_OPTIONS, ray_options
 
 LAYOUT = "REPO/<model>/<version>/ (e.g. models/digits/1/model.onnx), or one package directory"
 
@@ -299,7 +299,7 @@ def serve(
         overrides["warmup"] = False
     defaults = ModelConfig().merged(overrides, source="the command line")
     if ray_settings["ray"]:  # Ray Serve deployments instead of this process (docs/ray.md)
-        from ..serve.ray.cli import serve_with_ray
+        from .serve_ray import serve_with_ray
 
         setup_logging(log_level, log_json)
         http = {"host": host, "http_port": http_port, "shutdown_grace": shutdown_grace}

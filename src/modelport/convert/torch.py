@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Feed, describe_generated, generate_feed, parse_range
-from ..errors import ConversionError, InputError, ModelportError, UsageError, require
+from ..data import Feed, describe_generated, generate_feed
+from ..errors import ConversionError, InputError, UsageError, require
 from ..package import file_sha256
-from ..signature import Signature, TensorSpec
+from ..signature import Signature
 from ..verify import verify_model
 from .base import ConvertConfig, DynamicAxes, Exported, Source
 
@@ -38,7 +38,6 @@ __all__ = [
     "import_target",
     "bind_inputs",
     "InputBinding",
-    "parse_input_spec",
 ]
 
 
@@ -839,40 +838,3 @@ def _replace(obj: Any, **changes: Any) -> Any:
     import dataclasses
 
     return dataclasses.replace(obj, **changes)
-
-
-def spec_from_string(text: str) -> TensorSpec:
-    """Parse ``name:dim,dim,...:dtype`` (dims are ints or names), e.g. ``x:batch,3,32,32:float32``."""
-    return parse_input_spec(text)[0]
-
-
-def parse_input_spec(text: str) -> tuple[TensorSpec, tuple[float, float] | None]:
-    """Parse ``name:shape[:dtype[:LOW..HIGH]]``, e.g. ``ids:batch,6:int64:0..50``: the spec and
-    the value range of generated inputs ([LOW, HIGH), HIGH excluded), if given."""
-    parts = text.split(":")
-    if len(parts) not in (2, 3, 4) or not parts[0]:
-        raise UsageError(
-            f"--input '{text}': expected name:shape:dtype[:LOW..HIGH], e.g. "
-            "x:batch,3,32,32:float32 or ids:batch,16:int64:0..30522"
-        )
-    name, shape_s = parts[0], parts[1]
-    dtype = parts[2] if len(parts) >= 3 and parts[2] else "float32"
-    value_range = None
-    if len(parts) == 4:
-        try:
-            value_range = parse_range(parts[3], f"--input '{text}'")
-        except ModelportError as exc:
-            raise UsageError(exc.message) from None
-    try:
-        np.dtype(dtype)
-    except TypeError:
-        raise UsageError(
-            f"--input '{text}': unknown dtype '{dtype}' (e.g. float32, int64)"
-        ) from None
-    dims: list[int | str] = []
-    for d in filter(None, shape_s.split(",")):
-        d = d.strip()
-        dims.append(int(d) if d.lstrip("-").isdigit() else d)
-    if any(isinstance(d, int) and d < 1 for d in dims):
-        raise UsageError(f"--input '{text}': fixed dims must be >= 1; use a name for a dynamic dim")
-    return TensorSpec(name, str(np.dtype(dtype)), tuple(dims)), value_range

@@ -8,9 +8,31 @@ from typing import Any
 
 from ...errors import UsageError
 
-__all__ = ["RayConfig", "parse_autoscale"]
+__all__ = ["NOT_WITH_RAY", "RayConfig", "parse_autoscale"]
 
 _APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+_IN_FRONT = "Ray Serve's proxy serves HTTP only: put {} in front of it (docs/ray.md)"
+# The settings of the single-process server (``modelport serve`` parameter names) that Ray Serve
+# deployments cannot honour -> why; the command line refuses them under --ray (cli/serve_ray.py)
+NOT_WITH_RAY = {
+    "grpc_port": "gRPC is not served through Ray; run the single-process server for gRPC",
+    "tfserving_grpc_port": "gRPC is not served through Ray; run the single-process server for gRPC",
+    "poll_s": "models on Ray change by deploying again (SIGHUP, or --detach), a rolling update",
+    "management_port": "there is no management API under --ray",
+    "management_host": "there is no management API under --ray",
+    "management_token": "there is no management API under --ray",
+    "management_token_file": "there is no management API under --ray",
+    "allow_url_hosts": "there is no management API (registering models by URL) under --ray",
+    "auth_token": _IN_FRONT.format("auth (a gateway, an ingress controller)"),
+    "tls_cert": _IN_FRONT.format("TLS (a gateway, an ingress controller)"),
+    "tls_key": _IN_FRONT.format("TLS (a gateway, an ingress controller)"),
+    "header_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
+    "body_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
+    "keep_alive_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
+    "max_connections": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
+    "trust": "the replicas do not run custom processing handlers",
+}
 
 
 def parse_autoscale(text: str) -> tuple[int, int]:

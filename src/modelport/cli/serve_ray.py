@@ -1,5 +1,6 @@
-"""The ``--ray`` options of ``modelport serve`` and what they run (kept here so that the serve
-command only declares them and hands over)."""
+"""The ``--ray`` options of ``modelport serve``: their declarations, the check that refuses the
+options the chosen mode would ignore, and the hand-over to ``modelport.serve.ray`` (which knows
+no click: ``RayConfig``, ``serve_on_ray`` and the table of serve options Ray cannot honour)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-__all__ = ["NOT_WITH_RAY", "RAY_OPTIONS", "check_options", "ray_options", "serve_with_ray"]
+from ..serve.ray.config import NOT_WITH_RAY
+from .params import REPLICA_CPUS
+
+__all__ = ["RAY_OPTIONS", "check_options", "ray_options", "serve_with_ray"]
 
 RAY_OPTIONS = (
     "ray",
@@ -25,40 +29,8 @@ RAY_OPTIONS = (
     "no_cpu_check",
 )
 
-_IN_FRONT = "Ray Serve's proxy serves HTTP only: put {} in front of it (docs/ray.md)"
-# ``serve`` options that --ray cannot honour (parameter name -> why), refused when given
-NOT_WITH_RAY = {
-    "grpc_port": "gRPC is not served through Ray; run the single-process server for gRPC",
-    "tfserving_grpc_port": "gRPC is not served through Ray; run the single-process server for gRPC",
-    "poll_s": "models on Ray change by deploying again (SIGHUP, or --detach), a rolling update",
-    "management_port": "there is no management API under --ray",
-    "management_host": "there is no management API under --ray",
-    "management_token": "there is no management API under --ray",
-    "management_token_file": "there is no management API under --ray",
-    "allow_url_hosts": "there is no management API (registering models by URL) under --ray",
-    "auth_token": _IN_FRONT.format("auth (a gateway, an ingress controller)"),
-    "tls_cert": _IN_FRONT.format("TLS (a gateway, an ingress controller)"),
-    "tls_key": _IN_FRONT.format("TLS (a gateway, an ingress controller)"),
-    "header_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
-    "body_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
-    "keep_alive_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
-    "max_connections": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
-    "trust": "the replicas do not run custom processing handlers",
-}
 # read from the environment, these still matter: a token the user believes protects inference
 _ENV_MATTERS = {"auth_token"}
-
-
-def _replica_cpus(ctx: click.Context, param: click.Parameter, value: str) -> float | str:
-    if value == "auto":
-        return value
-    try:
-        cpus = float(value)
-    except ValueError:
-        raise click.BadParameter(f"a number of CPUs or 'auto', got {value!r}") from None
-    if cpus < 0:
-        raise click.BadParameter(f"must be >= 0, got {value}")
-    return cpus
 
 
 def _flag(ctx: click.Context, name: str) -> str:
@@ -72,7 +44,7 @@ def check_options(ctx: click.Context) -> None:
     """UsageError for options given that the mode does not use: single-process options under
     --ray (``NOT_WITH_RAY``), and the --ray options without --ray. Given means on the command
     line (or, for ``_ENV_MATTERS``, from the environment); defaults are fine."""
-    from ...errors import UsageError
+    from ..errors import UsageError
 
     def given(name: str) -> ParameterSource | None:
         source = ctx.get_parameter_source(name)
@@ -141,10 +113,9 @@ def ray_options(command: Callable) -> Callable:
         ),
         click.option(
             "--replica-cpus",
+            type=REPLICA_CPUS,
             default="1",
             show_default=True,
-            callback=_replica_cpus,
-            metavar="CPUS|auto",
             help="With --ray: CPUs each replica reserves (fractions allowed); ONNX Runtime "
             "threads per replica default to this. auto: share the cluster's available CPUs "
             "among all replicas (docs/ray.md).",
@@ -190,9 +161,9 @@ def serve_with_ray(
     """Run ``modelport serve --ray``. ``http``: host, http_port, max_request_bytes and
     shutdown_grace; ``refused``: single-process-only options that were given (an error; the
     options given on the command line were already refused by ``check_options``)."""
-    from ...errors import UsageError
-    from .config import RayConfig, parse_autoscale
-    from .runner import serve_on_ray
+    from ..errors import UsageError
+    from ..serve.ray.config import RayConfig, parse_autoscale
+    from ..serve.ray.runner import serve_on_ray
 
     given = sorted(k for k, v in refused.items() if v)
     if given:
