@@ -243,7 +243,7 @@ async def test_a_failed_model_reads_like_the_single_process_server(tmp_path):
             {n: _Handle(d) for n, d in docs.items()}, failed={"badcfg": "cannot read config"}
         )
         await remote.refresh()
-        plane = DataPlane(remote)  # type: ignore[arg-type]
+        plane = DataPlane(remote)
         plane.started = True
         # strict readiness: not ready while a model is not, for the same reasons
         assert not plane.ready() and not local.ready()
@@ -330,7 +330,7 @@ async def test_a_model_with_text_processing_is_prepared_by_its_replica(minilm_pa
     async with running(minilm_package.path) as local:
         remote = remote_module.RemoteRepository({name: _Replica(local.repository, name)})
         await remote.refresh()
-        plane = DataPlane(remote)  # type: ignore[arg-type]
+        plane = DataPlane(remote)
         plane.started = True
         assert plane.model_metadata(name) == local.model_metadata(name)
         want = await local.infer(request)

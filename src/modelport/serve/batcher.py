@@ -38,7 +38,7 @@ class _Item:
     feed: Feed
     rows: int
     key: Any
-    future: asyncio.Future
+    future: asyncio.Future[Outputs]
     enqueued: float
 
 
@@ -78,8 +78,8 @@ class Batcher:
         self._queued_rows = 0
         self._running = 0
         self._closing = False
-        self._wakeup: asyncio.Event | None = None
-        self._full: asyncio.Event | None = None
+        self._wakeup = asyncio.Event()  # thread mode: work was queued (or closing)
+        self._full = asyncio.Event()  # thread mode: a full batch is queued
         self._workers: list[asyncio.Task] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -93,8 +93,6 @@ class Batcher:
         self._loop = asyncio.get_running_loop()
         if self.inline:
             return
-        self._wakeup = asyncio.Event()
-        self._full = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             self.instances, thread_name_prefix="modelport-run"
         )
@@ -109,8 +107,7 @@ class Batcher:
             while self._queue:
                 self._flush()
             return
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wakeup.set()
         if self._workers:
             await asyncio.gather(*self._workers, return_exceptions=True)
         if self._executor is not None:
@@ -131,7 +128,7 @@ class Batcher:
 
     # --- requests -------------------------------------------------------------------------
 
-    def submit(self, feed: Feed) -> asyncio.Future:
+    def submit(self, feed: Feed) -> asyncio.Future[Outputs]:
         """Queue one request; the future resolves to its outputs. Must be called on the loop."""
         if self._closing or self._loop is None:
             raise ModelNotReadyError("the model is being unloaded; retry to reach its successor")
@@ -154,27 +151,33 @@ class Batcher:
 
     # --- inline: a flush callback on the loop ----------------------------------------------
 
+    def _started_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError(f"{self.name}: the batcher was not started")
+        return self._loop
+
     def _schedule(self) -> None:
         """Run the queue on a later loop turn: handlers woken in this turn can join the batch."""
+        loop = self._started_loop()
         full = self._queued_rows >= self.max_batch_size
         if self._scheduled:
             if full and self._timer is not None:  # stop waiting for company
                 self._timer.cancel()
                 self._timer = None
-                self._loop.call_soon(self._flush)
+                loop.call_soon(self._flush)
             return
         self._scheduled = True
         if self._delay > 0 and not full:
-            self._timer = self._loop.call_at(self._queue[0].enqueued + self._delay, self._flush)
+            self._timer = loop.call_at(self._queue[0].enqueued + self._delay, self._flush)
         else:
-            self._loop.call_soon(self._flush)
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
         self._timer = None
         items = self._take()
         if items:
-            now = self._loop.time()
+            now = self._started_loop().time()
             waits = [now - it.enqueued for it in items]
             self._running += len(items)
             try:
@@ -188,7 +191,7 @@ class Batcher:
     # --- workers (thread mode) ------------------------------------------------------------
 
     async def _worker(self) -> None:
-        loop = self._loop
+        loop = self._started_loop()
         while True:
             while not self._queue:
                 if self._closing:
@@ -233,7 +236,7 @@ class Batcher:
         return batch
 
     async def _execute(self, items: list[_Item]) -> None:
-        loop = self._loop
+        loop = self._started_loop()
         now = loop.time()
         waits = [now - it.enqueued for it in items]
         self._running += len(items)

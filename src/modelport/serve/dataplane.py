@@ -12,11 +12,12 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from .contracts import Feed, Outputs, Repository, ServedModel, serving
 from .errors import RequestTimeoutError, RequestTooLargeError, status_of
 from .metrics import Metrics
 from .offload import off_loop
 from .processed import classify_outputs
-from .repository import READY, ModelRepository, VersionState
+from .repository import READY
 from .types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
 
 __all__ = ["DataPlane", "EXTENSIONS", "PLATFORM"]
@@ -29,9 +30,10 @@ _UNKNOWN = "(unknown)"  # metrics label for names that are not models (bounded c
 
 
 class DataPlane:
-    """Health, metadata and inference over a ModelRepository, in the internal types."""
+    """Health, metadata and inference over a repository (serve/contracts.py: the local
+    ModelRepository or the Ray ingress's RemoteRepository), in the internal types."""
 
-    def __init__(self, repository: ModelRepository, metrics: Metrics | None = None) -> None:
+    def __init__(self, repository: Repository, metrics: Metrics | None = None) -> None:
         self.repository = repository
         self.metrics = metrics or repository.metrics
         self.started = False
@@ -51,8 +53,7 @@ class DataPlane:
             return False
         if not self.strict_readiness:
             return True
-        not_ready = getattr(self.repository, "not_ready", None)
-        return not_ready is None or not not_ready()
+        return not self.repository.not_ready()
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "modelport", "version": __version__, "extensions": list(EXTENSIONS)}
@@ -63,10 +64,13 @@ class DataPlane:
         except Exception:
             return False
 
+    def served_model(self, name: str, version: str | None = None) -> ServedModel:
+        """The model that serves ``name`` (at ``version``); 404/503 errors that say why not."""
+        return serving(self.repository.get(name, version))[0]
+
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
-        vs = self.repository.get(name, version)
+        model, _ = serving(self.repository.get(name, version))
         entry = self.repository.entry(name)
-        model = vs.model
         return {
             "name": name,
             "versions": [str(v) for v, s in sorted(entry.versions.items()) if s.state == READY],
@@ -87,13 +91,12 @@ class DataPlane:
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         """A Triton-style model configuration (what ``get_model_config`` expects)."""
-        vs = self.repository.get(name, version)
-        model, batcher = vs.model, vs.batcher
+        model, batcher = serving(self.repository.get(name, version))
         batched = batcher.max_batch_size > 1
 
-        def dims(shape):
-            shape = _v2_shape(shape)
-            return shape[1:] if batched else shape
+        def dims(shape: tuple[int | str, ...]) -> list[int]:
+            v2 = _v2_shape(shape)
+            return v2[1:] if batched else v2
 
         def typ(dt: str) -> str:
             return "TYPE_STRING" if dt == "BYTES" else f"TYPE_{dt}"
@@ -133,7 +136,7 @@ class DataPlane:
                 "timeout_ms": cfg.timeout_ms,
                 "dynamic_batching": "on"
                 if batched
-                else f"off: {getattr(model, 'batching_note', '') or 'max_batch_size is 1'}",
+                else f"off: {model.batching_note or 'max_batch_size is 1'}",
             },
         }
 
@@ -152,15 +155,15 @@ class DataPlane:
             version = vs.version_str
             metrics.inflight[name] += 1
             counted = True
-            model = vs.model
-            prepare = getattr(model, "prepare", None)  # a ProcessedModel: text/images in
+            model, batcher = serving(vs)
+            prepare = model.prepare  # a ProcessedModel: text/images in
             if prepare is not None:
                 feed = await prepare(request.inputs)
             else:
                 strings = sum(t.data.size for t in request.inputs if t.datatype == "BYTES")
                 feed = await off_loop(strings * 16, _feed, model, request.inputs)
             wanted = _wanted_outputs(model, request.outputs)
-            outputs = await self._wait(vs, feed, request)
+            outputs = await self._wait(model, batcher.submit(feed), request)
             types = model.output_types
             if request.outputs and any("classification" in r.parameters for r in request.outputs):
                 outputs, types = classify_outputs(model, request.outputs, outputs)
@@ -190,12 +193,15 @@ class DataPlane:
                 metrics.histogram("duration", name, version).observe(time.perf_counter() - t0)
             metrics.requests[(name, version, status)] += 1
 
-    async def _wait(self, vs: VersionState, feed: dict[str, np.ndarray], request: InferenceRequest):
-        timeout = vs.model.config.timeout_ms / 1000.0
+    async def _wait(
+        self, model: ServedModel, fut: asyncio.Future[Outputs], request: InferenceRequest
+    ) -> Outputs:
+        """The outputs, or RequestTimeoutError when the model's (or the request's) timeout
+        passes first."""
+        timeout = model.config.timeout_ms / 1000.0
         asked = request.parameters.get("timeout")  # microseconds, as tritonclient sends it
         if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > 0:
             timeout = min(timeout, asked / 1e6)
-        fut = vs.batcher.submit(feed)
         timer = asyncio.get_running_loop().call_later(timeout, _expire, fut, timeout)
         try:
             return await fut
@@ -224,11 +230,11 @@ def _expire(fut: asyncio.Future, timeout: float) -> None:
         )
 
 
-def _v2_shape(shape) -> list[int]:
+def _v2_shape(shape: tuple[int | str, ...]) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in shape]
 
 
-def _feed(model, inputs: list[Tensor]) -> dict[str, np.ndarray]:
+def _feed(model: ServedModel, inputs: list[Tensor]) -> dict[str, np.ndarray]:
     """The model's feed from request tensors, in signature order; InputError on any mismatch."""
     specs = model.input_specs
     given: dict[str, np.ndarray] = {}
@@ -274,18 +280,15 @@ def _feed(model, inputs: list[Tensor]) -> dict[str, np.ndarray]:
     return given if list(given) == list(specs) else {n: given[n] for n in specs}
 
 
-def _check_limits(model, name: str, arr: np.ndarray, shape: tuple) -> None:
+def _check_limits(model: ServedModel, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> None:
     """The model's rows-per-request and elements-per-tensor limits (413 before the run)."""
-    limits = getattr(model, "element_limits", None)
-    if limits is None:  # a remote model (serve/ray) checks on its own side
-        return
     if shape and shape[0] == -1 and arr.ndim and arr.shape[0] > model.row_limit:
         raise RequestTooLargeError(
             f"input '{name}' has {arr.shape[0]} rows; model '{model.name}' accepts at most "
             f"{model.row_limit} rows per request (max_request_rows); send smaller batches",
             input=name,
         )
-    limit = limits.get(name)
+    limit = model.element_limits.get(name)
     if limit is not None and arr.size > limit:
         raise RequestTooLargeError(
             f"input '{name}' has {arr.size} elements; model '{model.name}' accepts at most "
@@ -294,13 +297,13 @@ def _check_limits(model, name: str, arr: np.ndarray, shape: tuple) -> None:
         )
 
 
-def _check_shared_dims(model, given: dict[str, np.ndarray]) -> None:
+def _check_shared_dims(model: ServedModel, given: Feed) -> None:
     """Inputs that share a symbolic dim (e.g. the batch axis) must agree on its size.
 
     ONNX Runtime does not check this, and a merged batch would hand one request's rows to
     another, so it is checked here, before the batcher.
     """
-    for dim, uses in getattr(model, "shared_dims", {}).items():
+    for dim, uses in model.shared_dims.items():
         sizes = {n: int(given[n].shape[axis]) for n, axis in uses}
         if len(set(sizes.values())) > 1:
             detail = ", ".join(f"'{n}' has {k}" for n, k in sizes.items())
@@ -327,7 +330,7 @@ def _as_str(name: str, arr: np.ndarray) -> np.ndarray:
     return result.reshape(arr.shape)
 
 
-def _wanted_outputs(model, requested: list[RequestedOutput] | None) -> list[str]:
+def _wanted_outputs(model: ServedModel, requested: list[RequestedOutput] | None) -> list[str]:
     if not requested:
         return list(model.output_types)
     names = []

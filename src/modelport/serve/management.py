@@ -44,7 +44,7 @@ from .errors import ConflictError, ForbiddenError, ModelNotFoundError, RequestTo
 from .http.common import read_body, send_json
 from .http.torchserve import send_torchserve_error
 from .names import check_model_name, check_version, inside
-from .repository import CONFIG_NAMES, FAILED
+from .repository import CONFIG_NAMES, FAILED, ModelRepository
 
 __all__ = [
     "build_management_app",
@@ -205,8 +205,13 @@ class Management:
     """The management operations over a data plane's repository (run on the event loop)."""
 
     def __init__(self, plane: DataPlane, config: ManagementConfig) -> None:
+        if not isinstance(plane.repository, ModelRepository):
+            raise UsageError(
+                "the management API manages a model repository on this machine; it is not "
+                "available for models served by Ray Serve"
+            )
         self.plane = plane
-        self.repository = plane.repository
+        self.repository: ModelRepository = plane.repository
         self.config = config
         self.lock = asyncio.Lock()  # one change to the repository at a time
 

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -90,6 +90,7 @@ class LoadedModel:
     inline: bool
     threads: int = 0  # ORT intra-op threads per call
     batching_note: str = ""  # why dynamic batching is off, when it is
+    prepare: ClassVar[None] = None  # no pre-processing: the request's tensors are the feed
 
     def __post_init__(self) -> None:
         # Lookups the data plane makes on every request, computed once.

@@ -39,7 +39,7 @@ class ProcessedModel:
         self.package = model.package
         self.config = model.config
         self.signature = pipeline.signature
-        self.shared_dims: dict = {}
+        self.shared_dims: dict[str, list[tuple[str, int]]] = {}
         self.input_specs = {
             t.name: (v2_datatype(t.dtype), tuple(d if isinstance(d, int) else -1 for d in t.shape))
             for t in self.signature.inputs
@@ -71,6 +71,14 @@ class ProcessedModel:
     @property
     def batching_note(self) -> str:
         return getattr(self.raw, "batching_note", "")
+
+    @property
+    def row_limit(self) -> int:
+        return self.raw.row_limit
+
+    @property
+    def element_limits(self) -> dict[str, int]:
+        return self.raw.element_limits
 
     async def prepare(self, inputs: list[Tensor]) -> dict[str, np.ndarray]:
         """The request's inputs, checked against the public signature, pre-processed."""

@@ -20,20 +20,21 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, ModelportError, UsageError
 from ..package import MANIFEST_NAME, MODEL_NAME, ModelPackage
 from ..processing import Processing
 from .batcher import Batcher
 from .config import ModelConfig
+from .contracts import ModelStatus, Repository
 from .errors import ModelNotFoundError, ModelNotReadyError
 from .metrics import Metrics
 from .model import LoadedModel, load_model
 from .names import check_model_name, check_version
 from .processed import RAW_SUFFIX, ProcessedModel, with_processing
 
-__all__ = ["ModelEntry", "ModelRepository", "VersionState"]
+__all__ = ["ModelEntry", "ModelRepository", "VersionState", "not_ready", "why_not_ready"]
 
 log = logging.getLogger("modelport.serve")
 
@@ -54,7 +55,7 @@ class VersionState:
     version: int
     state: str = LOADING
     reason: str = ""
-    model: LoadedModel | None = None
+    model: LoadedModel | ProcessedModel | None = None
     batcher: Batcher | None = None
     fingerprint: tuple = ()
     raw: VersionState | None = None  # the bare graph, when the package has processing
@@ -149,6 +150,37 @@ def ready_version(name: str, versions: Mapping[int, Any], version: str) -> Any:
             model=name,
         )
     return vs
+
+
+def why_not_ready(entry: ModelStatus) -> str:
+    """The words a client gets for a model that cannot answer (shared with the Ray ingress)."""
+    if entry.unloaded:
+        return f"model '{entry.name}' is unloaded; load it with POST v2/repository/models/{entry.name}/load"
+    details = entry.reason or "; ".join(
+        f"version {v} {vs.state}" + (f": {vs.reason}" if vs.reason else "")
+        for v, vs in sorted(entry.versions.items())
+    )
+    return f"model '{entry.name}' has no ready version" + (f" ({details})" if details else "")
+
+
+def not_ready(models: Mapping[str, ModelStatus]) -> list[str]:
+    """Why a repository of ``models`` is not fully ready (empty when it is): every model that
+    should be loaded (not explicitly unloaded) must have each of its versions READY, and at
+    least one model must be. Triton's strict readiness (shared with the Ray ingress)."""
+    problems = []
+    for name, entry in sorted(models.items()):
+        if entry.unloaded:
+            continue
+        if entry.reason:
+            problems.append(f"{name}: {entry.reason}")
+        for v, vs in sorted(entry.versions.items()):
+            if vs.state != READY:
+                problems.append(f"{name} version {v} is {vs.state}")
+        if not entry.versions and not entry.reason:
+            problems.append(f"{name} has no version loaded")
+    if not any(e.default is not None for e in models.values()):
+        problems.append("no model is loaded")
+    return problems
 
 
 class ModelRepository:
@@ -273,14 +305,16 @@ class ModelRepository:
             self.metrics.set_state(name, vstr, LOADING)
         log.info("loading model %s version %s from %s", name, version, path)
         loop = asyncio.get_running_loop()
+        model: LoadedModel | ProcessedModel
         try:
             package = ModelPackage.load(path)
             cfg = self._version_config(settings[0], settings[1], package)
             model = await loop.run_in_executor(None, load_model, package, name, version, cfg)
             processing = Processing.of(package.manifest)
             if processing is not None:
+                graph = model
                 model = await loop.run_in_executor(
-                    None, lambda: with_processing(model, processing, trust=self.trust)
+                    None, lambda: with_processing(graph, processing, trust=self.trust)
                 )
         except Exception as exc:
             message = (
@@ -426,7 +460,7 @@ class ModelRepository:
         if not version:
             vs = entry.default
             if vs is None:
-                raise ModelNotReadyError(self.why_not_ready(entry), model=name)
+                raise ModelNotReadyError(why_not_ready(entry), model=name)
             return vs
         return ready_version(name, entry.versions, version)
 
@@ -451,35 +485,9 @@ class ModelRepository:
             )
         return entry
 
-    @staticmethod
-    def why_not_ready(entry: ModelEntry) -> str:
-        """The words a client gets for a model that cannot answer (shared with the Ray ingress)."""
-        if entry.unloaded:
-            return f"model '{entry.name}' is unloaded; load it with POST v2/repository/models/{entry.name}/load"
-        details = entry.reason or "; ".join(
-            f"version {v} {vs.state}" + (f": {vs.reason}" if vs.reason else "")
-            for v, vs in sorted(entry.versions.items())
-        )
-        return f"model '{entry.name}' has no ready version" + (f" ({details})" if details else "")
-
     def not_ready(self) -> list[str]:
-        """Why the repository is not fully ready (empty when it is): every model that should be
-        loaded (not explicitly unloaded) must have each of its versions READY, and at least one
-        model must be. Triton's strict readiness."""
-        problems = []
-        for name, entry in sorted(self.models.items()):
-            if entry.unloaded:
-                continue
-            if entry.reason:
-                problems.append(f"{name}: {entry.reason}")
-            for v, vs in sorted(entry.versions.items()):
-                if vs.state != READY:
-                    problems.append(f"{name} version {v} is {vs.state}")
-            if not entry.versions and not entry.reason:
-                problems.append(f"{name} has no version loaded")
-        if not any(e.default is not None for e in self.models.values()):
-            problems.append("no model is loaded")
-        return problems
+        """Why the repository is not fully ready (empty when it is); see ``not_ready``."""
+        return not_ready(self.models)
 
     def index(self) -> list[dict[str, str]]:
         """Every model on disk or loaded, with each version's state (V2 repository index)."""
@@ -496,3 +504,7 @@ class ModelRepository:
                     {"name": name, "version": str(v), "state": vs.state, "reason": vs.reason}
                 )
         return rows
+
+
+if TYPE_CHECKING:  # mypy: the local repository keeps the data plane's contract
+    _REPOSITORY: type[Repository] = ModelRepository

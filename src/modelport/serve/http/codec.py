@@ -50,7 +50,8 @@ def decode_request(
                 f"{len(body)} bytes"
             )
         view = memoryview(body)
-        head, binary = view[:header_length], view[header_length:]
+        head: bytes | bytearray | memoryview = view[:header_length]
+        binary: memoryview | None = view[header_length:]
     else:
         head, binary = body, None
     try:
@@ -242,7 +243,7 @@ def _binary_data(arr: np.ndarray) -> bytes | memoryview:
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     arr = np.ascontiguousarray(arr)
-    return memoryview(arr.reshape(-1)).cast("B") if arr.size else b""
+    return arr.reshape(-1).data.cast("B") if arr.size else b""
 
 
 def encode_response(
@@ -256,7 +257,7 @@ def encode_response(
     default_binary = bool(request.parameters.get("binary_data_output", False))
     per_output = {o.name: o.parameters for o in request.outputs} if request.outputs else {}
     outputs = []
-    chunks: list[bytes] = []
+    chunks: list[bytes | memoryview] = []
     for t in response.outputs:
         p = per_output.get(t.name)
         binary = p.get("binary_data", default_binary) if p else default_binary

@@ -23,6 +23,7 @@ import orjson
 from starlette.routing import BaseRoute, Route
 
 from ...errors import InputError, ModelportError
+from ..contracts import InputSpecs, serving
 from ..dataplane import DataPlane
 from ..errors import UnsupportedError, status_of
 from ..names import check_model_name, check_version, version_for_label
@@ -163,7 +164,7 @@ def _tensor_info(name: str, datatype: str, shape) -> dict[str, Any]:
 def signature_def_map(plane: DataPlane, name: str, version: str | None) -> tuple[str, dict]:
     """(the version that answered, a SignatureDefMap in its JSON form) for the model."""
     vs = plane.repository.get(name, version)
-    model = vs.model
+    model, _ = serving(vs)
     sig = model.signature
     signature = {
         "inputs": {
@@ -253,7 +254,7 @@ def _named(value: Any) -> bool:
     return isinstance(value, dict) and not _is_b64(value)
 
 
-def _tensors(values: dict[str, Any], specs: dict[str, tuple[str, tuple]]) -> list[Tensor]:
+def _tensors(values: dict[str, Any], specs: InputSpecs) -> list[Tensor]:
     tensors = []
     for name, value in values.items():
         spec = specs.get(name)
@@ -278,13 +279,11 @@ def decode_predict(
     plane: DataPlane, name: str, version: str | None, doc: Any
 ) -> tuple[InferenceRequest, int | None]:
     """A TF Serving predict body -> (request, number of instances; None for the columnar form)."""
-    return _decode_predict(
-        plane.repository.get(name, version).model.input_specs, name, version, doc
-    )
+    return _decode_predict(plane.served_model(name, version).input_specs, name, version, doc)
 
 
 def _decode_predict(
-    specs: dict, name: str, version: str | None, doc: Any
+    specs: InputSpecs, name: str, version: str | None, doc: Any
 ) -> tuple[InferenceRequest, int | None]:
     if not isinstance(doc, dict):
         raise InputError('the predict body must be a JSON object with "instances" or "inputs"')
@@ -379,7 +378,7 @@ def encode_predict(response: InferenceResponse, rows: int | None) -> bytes:
 def decode_classify(plane: DataPlane, name: str, version: str | None, doc: Any) -> InferenceRequest:
     """A TF Serving classify body (``{"examples": [{feature: value}, ...]}``) for a model that
     answers ``label``/``score`` (a package with class labels) -> the request."""
-    outputs = plane.repository.get(name, version).model.output_types
+    outputs = plane.served_model(name, version).output_types
     if "label" not in outputs or "score" not in outputs:
         raise UnsupportedError(
             ":classify needs a model that answers class labels (convert it with --label-file, "
@@ -410,7 +409,7 @@ def encode_classify(response: InferenceResponse) -> bytes:
     return orjson.dumps({"result": result})
 
 
-def _loads(body: bytes) -> Any:
+def _loads(body: bytes | bytearray) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -481,7 +480,7 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
             )
         if action != "predict":
             raise UnsupportedError(f"unknown method :{action}; use :predict")
-        specs = plane.repository.get(name, version).model.input_specs
+        specs = plane.served_model(name, version).input_specs
         request, rows = await off_process(
             len(body), decode_predict_body, dict(specs), name, version, body
         )

@@ -22,6 +22,7 @@ import orjson
 from starlette.routing import BaseRoute, Route
 
 from ...errors import InputError, ModelportError
+from ..contracts import InputSpecs
 from ..dataplane import DataPlane
 from ..errors import status_of
 from ..names import check_model_name, check_version
@@ -146,12 +147,12 @@ def decode_predictions(
     plane: DataPlane, name: str, version: str | None, value: Any
 ) -> tuple[InferenceRequest, bool]:
     """(the request, whether a batch axis was added because the body was one example)."""
-    specs = plane.repository.get(name, version).model.input_specs
+    specs = plane.served_model(name, version).input_specs
     return _decode_predictions(specs, name, version, value)
 
 
 def _decode_predictions(
-    specs: dict, name: str, version: str | None, value: Any
+    specs: InputSpecs, name: str, version: str | None, value: Any
 ) -> tuple[InferenceRequest, bool]:
     if isinstance(value, dict):
         values = value
@@ -224,7 +225,7 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
         version = str(check_version(version)) if version else None
         body = await read_body(scope, receive, limit)
         content_type = header(scope, b"content-type")
-        specs = dict(plane.repository.get(name, version).model.input_specs)
+        specs = dict(plane.served_model(name, version).input_specs)
         decode = off_loop if body.startswith(_NPY_MAGIC) else off_process  # .npy: no parsing
         request, one_example = await decode(
             len(body), decode_predictions_body, specs, name, version, body, content_type

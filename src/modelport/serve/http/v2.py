@@ -136,7 +136,7 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
     ]
 
 
-def _check_load_body(body: bytes) -> None:
+def _check_load_body(body: bytes | bytearray) -> None:
     if not body.strip():
         return
     import orjson

@@ -131,7 +131,7 @@ class Ingress:
 
         self.repository = RemoteRepository(models, failed=failed)
         await self.repository.refresh()
-        self.plane = DataPlane(self.repository, self.repository.metrics)  # type: ignore[arg-type]
+        self.plane = DataPlane(self.repository, self.repository.metrics)
         self.plane.started = True
         self.plane.strict_readiness = strict_readiness
         self.max_request_bytes = max_request_bytes

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ModelportError
+from ..contracts import Feed, Outputs, Prepare, Repository
 from ..errors import (
     InferenceFailedError,
     ModelNotFoundError,
@@ -28,7 +29,13 @@ from ..errors import (
     UnsupportedError,
 )
 from ..metrics import Metrics
-from ..repository import UNAVAILABLE, ModelRepository, ready_version
+from ..repository import UNAVAILABLE, not_ready, ready_version, why_not_ready
+from ..types import Tensor
+
+if TYPE_CHECKING:
+    from ...runtime.engines import EngineInfo
+    from ...signature import Signature
+    from ..config import ModelConfig
 
 __all__ = ["RemoteCall", "RemoteRepository", "describe", "remote_infer", "replica_infer"]
 
@@ -39,7 +46,7 @@ log = logging.getLogger("modelport.serve")
 class RemoteSession:
     """What the data plane reads of a replica's engine session (``model.session.info``)."""
 
-    info: Any
+    info: EngineInfo
 
 
 @dataclass
@@ -50,19 +57,20 @@ class RemoteModel:
 
     name: str
     version: int
-    signature: Any
-    config: Any
-    input_specs: dict[str, tuple[str, tuple]]
+    signature: Signature
+    config: ModelConfig
+    input_specs: dict[str, tuple[str, tuple[int, ...]]]
     output_types: dict[str, str]
     batchable: bool
     inline: bool
     threads: int
     row_limit: int = 1 << 31
     element_limits: dict[str, int] = field(default_factory=dict)
-    shared_dims: dict[Any, Any] = field(default_factory=dict)
+    shared_dims: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     batching_note: str = ""
     session: RemoteSession | None = None
     processed: bool = False  # pre/post-processing: the replica prepares the request's inputs
+    prepare: Prepare | None = field(default=None, compare=False, repr=False)  # set by _entry
 
 
 @dataclass
@@ -130,17 +138,22 @@ class RemoteCall:
 
     @property
     def max_batch_size(self) -> int:
-        return self.spec.batcher.max_batch_size
+        return self._batching().max_batch_size
 
     @property
     def instances(self) -> int:
-        return self.spec.batcher.instances
+        return self._batching().instances
 
     @property
     def inline(self) -> bool:
-        return self.spec.batcher.inline
+        return self._batching().inline
 
-    def submit(self, feed) -> asyncio.Future:
+    def _batching(self) -> Batching:
+        if self.spec.batcher is None:  # only READY versions (which have one) are handed out
+            raise ModelNotReadyError(f"model version {self.version} is {self.state}")
+        return self.spec.batcher
+
+    def submit(self, feed: Feed) -> asyncio.Future[Outputs]:
         """A future of the outputs (a plain future: the data plane may fail it on timeout, which
         cancels the remote call)."""
         loop = asyncio.get_running_loop()
@@ -149,7 +162,7 @@ class RemoteCall:
         fut.add_done_callback(lambda _: task.done() or task.cancel())
         return fut
 
-    async def _call(self, feed, fut: asyncio.Future) -> None:
+    async def _call(self, feed: Feed, fut: asyncio.Future[Outputs]) -> None:
         try:
             served, payload = await remote_infer(self._handle, self._requested, feed)
         except asyncio.CancelledError:
@@ -241,7 +254,7 @@ def describe(repository, name: str) -> dict[str, Any]:
 PREPARE = "\0modelport:inputs"
 
 
-async def _forward_inputs(inputs: list[Any]) -> dict[str, Any]:
+async def _forward_inputs(inputs: list[Tensor]) -> dict[str, Any]:
     """``RemoteModel.prepare`` of a model with processing: leave it to the replica."""
     return {PREPARE: list(inputs)}
 
@@ -327,7 +340,7 @@ class RemoteRepository:
         if not version:
             spec = entry.default
             if spec is None:  # the single-process server's words
-                raise ModelNotReadyError(ModelRepository.why_not_ready(entry), model=name)
+                raise ModelNotReadyError(why_not_ready(entry), model=name)
             return RemoteCall(spec, self._infer[name], None)
         spec = ready_version(name, entry.versions, version)
         return RemoteCall(spec, self._infer[name], str(spec.version))
@@ -340,8 +353,9 @@ class RemoteRepository:
             )
         return entry
 
-    # the single-process server's strict readiness, over the entries the deployments describe
-    not_ready = ModelRepository.not_ready
+    def not_ready(self) -> list[str]:
+        """The single-process server's strict readiness, over what the deployments describe."""
+        return not_ready(self.models)
 
     def index(self) -> list[dict[str, str]]:
         rows = []
@@ -370,3 +384,7 @@ class RemoteRepository:
 
     async def close(self) -> None:
         return None
+
+
+if TYPE_CHECKING:  # mypy: the ingress's repository keeps the data plane's contract
+    _REPOSITORY: type[Repository] = RemoteRepository
