@@ -50,7 +50,7 @@ ALLOWED_PRIVATE: set[tuple[str, str]] = {
     ("modelport.optimize.partial", "modelport.optimize.quantize._is_static"),
     ("modelport.optimize.partial", "modelport.optimize.quantize._static"),
     ("modelport.optimize.partial", "modelport.optimize.smoothing._targets"),
-    ("modelport.plan", "modelport.plan.search._session"),
+    ("modelport.plan.run", "modelport.plan.search._session"),
     ("modelport.cli.ui", "modelport.package._json_default"),
     ("modelport.plan.write", "modelport.package._json_default"),
 }

@@ -194,8 +194,8 @@ def write_state(
 
 def finish(out: Path, config: Any, meta: dict, state: Any, ev: Any, log: Any) -> Any:
     """The final reports, the front's packages, the deployment artifact; returns PlanResult."""
-    from . import PlanResult
     from .report import plot_front, write_html, write_markdown
+    from .run import PlanResult
 
     summary = summarize(config, meta, state, ev, final=True)
     chosen = None
