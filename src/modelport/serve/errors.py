@@ -44,7 +44,13 @@ __all__ = [
 
 
 class ServeError(ModelportError):
-    """Root of the errors raised while serving."""
+    """Root of the errors raised while serving. model: the model at fault, when one is."""
+
+    model: str | None
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
 
 
 class ModelNotFoundError(ServeError):
@@ -64,7 +70,14 @@ class RequestTimeoutError(ServeError):
 
 
 class RequestTooLargeError(ServeError):
-    """The request body is larger than the server's limit."""
+    """The request (its body, or one of its inputs) is larger than the server's limit.
+    input: the input over its limit, when one is."""
+
+    input: str | None
+
+    def __init__(self, message: str, *, model: str | None = None, input: str | None = None) -> None:
+        super().__init__(message, model=model)
+        self.input = input
 
 
 class UnsupportedMediaError(ServeError):

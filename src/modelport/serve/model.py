@@ -20,7 +20,7 @@ from ..package import ModelPackage
 from ..runtime import EngineConfig, SessionConfig, load_engine, run_session  # engines load lazily
 from ..signature import Signature
 from .config import INLINE_THRESHOLD_S, ModelConfig
-from .errors import InferenceFailedError
+from .errors import InferenceFailedError, ServeError
 from .types import v2_datatype
 
 __all__ = ["LoadedModel", "batch_axis_name", "batching_plan", "load_model"]
@@ -319,7 +319,7 @@ def _warm_up(model: LoadedModel, batch_name: str | None) -> None:
     if error is not None:
         exc = error
         if feeds.real:
-            raise ModelportError(
+            raise ServeError(
                 f"warm-up of model '{model.name}' version {model.version} failed on the "
                 f"package's stored samples: {exc.message}",
                 model=model.name,
@@ -343,7 +343,7 @@ def _warm_up(model: LoadedModel, batch_name: str | None) -> None:
         _measure(model, batch_name, feeds)
     except ModelportError as exc:
         if feeds.real:
-            raise ModelportError(
+            raise ServeError(
                 f"warm-up of model '{model.name}' version {model.version} failed on the "
                 f"package's stored samples: {exc.message}; set warmup: false in its serving "
                 "config if it cannot be warmed up",

@@ -14,7 +14,7 @@ from ray import serve
 
 from ...errors import ModelportError
 from ..config import ModelConfig
-from ..errors import ModelNotReadyError
+from ..errors import ModelNotReadyError, ServeError
 from ..repository import ModelRepository
 from .packages import PackageRef, fetch, unpack
 from .remote import RemoteRepository, describe, replica_infer
@@ -83,7 +83,7 @@ class ModelDeployment:
         origin = config.get("origin")
         self.origin = tuple(origin) if origin else None
         if config.get("strict") and self.failure:
-            raise ModelportError(
+            raise ServeError(
                 self._where(self.failure) + "; the replicas serving the previous package keep "
                 "serving",
                 model=self.name,
