@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "package": 0,
     "metrics": 0,
     "progress": 0,
+    "render": 0,
     # the only place that creates engine sessions
     "runtime": 1,
     # running and measuring a package

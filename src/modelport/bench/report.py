@@ -6,13 +6,14 @@ Everything here reads the plain dicts that ``BenchResult.to_dict()`` and
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ..render import html_page, html_table, markdown_table, png_img
 
 __all__ = ["result_table", "to_html", "to_markdown", "write_report"]
 
@@ -137,8 +138,7 @@ def to_markdown(result: Mapping[str, Any], plot: str | os.PathLike[str] | None =
                                          for v in result["variants"]), ""]  # fmt: skip
     if plot is not None:
         lines += [f"![{title}]({Path(plot).as_posix()})", ""]
-    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in r) + " |" for r in rows]
+    lines += markdown_table(cols, [[_cell(v) for v in r] for r in rows])
     lines += [""] + [f"- {n}" for n in _notes(result)] + [""]
     return "\n".join(lines)
 
@@ -147,22 +147,15 @@ def to_html(result: Mapping[str, Any], plot_png: bytes | None = None) -> str:
     """A self-contained HTML report (the plot embedded as a data URI)."""
     cols, rows = result_table(result)
     title = "Server benchmark" if result.get("kind") == "server" else "In-process benchmark"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in r) + "</tr>" for r in rows
-    )
-    img = ""
-    if plot_png is not None:
-        img = f'<img alt="plots" src="data:image/png;base64,{base64.b64encode(plot_png).decode()}">'
+    img = png_img(plot_png, "plots") if plot_png is not None else ""
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes(result))
     raw = html.escape(json.dumps(result.get("config", {}), indent=1, default=str))
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{title}</title><style>body{{font-family:sans-serif;margin:2em}}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
-        "text-align:right}img{max-width:100%}</style></head><body>"
-        f"<h1>{title}</h1>{img}<table><tr>{head}</tr>{body}</table><ul>{notes}</ul>"
-        f"<details><summary>configuration</summary><pre>{raw}</pre></details></body></html>"
+    table = html_table(cols, [[_cell(v) for v in r] for r in rows])
+    return html_page(
+        title,
+        f"<h1>{title}</h1>{img}{table}<ul>{notes}</ul>"
+        f"<details><summary>configuration</summary><pre>{raw}</pre></details>",
+        style="td,th{text-align:right}",
     )
 
 

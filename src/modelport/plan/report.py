@@ -7,13 +7,12 @@ or why it lost. Candidates not measured (skipped, failed, not generated) are lis
 
 from __future__ import annotations
 
-import base64
 import html
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import require
+from ..render import html_page, html_table, markdown_table, png_img
 
 __all__ = ["plot_front", "render_markdown", "write_html", "write_markdown"]
 
@@ -111,15 +110,6 @@ def _header(summary: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def _md_table(cols: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def esc(s: str) -> str:
-        return str(s).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
-    return lines
-
-
 def render_markdown(summary: dict[str, Any], plot: Path | None = None) -> str:
     lines = [f"# modelport plan: {summary['model']}", ""]
     if not summary.get("final"):
@@ -137,11 +127,11 @@ def render_markdown(summary: dict[str, Any], plot: Path | None = None) -> str:
         "baseline's latency / the speed-up measured interleaved with it.",
         "",
     ]
-    lines += _md_table(COLUMNS, table_rows(summary))
+    lines += markdown_table(COLUMNS, table_rows(summary))
     not_measured = [a for a in summary["attempts"] if a["status"] != "measured"]
     if not_measured:
         lines += ["", "## Not measured", ""]
-        lines += _md_table(
+        lines += markdown_table(
             ("candidate", "status", "reason"),
             [(a["candidate"], a["status"], a["reason"]) for a in not_measured],
         )
@@ -163,31 +153,22 @@ def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None = None
 def write_html(summary: dict[str, Any], path: Path, plot: Path | None = None) -> Path:
     """A self-contained HTML report (the plot embedded as a data URI)."""
     e = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>modelport plan: {e(str(summary['model']))}</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-        "padding:3px 6px;text-align:left}tr.win{background:#e6f4e6}tr.out{color:#888}"
-        "</style></head><body>",
-        f"<h1>modelport plan: {e(str(summary['model']))}</h1><ul>",
-    ]
+    title = f"modelport plan: {summary['model']}"
+    parts = [f"<h1>{e(title)}</h1><ul>"]
     parts += [f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in _header(summary)]
     parts.append("</ul><h2>Result</h2><ul>")
     parts += [f"<li>{e(s)}</li>" for s in summary["explanation"]]
     parts.append("</ul>")
     if plot is not None and plot.is_file():
-        data = base64.b64encode(plot.read_bytes()).decode()
-        parts.append(f"<img alt='Pareto front' src='data:image/png;base64,{data}'>")
-    parts.append("<h2>Every candidate</h2><table><tr>")
-    parts += [f"<th>{e(c)}</th>" for c in COLUMNS]
-    parts.append("</tr>")
+        parts.append(png_img(plot.read_bytes(), "Pareto front"))
+    parts.append("<h2>Every candidate</h2>")
     ordered = sorted(summary["rows"], key=lambda r: r["latency_ms"])
-    for r, cells in zip(ordered, table_rows(summary), strict=True):
-        cls = "win" if r["name"] == summary["winner"] else "" if r["meets_budget"] else "out"
-        cells = [c.strip("*") for c in cells]
-        parts.append(f"<tr class='{cls}'>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
-    parts.append("</table>")
+    classes = [
+        "win" if r["name"] == summary["winner"] else "" if r["meets_budget"] else "out"
+        for r in ordered
+    ]
+    cells = [[c.strip("*") for c in row] for row in table_rows(summary)]
+    parts.append(html_table(COLUMNS, cells, classes))
     not_measured = [a for a in summary["attempts"] if a["status"] != "measured"]
     if not_measured:
         parts.append("<h2>Not measured</h2><ul>")
@@ -209,8 +190,11 @@ def write_html(summary: dict[str, Any], path: Path, plot: Path | None = None) ->
     if summary["notes"]:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in summary["notes"]))
         parts.append("</ul>")
-    parts.append("</body></html>")
-    path.write_text("\n".join(parts))
+    style = (
+        "body{max-width:1200px;margin:2em auto}table{font-size:13px}"
+        "td,th{padding:3px 6px;text-align:left}tr.win{background:#e6f4e6}tr.out{color:#888}"
+    )
+    path.write_text(html_page(title, "\n".join(parts), style))
     return path
 
 
