@@ -45,15 +45,11 @@ LAYERS: dict[str, int] = {
 ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
 ALLOWED_PRIVATE: set[tuple[str, str]] = {
-    ("modelport.convert.hf", "modelport.convert.torch._torch_versions"),
     ("modelport.optimize.partial", "modelport.optimize.quantize._calibrate"),
     ("modelport.optimize.partial", "modelport.optimize.quantize._dynamic"),
     ("modelport.optimize.partial", "modelport.optimize.quantize._is_static"),
     ("modelport.optimize.partial", "modelport.optimize.quantize._static"),
     ("modelport.optimize.partial", "modelport.optimize.smoothing._targets"),
-    ("modelport.plan.run", "modelport.plan.search._session"),
-    ("modelport.cli.ui", "modelport.package._json_default"),
-    ("modelport.plan.write", "modelport.package._json_default"),
 }
 
 

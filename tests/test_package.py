@@ -70,3 +70,19 @@ def test_derive_package_appends_history_keeps_samples_and_parent(tmp_path, tiny_
     assert json.loads((tmp_path / "c" / "modelport.json").read_text())["history"][1]["config"] == {
         "a": 1
     }
+
+
+def test_json_default_writes_numpy_and_paths_as_json():
+    from pathlib import Path
+
+    from modelport.package import json_default
+
+    data = {"n": np.int64(3), "f": np.float32(0.5), "a": np.arange(3), "p": Path("a/b")}
+    assert json.loads(json.dumps(data, default=json_default)) == {
+        "n": 3,
+        "f": 0.5,
+        "a": [0, 1, 2],
+        "p": "a/b",
+    }
+    with pytest.raises(TypeError, match="not JSON serializable: object"):
+        json.dumps({"x": object()}, default=json_default)

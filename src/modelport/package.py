@@ -32,6 +32,7 @@ __all__ = [
     "ModelPackage",
     "atomic_output_dir",
     "file_sha256",
+    "json_default",
     "now_iso",
     "write_package",
 ]
@@ -311,7 +312,7 @@ def write_package(
                     "sha256": file_sha256(f),
                     "bytes": f.stat().st_size,
                 }
-        (tmp / MANIFEST_NAME).write_text(json.dumps(written, indent=2, default=_json_default))
+        (tmp / MANIFEST_NAME).write_text(json.dumps(written, indent=2, default=json_default))
     return ModelPackage(Path(out), written)
 
 
@@ -404,7 +405,9 @@ def derive_package(
     return write_package(model, manifest, out, force=force, samples_from=parent)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for what manifests and reports hold besides JSON types: numpy
+    scalars and arrays become Python numbers and lists, paths become strings."""
     import numpy as np
 
     if isinstance(obj, np.generic):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from modelport.convert import ConvertConfig, Source, convert
+from modelport.convert.torch import torch_versions
 from modelport.data import parse_input_spec
 from modelport.errors import ConversionError, UsageError, VerificationError
 from modelport.package import ModelPackage
@@ -54,6 +55,8 @@ def test_manifest_provenance_and_metadata_props(tmp_path):
     assert prov["source_kind"] == "torch"
     assert len(prov["source_sha256"]) == 64
     assert prov["frameworks"]["torch"].startswith("2.")
+    assert prov["frameworks"].items() <= torch_versions().items()
+    assert torch_versions()["onnx"] == onnx.__version__
     assert prov["modelport_version"]
     assert manifest["verification"]["passed"] is True
     assert manifest["history"][0]["step"] == "convert"

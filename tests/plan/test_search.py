@@ -66,3 +66,14 @@ def test_latencies_are_normalized_by_the_median_baseline():
     _renormalize(rows, ev)
     assert ev.baseline_ms == 12.0
     assert [r["latency_ms"] for r in rows] == [12.0, 6.0, 3.0]
+
+
+def test_session_for_runs_the_setting_it_names(tiny_onnx):
+    from modelport.plan.candidates import SessionSetting
+    from modelport.plan.search import session_for
+
+    session = session_for(tiny_onnx, SessionSetting(threads=1), ("cpu",))
+    assert session.info.engine == "ort" and session.info.threads == 1
+    assert session.info.providers == ("CPUExecutionProvider",)
+    out = session.run({"x": np.ones((2, 4), np.float32)})
+    assert out["y"].shape == (2, 3)

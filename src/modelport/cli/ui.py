@@ -170,8 +170,8 @@ def human_bytes(n: float) -> str:
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    from ..package import _json_default
+    from ..package import json_default
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(data, indent=2, default=_json_default))
+    p.write_text(json.dumps(data, indent=2, default=json_default))

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ConversionError, UsageError, require
 from ..package import file_sha256
 from .base import ConvertConfig, Exported, Source
-from .torch import _torch_versions, export_with_fallback, torch_reference
+from .torch import export_with_fallback, torch_reference, torch_versions
 
 TASKS = {
     "feature-extraction": ("AutoModel", "last_hidden_state"),
@@ -130,7 +130,7 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
         "source_kind": "hf",
         "source_path": str(path),
         "source_sha256": file_sha256(path / weights[0]) if weights else None,
-        "frameworks": _torch_versions(),
+        "frameworks": torch_versions(),
         "exporter": exporter,
         "task": task,
         "architecture": (getattr(hf_config, "architectures", None) or ["?"])[0],

@@ -35,6 +35,7 @@ __all__ = [
     "convert_torchscript",
     "convert_exported_program",
     "export_module",
+    "torch_versions",
     "import_target",
     "bind_inputs",
     "InputBinding",
@@ -572,7 +573,9 @@ def _rename_dims(proto: Any, names: Mapping[str, str]) -> None:
                 d.dim_param = names[d.dim_param]
 
 
-def _torch_versions() -> dict[str, str]:
+def torch_versions() -> dict[str, str]:
+    """The versions of torch, onnx and (when imported) onnxscript and transformers, for the
+    provenance of a package exported with torch."""
     torch = _torch()
     import onnx
 
@@ -717,7 +720,7 @@ def convert_torch(source: Source, config: ConvertConfig) -> Exported:
     )
     if binding.note:
         notes.insert(0, binding.note)
-    prov.update(source_kind="torch", frameworks=_torch_versions(), exporter=exporter)
+    prov.update(source_kind="torch", frameworks=torch_versions(), exporter=exporter)
     if source.init_args:
         prov["init_args"] = json.loads(json.dumps(dict(source.init_args), default=str))
     return Exported(
@@ -761,7 +764,7 @@ def convert_torchscript(source: Source, config: ConvertConfig) -> Exported:
         "source_kind": "torchscript",
         "source_path": str(path),
         "source_sha256": file_sha256(path),
-        "frameworks": _torch_versions(),
+        "frameworks": torch_versions(),
         "exporter": exporter,
     }
     return Exported(
@@ -825,7 +828,7 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
         "source_kind": "exported_program",
         "source_path": str(path),
         "source_sha256": file_sha256(path),
-        "frameworks": _torch_versions(),
+        "frameworks": torch_versions(),
         "exporter": "dynamo",
     }
     vcfg = config.verify

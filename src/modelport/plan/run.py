@@ -296,7 +296,7 @@ def plan(
     from ..runtime import available_providers
     from .build import BuildContext
     from .candidates import generate_candidates, profile_model, session_settings
-    from .search import Evaluation, _session, search
+    from .search import Evaluation, search, session_for
     from .write import finish, write_state
 
     started = time.perf_counter()
@@ -380,7 +380,7 @@ def plan(
         from ..runtime import SessionConfig, make_session
         from .candidates import SessionSetting
 
-        baseline = _session(fp32.model_path, SessionSetting(), providers)
+        baseline = session_for(fp32.model_path, SessionSetting(), providers)
         from ..optimize.report import run_batched
 
         reference = run_batched(

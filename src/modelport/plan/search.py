@@ -34,7 +34,14 @@ from .build import BuildContext, build_candidate
 from .candidates import Candidate, SessionSetting, settings_for
 from .pareto import Budget, pick
 
-__all__ = ["Evaluation", "SearchState", "measure_model", "mean_cosine", "search"]
+__all__ = [
+    "Evaluation",
+    "SearchState",
+    "measure_model",
+    "mean_cosine",
+    "search",
+    "session_for",
+]
 
 
 def accuracy_metric(labels: np.ndarray) -> Callable[..., float]:
@@ -91,7 +98,7 @@ class Evaluation:
         return mean_cosine
 
 
-def _session(path: Path, setting: SessionSetting, providers: tuple[str, ...]) -> Any:
+def session_for(path: Path, setting: SessionSetting, providers: tuple[str, ...]) -> Any:
     """The engine session a setting names (``runtime.load_engine``): what serve will run."""
     from ..runtime import EngineConfig, SessionConfig, load_engine
 
@@ -145,7 +152,7 @@ def measure_model(
     t0 = time.perf_counter()
     path = pkg.model_path
     settings = settings_for(cand, ev.settings, ev.cores) if cand is not None else ev.settings
-    sessions = [(s, _session(path, s, ev.providers)) for s in settings]
+    sessions = [(s, session_for(path, s, ev.providers)) for s in settings]
     quality = measure_quality(ev, sessions[0][1])
     runs = [("fp32 baseline", ev.baseline)] + [(f"{name} {s.short()}", x) for s, x in sessions]
     stats = compare_latency(
@@ -374,7 +381,7 @@ def confirm_finalists(
     runs = [("fp32 baseline", ev.baseline)]
     for r in finalists:
         setting = SessionSetting(**r["setting"])
-        runs.append((r["name"], _session(Path(r["model_path"]), setting, ev.providers)))
+        runs.append((r["name"], session_for(Path(r["model_path"]), setting, ev.providers)))
     stats = compare_latency(
         runs, ev.latency_feed, LatencyConfig(warmup=ev.warmup, repeats=2 * ev.repeats)
     )

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..package import ModelPackage, now_iso, write_package
+from ..package import ModelPackage, json_default, now_iso, write_package
 from .pareto import closest, pareto_front, verdicts
 
 __all__ = ["explain", "finish", "summarize", "write_chosen", "write_state"]
@@ -187,7 +187,7 @@ def write_state(
         row = next(r for r in summary["rows"] if r["name"] == state.winner)
         write_chosen(row, out / "chosen", config, summary)
     summary["chosen"] = str(out / "chosen") if summary["met"] else None
-    (out / "plan.json").write_text(json.dumps(summary, indent=2, default=_json))
+    (out / "plan.json").write_text(json.dumps(summary, indent=2, default=json_default))
     write_markdown(summary, out / "report.md", plot=None)
     return summary
 
@@ -228,7 +228,7 @@ def finish(out: Path, config: Any, meta: dict, state: Any, ev: Any, log: Any) ->
             reports["plot"] = plot
         except Exception as exc:  # the plot is a convenience; the report stands without it
             summary["notes"] = [*summary["notes"], f"no Pareto plot: {exc}"]
-    reports["json"].write_text(json.dumps(summary, indent=2, default=_json))
+    reports["json"].write_text(json.dumps(summary, indent=2, default=json_default))
     write_markdown(summary, reports["md"], plot=plot)
     write_html(summary, reports["html"], plot=plot)
     win = next((r for r in summary["rows"] if r["name"] == state.winner), None)
@@ -250,9 +250,3 @@ def _short(r: dict[str, Any]) -> str:
     from .candidates import SessionSetting
 
     return SessionSetting(**r["setting"]).short()
-
-
-def _json(obj: Any) -> Any:
-    from ..package import _json_default
-
-    return _json_default(obj)
