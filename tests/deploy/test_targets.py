@@ -10,7 +10,8 @@ import yaml
 
 from modelport.cli import main
 from modelport.deploy import PackageTargetConfig, package_for
-from modelport.deploy.targets import kserve_schema, triton_config
+from modelport.deploy.kserve import kserve_schema
+from modelport.deploy.triton import triton_config
 from modelport.errors import UsageError
 from modelport.package import ModelPackage
 
@@ -56,9 +57,9 @@ def test_triton_config_without_batch_axis(tiny_onnx, tmp_path):
         vi.type.tensor_type.shape.dim[0].dim_value = 2
     onnx.save(m, tmp_path / "fixed.onnx")
     p = ModelPackage.load(tmp_path / "fixed.onnx")
-    from modelport.deploy.targets import _serving
+    from modelport.deploy.base import serving_settings
 
-    text = triton_config(p, "fixed", _serving(p, PackageTargetConfig()))
+    text = triton_config(p, "fixed", serving_settings(p, PackageTargetConfig()))
     assert (
         "max_batch_size: 0" in text and "dims: [ 2, 4 ]" in text and "dynamic_batching" not in text
     )
@@ -114,7 +115,7 @@ def test_kserve_manifest_validates_against_the_real_crd(tmp_path, pkg):
 
 
 def test_kserve_check_refuses_an_invalid_manifest(tmp_path):
-    from modelport.deploy.targets import _check_kserve
+    from modelport.deploy.kserve import check_kserve
     from modelport.errors import VerificationError
 
     bad = {
@@ -125,7 +126,7 @@ def test_kserve_check_refuses_an_invalid_manifest(tmp_path):
     }
     (tmp_path / "isvc.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(VerificationError, match="spec/predictor/containers/0.*argz"):
-        _check_kserve(tmp_path / "isvc.yaml")
+        check_kserve(tmp_path / "isvc.yaml")
 
 
 def test_kserve_keeps_the_package_name_for_the_model(tmp_path, pkg):
@@ -138,7 +139,7 @@ def test_kserve_keeps_the_package_name_for_the_model(tmp_path, pkg):
 
 
 def test_docker_context_installs_the_wheel_it_holds(tmp_path, pkg):
-    from modelport.deploy.targets import dockerfile_sources
+    from modelport.deploy.docker import dockerfile_sources
 
     r = package_for(pkg, "docker", tmp_path / "ctx")
     text = (r.path / "Dockerfile").read_text()
@@ -156,6 +157,10 @@ def test_docker_context_installs_the_wheel_it_holds(tmp_path, pkg):
         names = set(z.namelist())
     assert "modelport/cli/serve_cmd.py" in names
     assert any(n.endswith(".schema.json.gz") for n in names)  # package data travels too
+    assert {
+        "modelport/deploy/templates/Dockerfile",
+        "modelport/deploy/templates/torchserve_handler.py",
+    } <= names
     assert (r.path / "models" / "digits-cnn" / "1" / "modelport.json").is_file()
     assert any("passes" in c for c in r.checks)
     assert any("every COPY source is in the build context" in c for c in r.checks)
