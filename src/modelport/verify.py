@@ -6,10 +6,16 @@ sizes of every other dynamic dimension, so that a graph that silently specialize
 Generated integer inputs stay in the range seen in the example (token ids, masks).
 
 An element is "bad" when ``|onnx - ref| > atol + rtol * |ref|`` (numpy.isclose semantics).
+
+Parity is measured through an engine (``runtime.load_engine``): ONNX Runtime by default, or the
+one the package will be served with (``engine=EngineConfig(engine="openvino", precision="bf16")``).
+A bf16 or fp16 engine is held to that precision's tolerances (``PRECISION_TOLERANCES``: about five
+units in the last place of bf16's 8-bit mantissa), stated in the report with what actually ran.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +28,7 @@ from .errors import InputError, UsageError, VerificationError
 from .signature import Signature
 
 __all__ = [
+    "PRECISION_TOLERANCES",
     "CaseReport",
     "OutputParity",
     "VerifyConfig",
@@ -29,10 +36,18 @@ __all__ = [
     "check_model",
     "compare_outputs",
     "make_cases",
+    "merge_reports",
     "verify_model",
+    "verify_package",
 ]
 
 Reference = Callable[[Feed], Mapping[str, np.ndarray] | Sequence[np.ndarray]]
+
+# (atol, rtol) a reduced-precision engine is held to unless the caller says otherwise: bf16 keeps 8
+# bits of mantissa (unit roundoff 2**-8 = 0.0039), so 2e-2 is about five of its ulps; measured on
+# all-MiniLM-L6-v2 (OpenVINO bf16 on AMX vs ONNX Runtime fp32): max abs diff 0.012 on values up to
+# 5.8, 8e-5 of the elements beyond 1e-2 + 1e-2*|ref|, none beyond 2e-2 + 2e-2*|ref|
+PRECISION_TOLERANCES: dict[str, tuple[float, float]] = {"bf16": (2e-2, 2e-2), "fp16": (1e-2, 1e-2)}
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,8 @@ class VerifyConfig:
         get two sizes derived from the example.
     seed: seed for generated inputs.
     output_tolerances: per-output (atol, rtol) overrides.
+    precision_tolerances: (atol, rtol) for an engine running at a reduced precision ("bf16",
+        "fp16"), in place of atol/rtol; empty = atol/rtol for every engine.
     """
 
     atol: float = 1e-4
@@ -54,12 +71,22 @@ class VerifyConfig:
     seed: int = 0
     output_tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     batch_dim: str = "batch"
+    precision_tolerances: Mapping[str, tuple[float, float]] = field(
+        default_factory=lambda: dict(PRECISION_TOLERANCES)
+    )
 
     def __post_init__(self) -> None:
         if self.atol < 0 or self.rtol < 0:
             raise UsageError(f"atol and rtol must be >= 0 (got atol={self.atol}, rtol={self.rtol})")
         if any(b < 1 for b in self.batch_sizes):
             raise UsageError(f"batch sizes must be >= 1 (got {list(self.batch_sizes)})")
+
+    def for_precision(self, precision: str) -> VerifyConfig:
+        """This config with the tolerances for an engine running at ``precision``."""
+        if precision not in self.precision_tolerances:
+            return self
+        atol, rtol = self.precision_tolerances[precision]
+        return dataclasses.replace(self, atol=atol, rtol=rtol)
 
     def tolerance(self, output: str) -> tuple[float, float]:
         return tuple(self.output_tolerances.get(output, (self.atol, self.rtol)))  # type: ignore[return-value]
@@ -88,6 +115,7 @@ class CaseReport:
     input_shapes: dict[str, list[int]]
     outputs: list[OutputParity]
     error: str | None = None
+    engine: str = ""  # the engine spec it ran on, when one was chosen ("openvino:bf16")
 
     @property
     def passed(self) -> bool:
@@ -102,6 +130,9 @@ class VerifyReport:
     rtol: float
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # with a chosen engine: per engine, the spec, what ran (EngineInfo), its tolerances and what
+    # its cases were compared with
+    engines: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -113,6 +144,8 @@ class VerifyReport:
             out.append(f"onnx.checker: {self.checker}")
         for c in self.cases:
             shapes = ", ".join(f"{k}{v}" for k, v in c.input_shapes.items())
+            if c.engine:
+                shapes = f"{shapes}; on {c.engine}" if shapes else f"on {c.engine}"
             if c.error:
                 out.append(f"case '{c.label}' ({shapes}): {c.error}")
             for o in c.outputs:
@@ -125,7 +158,7 @@ class VerifyReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "passed": self.passed,
             "checker": self.checker,
             "atol": self.atol,
@@ -139,10 +172,14 @@ class VerifyReport:
                     "passed": c.passed,
                     "error": c.error,
                     "outputs": [asdict(o) for o in c.outputs],
+                    **({"engine": c.engine} if c.engine else {}),
                 }
                 for c in self.cases
             ],
         }
+        if self.engines:
+            d["engines"] = [dict(e) for e in self.engines]
+        return d
 
 
 def check_model(model_or_path: Any) -> str:
@@ -361,17 +398,26 @@ def verify_model(
     config: VerifyConfig | None = None,
     *,
     declared_dynamic: Mapping[str, Mapping[int, str]] | None = None,
+    engine: Any = None,
+    compared_with: str = "the reference",
 ) -> VerifyReport:
     """Check ``model`` (ModelProto or path) and compare it with ``reference`` on several inputs.
 
     ``declared_dynamic`` (input -> axis -> name) lists the axes the user asked to be dynamic;
-    an axis the exporter fixed anyway is reported as a failure of its own.
+    an axis the exporter fixed anyway is reported as a failure of its own. ``engine`` (a
+    ``runtime.EngineConfig``) runs the model on that engine instead of ONNX Runtime's default, at
+    the tolerances of its precision (``VerifyConfig.for_precision``); the report's ``engines``
+    says what ran and, with ``compared_with``, against what.
     """
     import onnx
 
-    from .runtime import make_session, run_session
+    from .runtime import EngineConfig, load_engine
 
     config = config or VerifyConfig()
+    chosen = engine
+    engine = engine or EngineConfig()
+    if chosen is not None:
+        config = config.for_precision(engine.precision)
     t0 = time.perf_counter()
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     checker = check_model(proto if proto.ByteSize() < 2_000_000_000 else str(model))
@@ -390,25 +436,51 @@ def verify_model(
                     f"graph fixed it to {spec.shape[axis]}"
                 )
     notes.extend(specialized)
-    session = make_session(proto if proto.ByteSize() < 2_000_000_000 else str(model))
-    out_names = [o.name for o in session.get_outputs()]
+    small = proto.ByteSize() < 2_000_000_000
+    if engine.engine == "ort" or isinstance(model, onnx.ModelProto):
+        session = load_engine(proto if small else str(model), engine)
+    else:  # a path lets OpenVINO use its compiled-model cache
+        session = load_engine(str(model), engine)
+    out_names = list(session.output_names)
+    spec = engine.engine if engine.precision == "fp32" else f"{engine.engine}:{engine.precision}"
+    where = spec if chosen is not None else ""
+    runtime_name = {"ort": "ONNX Runtime", "openvino": "OpenVINO"}.get(engine.engine, engine.engine)
     cases: list[CaseReport] = []
     for label, feed in make_cases(signature, example, config):
         shapes = {k: list(np.shape(v)) for k, v in feed.items()}
         try:
-            got = run_session(session, feed)
+            got = session.run(feed)
         except Exception as exc:
-            cases.append(CaseReport(label, shapes, [], error=f"ONNX Runtime failed: {exc}"))
+            cases.append(
+                CaseReport(label, shapes, [], error=f"{runtime_name} failed: {exc}", engine=where)
+            )
             continue
         try:
             ref = _as_dict(reference(feed), out_names)
         except VerificationError:
             raise
         except Exception as exc:
-            cases.append(CaseReport(label, shapes, [], error=f"reference model failed: {exc}"))
+            cases.append(
+                CaseReport(label, shapes, [], error=f"reference model failed: {exc}", engine=where)
+            )
             continue
-        cases.append(CaseReport(label, shapes, compare_outputs(got, ref, config)))
+        cases.append(CaseReport(label, shapes, compare_outputs(got, ref, config), engine=where))
     report = VerifyReport(checker, cases, config.atol, config.rtol, time.perf_counter() - t0, notes)
+    if chosen is not None:
+        report.engines.append(
+            {
+                "engine": spec,
+                "ran": session.info.to_dict(),
+                "atol": config.atol,
+                "rtol": config.rtol,
+                "tolerance": (
+                    f"{engine.precision} default (verify.PRECISION_TOLERANCES)"
+                    if engine.precision in config.precision_tolerances
+                    else "as given"
+                ),
+                "compared_with": compared_with,
+            }
+        )
     if specialized:
         cases.append(CaseReport("declared dynamic axes", {}, [], error="; ".join(specialized)))
     return report
@@ -419,6 +491,8 @@ def verify_package(
     config: VerifyConfig | None = None,
     reference: Reference | None = None,
     example: Feed | None = None,
+    *,
+    engine: Any = None,
 ) -> VerifyReport:
     """Verify a ModelPackage.
 
@@ -427,10 +501,15 @@ def verify_package(
     outputs stored in the package (samples/), and batch consistency at other batch sizes (every
     row of a batched run must equal the same row run alone), which catches a graph specialized to
     the example's batch without needing the source model.
+
+    ``engine`` (a ``runtime.EngineConfig``): run the package on that engine. Without a source,
+    an engine other than ONNX Runtime is compared with the stored outputs for the example and
+    with ONNX Runtime fp32 on the same model, row by row, for the other cases (its parity and its
+    batch consistency at once).
     """
     from .data import package_feed
     from .package import file_sha256
-    from .runtime import make_session, run_session
+    from .runtime import EngineConfig, load_engine, run_session
 
     config = config or VerifyConfig()
     stored = package.samples()
@@ -440,7 +519,14 @@ def verify_package(
         else:
             example, _ = package_feed(package, batch=2)
     if reference is not None:
-        return verify_model(str(package.model_path), reference, example, config)
+        return verify_model(
+            str(package.model_path),
+            reference,
+            example,
+            config,
+            engine=engine,
+            compared_with="the source model",
+        )
 
     notes = []
     derived = [h.get("step") for h in package.history if h.get("step") != "convert"]
@@ -457,7 +543,10 @@ def verify_package(
         notes.append(
             "model.onnx does not match the sha256 in the manifest: it was changed after packaging"
         )
-    session = make_session(str(package.model_path))
+    # the reference for cases without stored outputs: the model on ONNX Runtime fp32 (itself,
+    # when that is the engine verified)
+    own = engine is None or engine.engine == "ort"
+    session = load_engine(str(package.model_path), engine if own and engine else EngineConfig())
     signature = package.signature
     batch_inputs = [t.name for t in signature.inputs if t.shape and isinstance(t.shape[0], str)]
 
@@ -475,9 +564,49 @@ def verify_package(
         ]
         return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
-    report = verify_model(str(package.model_path), self_reference, example, config)
+    has_stored = stored is not None and bool(stored[1])
+    report = verify_model(
+        str(package.model_path),
+        self_reference,
+        example,
+        config,
+        engine=engine,
+        compared_with=(
+            ("the stored outputs for the example, " if has_stored else "")
+            + ("itself row by row" if own else "ONNX Runtime fp32 (same model) row by row")
+        ),
+    )
     report.notes.extend(notes)
     tampered = [n for n in notes if "sha256" in n]
     if tampered:
         report.cases.append(CaseReport("file integrity", {}, [], error=tampered[0]))
     return report
+
+
+def merge_reports(reports: Sequence[VerifyReport]) -> VerifyReport:
+    """One report of several engines' (``verify_package(..., engine=...)`` each): every case
+    (labelled with its engine), every engine's entry, notes once; passed only when all passed."""
+    if len(reports) == 1:
+        return reports[0]
+    first = reports[0]
+    notes: list[str] = []
+    for r in reports:
+        notes.extend(n for n in r.notes if n not in notes)
+    checker = next((r.checker for r in reports if r.checker != "passed"), first.checker)
+    cases: list[CaseReport] = []
+    for c in (c for r in reports for c in r.cases):
+        # checks of the file, not of an engine (integrity, declared axes), are listed once
+        if not c.engine and any(
+            not d.engine and (d.label, d.error) == (c.label, c.error) for d in cases
+        ):
+            continue
+        cases.append(c)
+    return VerifyReport(
+        checker=checker,
+        cases=cases,
+        atol=first.atol,
+        rtol=first.rtol,
+        seconds=sum(r.seconds for r in reports),
+        notes=notes,
+        engines=[e for r in reports for e in r.engines],
+    )

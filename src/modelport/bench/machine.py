@@ -30,11 +30,6 @@ def machine_info() -> dict[str, Any]:
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    from ..runtime.cpu import read_cpuinfo
+
+    return read_cpuinfo().model or platform.processor()

@@ -77,19 +77,13 @@ class SweepConfig:
 
 
 def engine_of(spec: str, pkg: Any, threads: int = 0, **session: Any) -> Any:
-    """The EngineConfig of an engine spec ("ort", "openvino:bf16", "package") for ``pkg``."""
-    from ..runtime import EngineConfig, SessionConfig
+    """The EngineConfig of an engine spec ("ort", "openvino:bf16", "package") for ``pkg``
+    (``runtime.engine_config`` with the package's serving section)."""
+    from ..runtime import SessionConfig, engine_config
 
-    if spec == "package":  # exactly what serve runs: the serving section's threads win too
-        serving = pkg.serving if pkg is not None else {}
-        engine, precision = serving.get("engine", "ort"), serving.get("precision", "fp32")
-        threads = int(serving.get("intra_op_threads") or threads)
-    else:
-        engine, _, precision = spec.partition(":")
-        precision = precision or "fp32"
-    return EngineConfig(
-        engine=engine,
-        precision=precision,
+    return engine_config(
+        spec,
+        pkg.serving if pkg is not None else None,
         threads=threads,
         session=SessionConfig(**session) if session else None,
     )

@@ -11,7 +11,7 @@ import click
 
 from ..errors import UsageError, VerificationError
 from ..verify import VerifyConfig, VerifyReport
-from .options import refuse_inapplicable
+from .options import engine_option, engine_specs, given, refuse_inapplicable
 from .params import DIM_SIZES, DYNAMIC_AXES, INPUT_SPEC, INT_LIST_OR_EMPTY
 from .ui import console, table, write_json
 
@@ -526,16 +526,19 @@ def _convert_savedmodel_repo(kw: dict[str, Any], config: Any) -> int:
     return 0 if passed else 1
 
 
-def _self_check(pkg: Any, example: Any) -> Callable[[Any], str]:
+def _self_check(pkg: Any, example: Any, engine: Any = None) -> Callable[[Any], str]:
     """What each case of a source-less verification was compared with (verify_package)."""
     stored = pkg.samples()
     derived = any(h.get("step") != "convert" for h in pkg.history)
     has_stored = stored is not None and bool(stored[1]) and not derived and example is None
+    own = engine is None or engine.engine == "ort"
 
     def against(case: Any) -> str:
         if case.label == "example" and has_stored:
             return "stored outputs"
         batch = max((s[0] for s in case.input_shapes.values() if s), default=1)
+        if not own:
+            return "ORT fp32 row by row" if batch > 1 else "ORT fp32"
         if batch > 1:
             return "itself row by row"
         return "itself (runs)"
@@ -570,20 +573,31 @@ def _load_any(path: str) -> dict[str, Any]:
     help="Describe the source's inputs (when the package stores no samples).",
 )
 @verify_options
+@engine_option(
+    "Measure parity on these engines (comma-separated, each checked): a bf16/fp16 engine is held "
+    "to that precision's tolerances (2e-2 for bf16) unless --atol/--rtol are given. Default: "
+    "ONNX Runtime (fp32)."
+)
 @click.option("--json", "json_out", type=click.Path(), help="Write the report as JSON.")
 @click.pass_context
 def verify(ctx: click.Context, package: str, **kw: Any) -> int:
     """Verify PACKAGE: onnx.checker, integrity, and parity, either with the outputs stored at
     conversion and batch consistency, or against a source model given with the source options
-    (--torch, --hf, --onnx, ...)."""
+    (--torch, --hf, --onnx, ...). With --engine, parity is measured through the engine(s) the
+    package will be served with."""
+    import dataclasses
+
     from ..convert import CONVERTERS, ConvertConfig
     from ..data import load_feed
     from ..package import ModelPackage
-    from ..verify import verify_package
+    from ..verify import merge_reports, verify_package
 
     refuse_source_options(ctx, kw, package)
+    engines = engine_specs(kw["engines"])
     pkg = ModelPackage.load(package)
     config = make_verify_config(kw["atol"], kw["rtol"], kw["verify_batch_sizes"], kw["verify_dims"])
+    if given(ctx, "atol") or given(ctx, "rtol"):  # the tolerances given apply to every engine
+        config = dataclasses.replace(config, precision_tolerances={})
     example = load_feed(kw["example_inputs"], pkg.signature) if kw["example_inputs"] else None
     reference = None
     if given_sources(kw):
@@ -595,16 +609,43 @@ def verify(ctx: click.Context, package: str, **kw: Any) -> int:
             source, ConvertConfig(inputs=specs, example=ex, verify=config)
         )
         reference, example = exported.reference, ex or exported.example
-    report = verify_package(pkg, config, reference=reference, example=example)
-    if reference is not None:
-        print_report(report, f"Verify {pkg.path} against the source", lambda c: "the source")
+    if not engines:
+        report = verify_package(pkg, config, reference=reference, example=example)
+        if reference is not None:
+            print_report(report, f"Verify {pkg.path} against the source", lambda c: "the source")
+        else:
+            print_report(report, f"Verify {pkg.path} (no source given)", _self_check(pkg, example))
     else:
-        print_report(report, f"Verify {pkg.path} (no source given)", _self_check(pkg, example))
+        from ..runtime import engine_config
+
+        reports = []
+        for spec in engines:
+            econf = engine_config(spec, pkg.serving)
+            one = verify_package(pkg, config, reference=reference, example=example, engine=econf)
+            ran = one.engines[0]["ran"]
+            title = (
+                f"Verify {pkg.path} on {one.engines[0]['engine']}"
+                f"{' (the package serving section)' if spec == 'package' else ''}: ran "
+                f"{ran['engine']} {ran['version']} {ran['precision']}, {ran['threads']} thread(s), "
+                + ("against the source" if reference is not None else "no source given")
+            )
+            against = (lambda c: "the source") if reference is not None else None
+            print_report(one, title, against or _self_check(pkg, example, econf))
+            reports.append(one)
+        report = merge_reports(reports)
+    if reference is None:
         console.print(
             "[dim]no source given: the example is compared with the outputs stored at "
             "conversion (when the package has them), larger batches with the same model row by "
             "row, and batch-1 cases only run; give the source (--torch, --onnx, ...) to check "
-            "parity with it[/]"
+            "parity with it"
+            + (
+                "; an engine other than ONNX Runtime is compared with ONNX Runtime fp32 (row by "
+                "row) where no stored outputs apply"
+                if engines
+                else ""
+            )
+            + "[/]"
         )
     if kw["json_out"]:
         write_json(kw["json_out"], report.to_dict())

@@ -15,7 +15,14 @@ from click.core import ParameterSource
 
 from ..errors import UsageError
 
-__all__ = ["AliasedOption", "given", "output_option", "refuse_inapplicable"]
+__all__ = [
+    "AliasedOption",
+    "engine_option",
+    "engine_specs",
+    "given",
+    "output_option",
+    "refuse_inapplicable",
+]
 
 
 class AliasedOption(click.Option):
@@ -89,3 +96,37 @@ def refuse_inapplicable(
             f"{_flag(ctx, name)} applies only with {needs}, not with {labels.get(mode, mode)}; "
             + (hint or "drop it (it would be ignored)")
         )
+
+
+ENGINE_SPEC_HELP = (
+    "ort, openvino, openvino:bf16 (engine[:precision]), or package (the engine and precision "
+    "the package's serving section names)"
+)
+
+
+def engine_option(help: str, default: str | None = None):
+    """``--engine SPEC[,SPEC...]`` as bench, verify, quantize and serve spell it."""
+    return click.option(
+        "--engine",
+        "engines",
+        default=default,
+        metavar="ENGINE[,ENGINE...]",
+        help=f"{help} {ENGINE_SPEC_HELP}.",
+    )
+
+
+def engine_specs(value: str | None, *, single: bool = False) -> tuple[str, ...]:
+    """The checked specs of ``--engine`` (empty when not given): an unknown engine, a precision
+    the engine lacks or that this CPU does not run natively is a UsageError (exit 2) naming it.
+    ``single``: the command runs one engine, so a list is refused."""
+    if value is None:
+        return ()
+    from ..runtime import parse_engine_specs
+
+    specs = parse_engine_specs(value)
+    if single and len(specs) > 1:
+        raise UsageError(
+            f"--engine {value}: this command runs one engine; give one of {list(specs)} "
+            "(modelport bench --engine compares several)"
+        )
+    return specs

@@ -4,6 +4,7 @@
 ran; ``make_session`` / ``run_session`` (session.py) are the ONNX Runtime layer underneath.
 """
 
+from .cpu import CpuInfo, read_cpuinfo
 from .engines import (
     ENGINES,
     PRECISIONS,
@@ -12,12 +13,15 @@ from .engines import (
     EngineSession,
     disabled_precisions,
     engine_available,
+    engine_config,
     load_engine,
     native_precisions,
+    parse_engine_specs,
 )
 from .session import SessionConfig, available_providers, make_session, run_session
 
 __all__ = [
+    "CpuInfo",
     "ENGINES",
     "PRECISIONS",
     "EngineConfig",
@@ -27,8 +31,11 @@ __all__ = [
     "available_providers",
     "disabled_precisions",
     "engine_available",
+    "engine_config",
     "load_engine",
     "make_session",
     "native_precisions",
+    "parse_engine_specs",
+    "read_cpuinfo",
     "run_session",
 ]

@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import InputError, ModelportError, UsageError, require
+from .cpu import read_cpuinfo
 from .session import SessionConfig, make_session, run_session
 
 __all__ = [
@@ -40,9 +41,11 @@ __all__ = [
     "OrtSession",
     "disabled_precisions",
     "engine_available",
+    "engine_config",
     "load_engine",
     "native_precisions",
     "openvino_cache_dir",
+    "parse_engine_specs",
 ]
 
 ENGINES = ("ort", "openvino")
@@ -134,6 +137,72 @@ class EngineSession(Protocol):
         ...
 
 
+# --- engine specs: "ort", "openvino:bf16", "package" ----------------------------------------------
+
+PACKAGE_SPEC = "package"
+
+
+def parse_engine_specs(text: str | Sequence[str], *, check_native: bool = True) -> tuple[str, ...]:
+    """``"ort,openvino:bf16,package"`` (or a sequence of specs) -> the specs, each checked.
+
+    A spec is ``engine[:precision]`` (precision defaults to fp32), or ``package``: the engine and
+    precision the package's serving section names (what ``modelport serve`` runs). With
+    ``check_native``, a precision this CPU does not run natively is refused here (UsageError),
+    not when a model loads. Duplicates are dropped, the order kept.
+    """
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    specs = [p.strip().lower() for p in parts if p.strip()]
+    if not specs:
+        raise UsageError("no engine given: name one or more, e.g. ort,openvino:bf16 (or package)")
+    out: list[str] = []
+    for spec in specs:
+        if spec != PACKAGE_SPEC:
+            config = engine_config(spec)  # unknown engine / precision -> UsageError naming it
+            spec = (
+                config.engine
+                if config.precision == "fp32"
+                else f"{config.engine}:{config.precision}"
+            )
+            if check_native and config.precision != "fp32":
+                offered = native_precisions(config.engine)
+                if config.precision not in offered:
+                    raise UsageError(
+                        f"engine '{spec}': {config.precision} does not run natively on this CPU "
+                        f"({config.engine} offers {list(offered)} here); use "
+                        f"'{config.engine}' (fp32)"
+                    )
+        if spec not in out:
+            out.append(spec)
+    return tuple(out)
+
+
+def engine_config(
+    spec: str,
+    serving: Mapping[str, Any] | None = None,
+    *,
+    threads: int = 0,
+    session: SessionConfig | None = None,
+    cache_dir: str | None = None,
+) -> EngineConfig:
+    """The EngineConfig of one spec (``ort``, ``openvino:bf16``, or ``package`` with the
+    package's ``serving`` section: its engine, precision and ``intra_op_threads``, which then
+    win over ``threads``, exactly as ``modelport serve`` runs it)."""
+    spec = spec.strip()
+    if spec.lower() == PACKAGE_SPEC:
+        serving = serving or {}
+        engine = str(serving.get("engine") or "ort")
+        precision = str(serving.get("precision") or "fp32")
+        threads = int(serving.get("intra_op_threads") or threads)
+    else:
+        engine, sep, precision = spec.partition(":")
+        if sep and not precision:
+            raise UsageError(f"engine '{spec}': give a precision after ':', e.g. openvino:bf16")
+        precision = (precision or "fp32").lower()
+    return EngineConfig(
+        engine=engine, precision=precision, threads=threads, session=session, cache_dir=cache_dir
+    )
+
+
 # --- what the hardware offers -------------------------------------------------------------------
 
 
@@ -164,7 +233,7 @@ def native_precisions(
     """
     if engine == "ort":
         return ("fp32",)
-    flags = cpu_flags if cpu_flags is not None else _cpu_flags()
+    flags = cpu_flags if cpu_flags is not None else read_cpuinfo().flags
     caps = set(_openvino_capabilities())
     out = ["fp32"]
     if "BF16" in caps and flags & {"amx_bf16", "avx512_bf16"}:
@@ -173,17 +242,6 @@ def native_precisions(
         out.append("fp16")
     off = disabled_precisions()
     return tuple(p for p in out if p == "fp32" or p not in off)
-
-
-def _cpu_flags() -> frozenset[str]:
-    p = Path("/proc/cpuinfo")
-    if not p.is_file():
-        return frozenset()
-    for line in p.read_text(errors="replace").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            return frozenset(value.split())
-    return frozenset()
 
 
 def _openvino_capabilities() -> tuple[str, ...]:
