@@ -8,7 +8,7 @@ import click
 
 from ..errors import UsageError
 from .options import given, refuse_inapplicable
-from .params import DIM_SIZE, INT_LIST
+from .params import DIM_SIZE, ENGINE_SPECS, INT_LIST
 from .ui import console, console_err, table, write_json
 
 # option -> the modes it applies to (options not listed apply to all); the rest are refused
@@ -63,6 +63,7 @@ HINTS = {
 @click.option(
     "--engine",
     "engines",
+    type=ENGINE_SPECS,
     default="ort",
     help="In-process: engines to compare, interleaved: ort, openvino, openvino:bf16, or "
     "package (what the package's serving section names), e.g. ort,openvino:bf16.",
@@ -197,7 +198,7 @@ def _inprocess(models: tuple[str, ...], opts: dict[str, Any]):
         dims=opts["shapes"],
         latency=latency,
         data=opts["data"],
-        engines=tuple(e.strip() for e in opts["engines"].split(",") if e.strip()),
+        engines=tuple(opts["engines"]),
     )
     return bench_models(list(models), config, progress=_progress)
 

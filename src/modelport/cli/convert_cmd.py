@@ -11,7 +11,7 @@ import click
 
 from ..errors import UsageError, VerificationError
 from ..verify import VerifyConfig, VerifyReport
-from .options import engine_option, engine_specs, given, refuse_inapplicable
+from .options import engine_option, given, refuse_inapplicable
 from .params import DIM_SIZES, DYNAMIC_AXES, INPUT_SPEC, INT_LIST_OR_EMPTY
 from .ui import console, table, write_json
 
@@ -593,7 +593,7 @@ def verify(ctx: click.Context, package: str, **kw: Any) -> int:
     from ..verify import merge_reports, verify_package
 
     refuse_source_options(ctx, kw, package)
-    engines = engine_specs(kw["engines"])
+    engines = kw["engines"] or ()
     pkg = ModelPackage.load(package)
     config = make_verify_config(kw["atol"], kw["rtol"], kw["verify_batch_sizes"], kw["verify_dims"])
     if given(ctx, "atol") or given(ctx, "rtol"):  # the tolerances given apply to every engine

@@ -18,7 +18,6 @@ from ..errors import UsageError
 __all__ = [
     "AliasedOption",
     "engine_option",
-    "engine_specs",
     "given",
     "output_option",
     "refuse_inapplicable",
@@ -104,29 +103,15 @@ ENGINE_SPEC_HELP = (
 )
 
 
-def engine_option(help: str, default: str | None = None):
-    """``--engine SPEC[,SPEC...]`` as bench, verify, quantize and serve spell it."""
+def engine_option(help: str, single: bool = False):
+    """``--engine SPEC[,SPEC...]`` as bench, verify, quantize and serve spell it: the checked
+    specs (``cli.params.ENGINE_SPECS``), or None when not given."""
+    from .params import ENGINE_SPEC, ENGINE_SPECS
+
     return click.option(
         "--engine",
         "engines",
-        default=default,
-        metavar="ENGINE[,ENGINE...]",
+        type=ENGINE_SPEC if single else ENGINE_SPECS,
+        default=None,
         help=f"{help} {ENGINE_SPEC_HELP}.",
     )
-
-
-def engine_specs(value: str | None, *, single: bool = False) -> tuple[str, ...]:
-    """The checked specs of ``--engine`` (empty when not given): an unknown engine, a precision
-    the engine lacks or that this CPU does not run natively is a UsageError (exit 2) naming it.
-    ``single``: the command runs one engine, so a list is refused."""
-    if value is None:
-        return ()
-    from ..runtime import parse_engine_specs
-
-    specs = parse_engine_specs(value)
-    if single and len(specs) > 1:
-        raise UsageError(
-            f"--engine {value}: this command runs one engine; give one of {list(specs)} "
-            "(modelport bench --engine compares several)"
-        )
-    return specs

@@ -18,11 +18,14 @@ __all__ = [
     "DIM_SIZE",
     "DIM_SIZES",
     "DYNAMIC_AXES",
+    "ENGINE_SPEC",
+    "ENGINE_SPECS",
     "INPUT_SPEC",
     "INT_LIST",
     "INT_LIST_OR_EMPTY",
     "REPLICA_CPUS",
     "DynamicAxes",
+    "EngineSpecs",
     "InputSpec",
     "IntList",
     "NameValue",
@@ -158,6 +161,39 @@ class ReplicaCpus(click.ParamType):
         return cpus
 
 
+class EngineSpecs(click.ParamType):
+    """``ort,openvino:bf16,package`` -> ``("ort", "openvino:bf16", "package")``, each checked by
+    :func:`modelport.runtime.parse_engine_specs` (an unknown engine, a precision the engine lacks
+    or this CPU does not run natively fails here). ``single``: the command runs one engine."""
+
+    name = "engines"
+
+    def __init__(self, single: bool = False) -> None:
+        self.single = single
+
+    def get_metavar(self, param: click.Parameter, *args: Any, **kwargs: Any) -> str:
+        return "ENGINE[:PRECISION]" if self.single else "ENGINE[:PRECISION][,...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        from ..errors import ModelportError
+        from ..runtime import parse_engine_specs
+
+        try:
+            specs = parse_engine_specs(str(value))
+        except ModelportError as exc:
+            self.fail(exc.message, param, ctx)
+        if self.single and len(specs) > 1:
+            self.fail(
+                f"this command runs one engine; give one of {list(specs)} "
+                "(modelport bench --engine compares several)",
+                param,
+                ctx,
+            )
+        return specs
+
+
 INT_LIST = IntList()
 INT_LIST_OR_EMPTY = IntList(allow_empty=True, example="1,4")
 DIM_SIZE = NameValue()
@@ -165,3 +201,5 @@ DIM_SIZES = NameValue("NAME=SIZE[,SIZE]", "sequence=16,128", several=True)
 DYNAMIC_AXES = DynamicAxes()
 INPUT_SPEC = InputSpec()
 REPLICA_CPUS = ReplicaCpus()
+ENGINE_SPECS = EngineSpecs()
+ENGINE_SPEC = EngineSpecs(single=True)
