@@ -5,14 +5,12 @@ no click: ``RayConfig``, ``serve_on_ray`` and the table of serve options Ray can
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from ..serve.ray.config import NOT_WITH_RAY
 from .params import REPLICA_CPUS
 
 __all__ = ["RAY_OPTIONS", "check_options", "ray_options", "serve_with_ray"]
@@ -45,6 +43,7 @@ def check_options(ctx: click.Context) -> None:
     --ray (``NOT_WITH_RAY``), and the --ray options without --ray. Given means on the command
     line (or, for ``_ENV_MATTERS``, from the environment); defaults are fine."""
     from ..errors import UsageError
+    from ..serve.ray.config import NOT_WITH_RAY  # imported on use: --help stays fast
 
     def given(name: str) -> ParameterSource | None:
         source = ctx.get_parameter_source(name)
@@ -161,6 +160,8 @@ def serve_with_ray(
     """Run ``modelport serve --ray``. ``http``: host, http_port, max_request_bytes and
     shutdown_grace; ``refused``: single-process-only options that were given (an error; the
     options given on the command line were already refused by ``check_options``)."""
+    import json
+
     from ..errors import UsageError
     from ..serve.ray.config import RayConfig, parse_autoscale
     from ..serve.ray.runner import serve_on_ray
