@@ -44,3 +44,15 @@ def test_version_comes_from_the_installed_metadata():
     import modelport
 
     assert modelport.__version__ == version("modelport")
+
+
+def test_python_dash_m_modelport_is_the_cli():
+    """`python -m modelport` runs the same command line (exit codes included)."""
+    ok = subprocess.run(
+        [sys.executable, "-m", "modelport", "--version"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and "modelport" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "modelport", "nosuch"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "No such command" in bad.stderr

@@ -120,3 +120,36 @@ def test_idle_connections_make_room_for_new_clients(server):
     finally:
         for s in idle:
             s.close()
+
+
+def test_a_stalled_upload_does_not_hold_shutdown_for_the_grace_period(tmp_path):
+    """SIGTERM cuts a request whose body never finished arriving; a complete request in the same
+    moment is still answered. Before, uvicorn waited the whole grace period for the upload."""
+    import subprocess
+
+    from tests.serve_process import free_port, http_ready, serve_process
+
+    from .models import make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    port = free_port()
+    args = [str(repo), "--http-port", str(port), "--grpc-port", "0"]
+    args += ["--shutdown-grace", "120", "--body-timeout", "300"]
+    with serve_process(args, http_ready(port)) as proc:
+        stalled = _connect(port)
+        stalled.sendall(
+            b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            b'Content-Type: application/json\r\n\r\n{"inputs":'
+        )
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)  # without the cut this waits the 120 s grace period
+        except subprocess.TimeoutExpired:
+            pytest.fail("a half-sent request body held SIGTERM for the whole grace period")
+        assert time.monotonic() - t0 < 30
+        closed, _ = _closed_within(stalled, 5)
+        assert closed
+        stalled.close()
+        assert proc.returncode == 0, proc.stdout.read()

@@ -10,7 +10,10 @@ header size. This subclass adds:
 - header size: request line + headers over ``max_header_bytes`` -> 431 and close;
 - connection cap: above ``max_connections`` open connections, the connection idle the longest
   (no request in progress) is closed to make room; if every connection is busy the new one is
-  answered 503 and closed.
+  answered 503 and closed;
+- shutdown: a request whose body is still arriving is cut at once (uvicorn would wait for it up to
+  the whole grace period, so one stalled upload held SIGTERM for ``shutdown_grace_s``); requests
+  that arrived complete are still answered within the grace period.
 
 Closing a connection whose request is in the application turns into ``http.disconnect`` for it.
 """
@@ -115,6 +118,12 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
                 )
             )
             self.transport.close()
+
+        def shutdown(self) -> None:
+            if self._in_body and self.transport is not None and not self.transport.is_closing():
+                self._expire("the server is shutting down and the request body was not complete")
+                return
+            super().shutdown()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
