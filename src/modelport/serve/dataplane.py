@@ -13,8 +13,9 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from .contracts import Feed, Outputs, Repository, ServedModel, serving
-from .errors import RequestTimeoutError, RequestTooLargeError, status_of
+from .errors import RequestTimeoutError, status_of
 from .metrics import Metrics
+from .model import check_request_limits
 from .offload import off_loop
 from .processed import classify_outputs
 from .repository import READY
@@ -282,19 +283,10 @@ def _feed(model: ServedModel, inputs: list[Tensor]) -> dict[str, np.ndarray]:
 
 def _check_limits(model: ServedModel, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> None:
     """The model's rows-per-request and elements-per-tensor limits (413 before the run)."""
-    if shape and shape[0] == -1 and arr.ndim and arr.shape[0] > model.row_limit:
-        raise RequestTooLargeError(
-            f"input '{name}' has {arr.shape[0]} rows; model '{model.name}' accepts at most "
-            f"{model.row_limit} rows per request (max_request_rows); send smaller batches",
-            input=name,
-        )
-    limit = model.element_limits.get(name)
-    if limit is not None and arr.size > limit:
-        raise RequestTooLargeError(
-            f"input '{name}' has {arr.size} elements; model '{model.name}' accepts at most "
-            f"{limit} per tensor (max_tensor_elements); send smaller inputs",
-            input=name,
-        )
+    batched = bool(shape) and shape[0] == -1
+    check_request_limits(
+        model.name, model.row_limit, model.element_limits, name, arr, batched=batched
+    )
 
 
 def _check_shared_dims(model: ServedModel, given: Feed) -> None:

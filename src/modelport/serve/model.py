@@ -20,10 +20,17 @@ from ..package import ModelPackage
 from ..runtime import EngineConfig, SessionConfig, load_engine, run_session  # engines load lazily
 from ..signature import Signature
 from .config import INLINE_THRESHOLD_S, ModelConfig
-from .errors import InferenceFailedError, ServeError
+from .errors import InferenceFailedError, RequestTooLargeError, ServeError
 from .types import v2_datatype
 
-__all__ = ["LoadedModel", "batch_axis_name", "batching_plan", "load_model"]
+__all__ = [
+    "LoadedModel",
+    "batch_axis_name",
+    "batching_plan",
+    "check_request_limits",
+    "load_model",
+    "request_limits",
+]
 
 log = logging.getLogger("modelport.serve")
 
@@ -165,6 +172,52 @@ def request_limits(signature: Signature, config: ModelConfig) -> tuple[int, dict
         fixed = per_row * (rows if batched else (s.shape[0] if s.shape else 1))
         elements[s.name] = max(MIN_ELEMENT_LIMIT, fixed)
     return rows, elements
+
+
+def check_request_limits(
+    model: str,
+    row_limit: int,
+    element_limits: Mapping[str, int],
+    name: str,
+    arr: np.ndarray,
+    *,
+    batched: bool,
+    item_bytes: bool = False,
+) -> None:
+    """One request input against its model's limits: rows (axis 0 of a ``batched`` input) at
+    most ``row_limit``, elements at most ``element_limits[name]``, and with ``item_bytes`` (the
+    texts or encoded images a model with processing takes) each item's bytes at most that too.
+    RequestTooLargeError (413) naming the limit, its config field and flag, before any work."""
+    if batched and arr.ndim and arr.shape[0] > row_limit:
+        raise RequestTooLargeError(
+            f"input '{name}' has {arr.shape[0]} rows; model '{model}' accepts at most "
+            f"{row_limit} rows per request (max_request_rows in its serving config, or "
+            "--max-request-rows); send smaller batches",
+            model=model,
+            input=name,
+        )
+    limit = element_limits.get(name)
+    if limit is None:
+        return
+    if arr.size > limit:
+        raise RequestTooLargeError(
+            f"input '{name}' has {arr.size} elements; model '{model}' accepts at most "
+            f"{limit} per tensor (max_tensor_elements in its serving config, or "
+            "--max-tensor-elements); send smaller inputs",
+            model=model,
+            input=name,
+        )
+    if item_bytes and arr.dtype == object:
+        for row, item in enumerate(arr.ravel().tolist()):
+            if isinstance(item, bytes | str) and len(item) > limit:
+                what = "bytes" if isinstance(item, bytes) else "characters"
+                raise RequestTooLargeError(
+                    f"input '{name}' item {row} has {len(item)} {what}; model '{model}' accepts "
+                    f"at most {limit} per text or image (max_tensor_elements in its serving "
+                    "config, or --max-tensor-elements); send smaller items",
+                    model=model,
+                    input=name,
+                )
 
 
 _ARENA: dict[str, Any] = {}

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..processing import Pipeline, Processing
+from .model import check_request_limits, request_limits
 from .offload import decode_pool
 from .types import Tensor, v2_datatype
 
@@ -46,6 +47,9 @@ class ProcessedModel:
         }
         self.output_types = {t.name: v2_datatype(t.dtype) for t in self.signature.outputs}
         self.output_names = list(self.output_types)
+        # the public inputs' limits (texts or images per request, bytes per item), from the same
+        # config fields as a bare graph's (max_request_rows, max_tensor_elements)
+        self._row_limit, self._element_limits = request_limits(self.signature, self.config)
 
     def __getattr__(self, name: str) -> Any:
         # anything else the data plane or /config reads (session, engine info, ...) is the graph's
@@ -74,11 +78,11 @@ class ProcessedModel:
 
     @property
     def row_limit(self) -> int:
-        return self.raw.row_limit
+        return self._row_limit
 
     @property
     def element_limits(self) -> dict[str, int]:
-        return self.raw.element_limits
+        return self._element_limits
 
     async def prepare(self, inputs: list[Tensor]) -> dict[str, np.ndarray]:
         """The request's inputs, checked against the public signature, pre-processed."""
@@ -101,6 +105,15 @@ class ProcessedModel:
                     expected=spec[0],
                     got=t.datatype,
                 )
+            check_request_limits(
+                self.name,
+                self._row_limit,
+                self._element_limits,
+                t.name,
+                t.data,
+                batched=bool(spec[1]) and spec[1][0] == -1,
+                item_bytes=t.datatype == "BYTES",
+            )
             given[t.name] = t.data
         missing = [n for n in self.input_specs if n not in given]
         if missing:
