@@ -19,6 +19,7 @@ from ..errors import UsageError
 
 __all__ = [
     "EXECUTION_MODES",
+    "GrpcLimits",
     "ManagementConfig",
     "ModelConfig",
     "ServerConfig",
@@ -347,6 +348,76 @@ class ManagementConfig:
             raise UsageError("max_download_bytes must be >= 1")
 
 
+_GRPC_FIELD_RANGES: dict[str, tuple[str, float, float]] = {
+    "max_concurrent_rpcs": ("int", 1, 1_000_000),
+    "max_streams_per_connection": ("int", 1, 1_000_000),
+    "handshake_timeout_s": ("float", 0.1, 3600),
+    "idle_timeout_s": ("float", 0.1, 86_400),
+    "max_connection_age_s": ("float", 0, 30 * 86_400),
+    "age_grace_s": ("float", 0, 86_400),
+    "keepalive_time_s": ("float", 1, 86_400),
+    "keepalive_timeout_s": ("float", 1, 3600),
+}
+
+
+@dataclass(frozen=True)
+class GrpcLimits:
+    """Connection and stream limits of the gRPC ports (KServe V2 and TF Serving), the
+    counterparts of the HTTP ports' (``ServerConfig``'s header timeout, keep-alive timeout and
+    connection cap). The largest message is ``ServerConfig.max_request_bytes``, as for HTTP.
+
+    max_concurrent_rpcs: RPCs in progress per gRPC server; a call beyond it is refused at once
+        with RESOURCE_EXHAUSTED (nothing queues unbounded).
+    max_streams_per_connection: concurrent calls one HTTP/2 connection may have open (its
+        SETTINGS_MAX_CONCURRENT_STREAMS); a client's further calls wait on its side.
+    handshake_timeout_s: a new connection must finish its (TLS and) HTTP/2 handshake within
+        this, else it is closed (a client that connects and sends nothing).
+    idle_timeout_s: a connection with no call for this long is sent GOAWAY and closed; clients
+        reconnect on their next call.
+    max_connection_age_s: connections are asked to reconnect after this long (spreads
+        long-lived clients over replicas behind a load balancer); 0 = never. age_grace_s: the
+        calls in flight then get this long to finish.
+    keepalive_time_s / keepalive_timeout_s: the server pings a connection that has been quiet
+        this long and closes it when the ping is not answered in time (a peer that vanished).
+    """
+
+    max_concurrent_rpcs: int = 2048
+    max_streams_per_connection: int = 128
+    handshake_timeout_s: float = 30.0
+    idle_timeout_s: float = 300.0
+    max_connection_age_s: float = 0.0
+    age_grace_s: float = 30.0
+    keepalive_time_s: float = 60.0
+    keepalive_timeout_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        _check_types(self, _GRPC_FIELD_RANGES)
+
+    def server_options(self, max_message_bytes: int) -> list[tuple[str, int]]:
+        """grpc server options (channel arguments) for these limits."""
+
+        def ms(seconds: float) -> int:
+            return int(seconds * 1000)
+
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_concurrent_streams", self.max_streams_per_connection),
+            ("grpc.server_handshake_timeout_ms", ms(self.handshake_timeout_s)),
+            ("grpc.max_connection_idle_ms", ms(self.idle_timeout_s)),
+            ("grpc.keepalive_time_ms", ms(self.keepalive_time_s)),
+            ("grpc.keepalive_timeout_ms", ms(self.keepalive_timeout_s)),
+            # clients may ping an idle connection every 10 s (more often: GOAWAY, gRPC's rule)
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        if self.max_connection_age_s > 0:
+            options += [
+                ("grpc.max_connection_age_ms", ms(self.max_connection_age_s)),
+                ("grpc.max_connection_age_grace_ms", ms(self.age_grace_s)),
+            ]
+        return options
+
+
 _SERVER_FIELD_RANGES: dict[str, tuple[str, float, float]] = {
     "poll_s": ("float", 0, 86_400),
     "max_request_bytes": ("int", 1024, 1 << 40),
@@ -391,6 +462,7 @@ class ServerConfig:
     strict_readiness: /v2/health/ready (and ServerReady, /ping) only when every model that
         should be loaded is READY and at least one is (Triton's --strict-readiness); False =
         ready once the initial load is done, whatever the models' states.
+    grpc_limits: connection and stream limits of the gRPC ports (``GrpcLimits``).
     """
 
     repository: Path
@@ -412,6 +484,7 @@ class ServerConfig:
     keep_alive_timeout_s: float = 5.0
     max_connections: int = 2048
     strict_readiness: bool = True
+    grpc_limits: GrpcLimits = field(default_factory=GrpcLimits)
 
     _OPTIONAL = ("poll_s",)
 
@@ -447,3 +520,5 @@ class ServerConfig:
             )
         if self.shutdown_grace_s < 0:
             raise UsageError("shutdown_grace_s must be >= 0")
+        if not isinstance(self.grpc_limits, GrpcLimits):
+            raise UsageError(f"grpc_limits must be a GrpcLimits, got {self.grpc_limits!r}")

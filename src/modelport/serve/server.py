@@ -221,6 +221,7 @@ async def serve_async(
             credentials,
             interceptors,
             control_token=mgmt.token if mgmt is not None else None,
+            limits=config.grpc_limits,
         )
 
     await http_server.startup(sockets=[sock])
@@ -236,6 +237,7 @@ async def serve_async(
             config.max_request_bytes,
             credentials,
             interceptors,
+            limits=config.grpc_limits,
         )
     for server in (grpc_server, tf_server):
         if server is not None:

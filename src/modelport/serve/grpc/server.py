@@ -6,15 +6,19 @@ import logging
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from ...errors import ModelportError
+from ...errors import InputError, ModelportError
+from ..config import GrpcLimits
 from ..dataplane import DataPlane
 from ..errors import ForbiddenError, status_of
+from ..offload import PROCESS_DECODE_BYTES, off_loop, off_process
+from ..types import InferenceRequest
 from .codec import request_to_internal, response_from_internal
 from .generated import grpc_service_pb2 as pb
 from .generated import grpc_service_pb2_grpc as pb_grpc
 
-__all__ = ["build_grpc_server", "GRPC_MAX_SEND"]
+__all__ = ["GRPC_MAX_SEND", "build_grpc_server", "decode_infer_request", "new_server"]
 
 log = logging.getLogger("modelport.serve")
 
@@ -66,7 +70,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request, context):
         try:
-            response = await self.plane.infer(request_to_internal(request))
+            response = await self.plane.infer(await decode_infer_request(request))
             return response_from_internal(response)
         except Exception as exc:
             if not isinstance(exc, ModelportError):
@@ -76,7 +80,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(self, request_iterator, context):
         async for request in request_iterator:
             try:
-                response = await self.plane.infer(request_to_internal(request))
+                response = await self.plane.infer(await decode_infer_request(request))
                 yield pb.ModelStreamInferResponse(infer_response=response_from_internal(response))
             except ModelportError as exc:
                 yield pb.ModelStreamInferResponse(error_message=exc.message)
@@ -135,12 +139,97 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelUnloadResponse()
 
 
-def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+def server_options(
+    max_message_bytes: int, limits: GrpcLimits | None = None
+) -> list[tuple[str, int]]:
+    """grpc server options: the message limit, and the connection limits of ``limits``."""
     return [
-        ("grpc.max_receive_message_length", max_message_bytes),
+        *(limits or GrpcLimits()).server_options(max_message_bytes),
         ("grpc.max_send_message_length", GRPC_MAX_SEND),
         ("grpc.so_reuseport", 0),
     ]
+
+
+def new_server(
+    max_message_bytes: int, limits: GrpcLimits | None = None, interceptors: tuple = ()
+) -> Any:
+    """A grpc.aio server with modelport's limits (not bound, not started): a call beyond
+    ``limits.max_concurrent_rpcs`` in progress gets RESOURCE_EXHAUSTED."""
+    limits = limits or GrpcLimits()
+    return grpc.aio.server(
+        options=server_options(max_message_bytes, limits),
+        interceptors=list(interceptors),
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
+    )
+
+
+def _parse_and_decode(data: bytes) -> InferenceRequest:
+    """A serialized ModelInferRequest -> the internal request (runs in a decode process)."""
+    return request_to_internal(_parse(data))
+
+
+def _parse(data: bytes) -> Any:
+    try:
+        return pb.ModelInferRequest.FromString(data)
+    except DecodeError as exc:
+        raise InputError(f"the request is not a valid inference.ModelInferRequest: {exc}") from None
+
+
+async def decode_infer_request(request: Any) -> InferenceRequest:
+    """A ModelInfer request (its serialized bytes, or a parsed message) -> the internal request,
+    off the event loop when it is large, as the HTTP side decodes bodies.
+
+    Parsing and turning raw_input_contents into numpy views run in the decode threads above
+    64 KB. Typed ``contents`` become numpy arrays value by value while holding the GIL, so a
+    request with more than 512 KB of them is parsed and converted in the decode processes
+    instead (as large JSON bodies are)."""
+    if not isinstance(request, bytes | bytearray | memoryview):
+        size = request.ByteSize()
+        return await off_loop(size, request_to_internal, request)
+    data = bytes(request)
+    message = await off_loop(len(data), _parse, data)
+    typed = len(data) - sum(len(r) for r in message.raw_input_contents)
+    if typed > PROCESS_DECODE_BYTES:
+        return await off_process(len(data), _parse_and_decode, data)
+    return await off_loop(len(data), request_to_internal, message)
+
+
+_RAW_METHODS = ("ModelInfer", "ModelStreamInfer")
+
+
+def _raw(name: str, handler: Any) -> Any:
+    """ModelInfer/ModelStreamInfer take the request's bytes (``decode_infer_request`` parses
+    them off the event loop); other methods are left as generated."""
+    if handler is not None and name.rsplit("/", 1)[-1] in _RAW_METHODS:
+        return handler._replace(request_deserializer=None)
+    return handler
+
+
+class _RawGeneric(grpc.GenericRpcHandler):
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def service(self, handler_call_details: Any) -> Any:
+        return _raw(handler_call_details.method, self.inner.service(handler_call_details))
+
+    def service_name(self) -> str:
+        return self.inner.service_name()
+
+
+class _Registrar:
+    """What the generated ``add_..._to_server`` calls, forwarding to the server with ``_raw``
+    applied to the method handlers."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
+        self.server.add_generic_rpc_handlers(tuple(_RawGeneric(h) for h in generic_handlers))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.server.add_registered_method_handlers(
+            service, {name: _raw(name, h) for name, h in handlers.items()}
+        )
 
 
 def listen(server: Any, host: str, port: int, credentials: Any = None, flag: str = "") -> int:
@@ -171,14 +260,16 @@ def build_grpc_server(
     credentials: Any = None,
     interceptors: tuple = (),
     control_token: str | None = None,
+    limits: GrpcLimits | None = None,
 ):
     """A grpc.aio server (not started) and the port it is bound to. ``credentials``:
     grpc.ssl_server_credentials for TLS; ``interceptors``: e.g. the bearer-token check;
-    ``control_token``: needed (as a bearer token) for the repository RPCs."""
-    server = grpc.aio.server(
-        options=server_options(max_message_bytes), interceptors=list(interceptors)
+    ``control_token``: needed (as a bearer token) for the repository RPCs; ``limits``: the
+    connection and stream limits (``GrpcLimits()`` by default)."""
+    server = new_server(max_message_bytes, limits, interceptors)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+        Servicer(plane, control_token), _Registrar(server)
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(plane, control_token), server)
     return server, listen(server, host, port, credentials)
 
 

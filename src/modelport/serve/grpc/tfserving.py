@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError, ModelportError
+from ..config import GrpcLimits
 from ..dataplane import DataPlane
 from ..errors import UnsupportedError, status_of
 from ..http.tfserving import (
@@ -261,10 +262,11 @@ async def build_tfserving_server(
     max_message_bytes: int,
     credentials: Any = None,
     interceptors: tuple = (),
+    limits: GrpcLimits | None = None,
 ) -> tuple[Any, int | None]:
     """A grpc.aio server (not started) with TF Serving's services and its port; (None, None)
-    when tensorflow-serving-api is not installed (logged)."""
-    from .server import listen, server_options
+    when tensorflow-serving-api is not installed (logged). ``limits``: as the V2 gRPC port's."""
+    from .server import listen, new_server
 
     try:
         stubs = await asyncio.get_running_loop().run_in_executor(None, load_stubs)
@@ -274,11 +276,7 @@ async def build_tfserving_server(
             exc,
         )
         return None, None
-    import grpc
-
-    server = grpc.aio.server(
-        options=server_options(max_message_bytes), interceptors=list(interceptors)
-    )
+    server = new_server(max_message_bytes, limits, interceptors)
     prediction, model = _servicers(plane, stubs)
     stubs.prediction_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     stubs.model_grpc.add_ModelServiceServicer_to_server(model, server)
