@@ -60,7 +60,7 @@ class Metrics:
         self.batch: dict[tuple[str, str], Histogram] = {}
         self.inflight: dict[str, int] = defaultdict(int)
         self.state: dict[tuple[str, str], str] = {}
-        self._registry = None
+        self._registry: Any = None  # a prometheus_client CollectorRegistry, made on first use
 
     def histogram(self, kind: str, model: str, version: str) -> Histogram:
         table = getattr(self, kind)

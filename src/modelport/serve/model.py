@@ -59,7 +59,7 @@ def batching_plan(signature: Signature) -> tuple[str | None, str]:
         if not s.shape or not isinstance(s.shape[0], str):
             first = s.shape[0] if s.shape else "none (a scalar)"
             return None, f"input '{s.name}' has no dynamic batch axis (its axis 0 is {first})"
-    names = {s.shape[0] for s in signature.inputs}
+    names = {s.shape[0] for s in signature.inputs if isinstance(s.shape[0], str)}  # all, checked
     if len(names) != 1:
         detail = ", ".join(f"{s.name}: {s.shape[0]}" for s in signature.inputs)
         return None, f"the inputs have different dims on axis 0 ({detail})"
@@ -168,8 +168,8 @@ def request_limits(signature: Signature, config: ModelConfig) -> tuple[int, dict
         per_row = 1
         for d in s.shape[1:]:
             per_row *= d if isinstance(d, int) else 1
-        batched = bool(s.shape) and isinstance(s.shape[0], str)
-        fixed = per_row * (rows if batched else (s.shape[0] if s.shape else 1))
+        first = s.shape[0] if s.shape else 1
+        fixed = per_row * (first if isinstance(first, int) else rows)
         elements[s.name] = max(MIN_ELEMENT_LIMIT, fixed)
     return rows, elements
 
@@ -370,20 +370,19 @@ def _warm_up(model: LoadedModel, batch_name: str | None) -> None:
         except ModelportError as exc:
             error = error or exc
     if error is not None:
-        exc = error
         if feeds.real:
             raise ServeError(
                 f"warm-up of model '{model.name}' version {model.version} failed on the "
-                f"package's stored samples: {exc.message}",
+                f"package's stored samples: {error.message}",
                 model=model.name,
-            ) from exc
+            ) from error
         log.warning(
             "model %s version %s: could not warm up with generated inputs (%s); it is served "
             "without warm-up and without dynamic batching. Store real inputs in the package "
             "(convert with --example-inputs) to warm it up",
             model.name,
             model.version,
-            exc.message.splitlines()[0][:300],
+            error.message.splitlines()[0][:300],
         )
         if model.batchable:
             model.batchable = False

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import concurrent.futures.process
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -24,14 +25,15 @@ __all__ = ["INLINE_DECODE_BYTES", "PROCESS_DECODE_BYTES", "decode_pool", "off_lo
 INLINE_DECODE_BYTES = 64 * 1024
 # JSON bodies above this are parsed in the process pool (about 20 ms of orjson + numpy here).
 PROCESS_DECODE_BYTES = 512 * 1024
-_POOL: dict[str, concurrent.futures.Executor] = {}
+_THREADS: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+_PROCESSES: dict[str, concurrent.futures.ProcessPoolExecutor] = {}
 
 
 def decode_pool() -> concurrent.futures.ThreadPoolExecutor:
     """The process's decode threads (two), made on first use."""
-    pool = _POOL.get("pool")
+    pool = _THREADS.get("pool")
     if pool is None:
-        pool = _POOL.setdefault(
+        pool = _THREADS.setdefault(
             "pool",
             concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="modelport-decode"),
         )
@@ -48,19 +50,21 @@ async def off_loop(size: int, fn: Callable[..., Any], *args: Any) -> Any:
 def process_pool() -> concurrent.futures.ProcessPoolExecutor:
     """Two decode processes (forkserver: no fork of a threaded server), each replaced after 16
     bodies so that the memory a huge JSON body made it grow is given back."""
-    pool = _POOL.get("process")
+    pool = _PROCESSES.get("process")
     if pool is None:
         import multiprocessing
 
         method = (
             "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         )
-        pool = _POOL.setdefault(
-            "process",
-            concurrent.futures.ProcessPoolExecutor(
-                2, mp_context=multiprocessing.get_context(method), max_tasks_per_child=16
-            ),
-        )
+        context = multiprocessing.get_context(method)
+        if sys.version_info >= (3, 11):  # max_tasks_per_child is new in 3.11
+            made = concurrent.futures.ProcessPoolExecutor(
+                2, mp_context=context, max_tasks_per_child=16
+            )
+        else:  # pragma: no cover - Python 3.10: the decode processes are not renewed
+            made = concurrent.futures.ProcessPoolExecutor(2, mp_context=context)
+        pool = _PROCESSES.setdefault("process", made)
     return pool
 
 
@@ -73,7 +77,7 @@ async def off_process(size: int, fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return await loop.run_in_executor(process_pool(), fn, *args)
     except concurrent.futures.process.BrokenProcessPool:
-        _POOL.pop("process", None)  # a decode process died (e.g. killed for memory): renew it
+        _PROCESSES.pop("process", None)  # a decode process died (e.g. killed for memory): renew it
         from .errors import ServeError
 
         raise ServeError("the request could not be decoded; retry") from None
@@ -81,7 +85,8 @@ async def off_process(size: int, fn: Callable[..., Any], *args: Any) -> Any:
 
 def shutdown() -> None:
     """Stop the decode threads and processes (at server shutdown)."""
-    for key in ("pool", "process"):
-        pool = _POOL.pop(key, None)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    pools: list[concurrent.futures.Executor] = [*_THREADS.values(), *_PROCESSES.values()]
+    _THREADS.clear()
+    _PROCESSES.clear()
+    for pool in pools:
+        pool.shutdown(wait=False, cancel_futures=True)
