@@ -45,11 +45,11 @@ LAYERS: dict[str, int] = {
 ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
 ALLOWED_PRIVATE: set[tuple[str, str]] = {
-    ("modelport.optimize.partial", "modelport.optimize.quantize._calibrate"),
-    ("modelport.optimize.partial", "modelport.optimize.quantize._dynamic"),
-    ("modelport.optimize.partial", "modelport.optimize.quantize._is_static"),
-    ("modelport.optimize.partial", "modelport.optimize.quantize._static"),
-    ("modelport.optimize.partial", "modelport.optimize.smoothing._targets"),
+    ("modelport.optimize.quantize.partial", "modelport.optimize.quantize.core._calibrate"),
+    ("modelport.optimize.quantize.partial", "modelport.optimize.quantize.core._dynamic"),
+    ("modelport.optimize.quantize.partial", "modelport.optimize.quantize.core._is_static"),
+    ("modelport.optimize.quantize.partial", "modelport.optimize.quantize.core._static"),
+    ("modelport.optimize.quantize.partial", "modelport.optimize.quantize.smoothing._targets"),
 }
 
 

@@ -94,7 +94,7 @@ def test_fp16_of_a_3_node_mlp_passes_the_checker(mlp3, tmp_path, capsys):
 
 
 def test_topological_sort_follows_subgraph_references():
-    from modelport.optimize.fp16 import topological_sort
+    from modelport.optimize.quantize.fp16 import topological_sort
 
     then = helper.make_graph(
         [helper.make_node("Identity", ["a"], ["t"])],

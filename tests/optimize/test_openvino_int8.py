@@ -20,7 +20,7 @@ def _feed(n, seed=0):
 
 
 def test_int8_package_is_qdq_onnx_served_by_openvino(tiny_package, tmp_path):
-    from modelport.optimize.openvino_int8 import OpenVINOInt8Config, quantize_openvino
+    from modelport.optimize.quantize.openvino_int8 import OpenVINOInt8Config, quantize_openvino
     from modelport.runtime import EngineConfig, load_engine
 
     res = quantize_openvino(tiny_package, tmp_path / "q", _feed(64), OpenVINOInt8Config())
@@ -40,7 +40,7 @@ def test_int8_package_is_qdq_onnx_served_by_openvino(tiny_package, tmp_path):
 
 
 def test_revert_nodes_bypasses_activation_qdq(tiny_package, tmp_path):
-    from modelport.optimize.openvino_int8 import (
+    from modelport.optimize.quantize.openvino_int8 import (
         OpenVINOInt8Config,
         _quantized_nodes,
         quantize_openvino,
@@ -62,7 +62,7 @@ def test_revert_nodes_bypasses_activation_qdq(tiny_package, tmp_path):
 
 
 def test_partial_holds_the_budget_on_the_eval_data(tiny_package, tmp_path):
-    from modelport.optimize.openvino_int8 import OpenVINOInt8Config, quantize_openvino
+    from modelport.optimize.quantize.openvino_int8 import OpenVINOInt8Config, quantize_openvino
 
     full = quantize_openvino(
         tiny_package, tmp_path / "full", _feed(64), OpenVINOInt8Config(), eval_feed=_feed(32, 2)
@@ -84,7 +84,7 @@ def test_partial_holds_the_budget_on_the_eval_data(tiny_package, tmp_path):
 
 def test_partial_needs_eval_data(tiny_package, tmp_path):
     from modelport.errors import UsageError
-    from modelport.optimize.openvino_int8 import OpenVINOInt8Config, quantize_openvino
+    from modelport.optimize.quantize.openvino_int8 import OpenVINOInt8Config, quantize_openvino
 
     with pytest.raises(UsageError, match="needs eval data"):
         quantize_openvino(tiny_package, tmp_path / "q", _feed(8), OpenVINOInt8Config(max_drop=0.01))

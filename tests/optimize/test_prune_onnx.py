@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from modelport.errors import OptimizationError, UsageError
 from modelport.optimize.prune import PruneConfig, prune
-from modelport.optimize.prune_onnx import find_layers
+from modelport.optimize.prune.onnx import find_layers
 from modelport.package import ModelPackage, file_sha256
 from modelport.runtime import make_session, run_session
 

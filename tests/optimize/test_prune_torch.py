@@ -11,7 +11,7 @@ from torch import nn
 from examples.resnet_digits import ResNetDigits
 from modelport.errors import OptimizationError, UsageError
 from modelport.optimize.prune import PruneConfig, prune
-from modelport.optimize.prune_torch import prune_module
+from modelport.optimize.prune.torch import prune_module
 from modelport.package import ModelPackage
 
 FAST = {"latency_repeats": 3}

@@ -8,8 +8,8 @@ import onnx
 from onnx import TensorProto as T
 from onnx import helper
 
-from modelport.optimize import sensitivity
-from modelport.optimize.sensitivity import eval_batch_rows, search_kept
+from modelport.optimize.quantize import sensitivity
+from modelport.optimize.quantize.sensitivity import eval_batch_rows, search_kept
 
 COST = {"a": 0.5, "b": 0.3, "c": 0.01, "d": 0.01}
 
@@ -120,7 +120,7 @@ def test_costs_can_be_measured_more_cheaply_but_results_are_judged_on_all_data()
 
 
 def test_cost_samples_shrink_only_for_large_inputs():
-    from modelport.optimize.partial import cost_sample_rows
+    from modelport.optimize.quantize.partial import cost_sample_rows
 
     assert cost_sample_rows({"x": np.zeros((8, 3, 960, 960), np.float32)}) == 2
     assert cost_sample_rows({"x": np.zeros((300, 64), np.float32)}) == 300

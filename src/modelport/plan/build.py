@@ -103,7 +103,7 @@ def build_prune(ctx: BuildContext, cand: Candidate, base: ModelPackage, out: Pat
 
 def build_nncf(ctx: BuildContext, cand: Candidate, base: ModelPackage, out: Path) -> ModelPackage:
     from ..optimize.calibration import take_feed
-    from ..optimize.openvino_int8 import OpenVINOInt8Config, quantize_openvino
+    from ..optimize.quantize.openvino_int8 import OpenVINOInt8Config, quantize_openvino
 
     opts = dict(cand.options)
     partial = opts.pop("partial", False)

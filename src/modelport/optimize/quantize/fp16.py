@@ -14,8 +14,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptimizationError
-from .report import OptimizeReport
+from ...errors import OptimizationError
+from ..report import OptimizeReport
 
 __all__ = ["convert_fp16", "topological_sort"]
 
@@ -41,7 +41,7 @@ def convert_fp16(src: Path, work: Path, config: Any, report: OptimizeReport) -> 
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from ..runtime import make_session
+    from ...runtime import make_session
 
     model = onnx.load(str(src))
     block = list(_FP16_BLOCK)

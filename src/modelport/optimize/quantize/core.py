@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptimizationError, UsageError, output_exists
-from ..package import ModelPackage, derive_package
-from .calibration import CALIBRATION_METHODS, DataSource
-from .report import EvalConfig, OptimizeReport
+from ...errors import OptimizationError, UsageError, output_exists
+from ...package import ModelPackage, derive_package
+from ..calibration import CALIBRATION_METHODS, DataSource
+from ..report import EvalConfig, OptimizeReport
 
 __all__ = ["MODES", "QuantizeConfig", "QUANTIZED_OPS", "quantize"]
 
@@ -120,7 +120,7 @@ class QuantizeConfig:
         or by "loss" alone.
     matmul_const_only: dynamic/partial quantize only MatMuls with a constant weight (the
         activation x activation MatMuls of attention stay float). None: True.
-    smoothing: SmoothQuant-style activation smoothing before dynamic int8 (``optimize.smoothing``):
+    smoothing: SmoothQuant-style activation smoothing before dynamic int8 (``optimize.quantize.smoothing``):
         an alpha in (0, 1), "auto" (alpha chosen by measuring the metric; none if no alpha
         helps) or None. Statistics come from the calibration data, else the evaluation data.
         Partial uses "auto" by default.
@@ -278,8 +278,8 @@ def quantize(
     and at a larger batch, output fidelity, the metric drop, accuracy when labels are given, the
     ops left float, and loud warnings when the result is slower or outside the budget.
     """
-    from .hardware import choose_types, detect_cpu
-    from .report import check_result, measure
+    from ..hardware import choose_types, detect_cpu
+    from ..report import check_result, measure
 
     t0 = time.perf_counter()
     config = config or QuantizeConfig()
@@ -509,7 +509,7 @@ def _calibrate(
 ) -> Path:
     from onnxruntime.quantization.calibrate import save_tensors_data
 
-    from .calibration import calibrate_ranges
+    from ..calibration import calibrate_ranges
 
     t0 = time.perf_counter()
     ranges, n = calibrate_ranges(

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OptimizationError, UsageError
+from ...errors import OptimizationError, UsageError
 
 __all__ = [
     "OnnxLayer",

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError, output_exists
-from ..package import ModelPackage
+from ...errors import UsageError, output_exists
+from ...package import ModelPackage
 
 __all__ = ["METHODS", "PruneConfig", "PruneResult", "prune"]
 
@@ -187,7 +187,7 @@ def prune(
 
 
 def _as_torch_source(model: Any) -> Any:
-    from ..convert import Source
+    from ...convert import Source
 
     if isinstance(model, Source):
         if model.kind != "torch":
@@ -213,7 +213,7 @@ def _as_torch_source(model: Any) -> Any:
 def _eval_feed(
     pkg_or_sig: Any, eval_data: Mapping[str, np.ndarray] | None, notes: list[str]
 ) -> dict:
-    from ..data import conform_feed, generate_feed
+    from ...data import conform_feed, generate_feed
 
     sig = pkg_or_sig.signature
     if eval_data is not None:
@@ -233,16 +233,16 @@ def _eval_feed(
 def _prune_onnx(
     pkg: ModelPackage, out: Any, config: PruneConfig, eval_data: Any, labels: Any, force: bool
 ) -> PruneResult:
-    from ..errors import OptimizationError, VerificationError
-    from ..package import derive_package
-    from .prune_onnx import (
+    from ...errors import OptimizationError, VerificationError
+    from ...package import derive_package
+    from .onnx import (
         find_layers,
         head_layer,
         magnitude_prune_onnx,
         resolve_layers,
         structured_prune_onnx,
     )
-    from .prune_report import measure, onnx_layer_rows
+    from .report import measure, onnx_layer_rows
 
     notes: list[str] = []
     original = pkg.load_onnx()
@@ -269,7 +269,7 @@ def _prune_onnx(
             p=1 if config.importance == "l1" else 2,
             round_to=config.round_to,
         )
-    from .report import run_checker
+    from ..report import run_checker
 
     checker = run_checker(pruned)
     if checker != "passed" and not config.allow_mismatch:
@@ -318,8 +318,8 @@ def _report(
     source: str,
     checker: str,
 ) -> dict[str, Any]:
-    from .prune_report import global_sparsity
-    from .report import DEFAULT_MAX_DROP
+    from ..report import DEFAULT_MAX_DROP
+    from .report import global_sparsity
 
     notes = list(notes)
     warnings: list[str] = []
@@ -387,11 +387,11 @@ def _prune_torch(
     finetune: Any,
     force: bool,
 ) -> PruneResult:
-    from ..convert import ConvertConfig, Source, convert
-    from ..convert.torch import load_module
-    from ..package import now_iso, write_package
-    from .prune_report import measure
-    from .prune_torch import prune_module
+    from ...convert import ConvertConfig, Source, convert
+    from ...convert.torch import load_module
+    from ...package import now_iso, write_package
+    from .report import measure
+    from .torch import prune_module
 
     source = _fresh(source)  # never touch the caller's module
     if example is None and eval_data is not None:

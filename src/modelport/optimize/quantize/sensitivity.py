@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Feed
-from .report import eval_batch_rows
+from ...data import Feed
+from ..report import eval_batch_rows
 
 __all__ = [
     "SearchResult",
@@ -237,7 +237,7 @@ def search_kept(
     value): no evaluation starts after it; the best set found so far is returned with
     ``timed_out``. Progress is shown on a terminal.
     """
-    from ..progress import progress
+    from ...progress import progress
 
     seen: list[tuple[list[str], float]] = []  # (kept groups, drop) of every evaluation
 
@@ -334,8 +334,8 @@ def make_evaluator(
     threads: int = 0,
 ) -> Evaluate:
     """``evaluate(model) -> metric(ref, ref) - metric(ref, model's outputs)`` on ``feed``."""
-    from ..runtime import SessionConfig, make_session
-    from .report import eval_batch_rows, run_batched
+    from ...runtime import SessionConfig, make_session
+    from ..report import eval_batch_rows, run_batched
 
     base = float(metric(reference, reference, feed))
     rows = eval_batch_rows(feed)

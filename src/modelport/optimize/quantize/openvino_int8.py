@@ -1,6 +1,6 @@
 """int8 for OpenVINO with NNCF, kept as a QDQ ``model.onnx`` that OpenVINO runs in int8.
 
-    from modelport.optimize.openvino_int8 import OpenVINOInt8Config, quantize_openvino
+    from modelport.optimize.quantize import OpenVINOInt8Config, quantize_openvino
     pkg = quantize_openvino("out/minilm", "out/minilm-ov-int8", calibration_feed,
                             OpenVINOInt8Config(precision="bf16", max_drop=0.001),
                             eval_feed=eval_feed)
@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Feed, feed_batch_size
-from ..errors import UsageError, require
-from ..package import ModelPackage, now_iso, opset_of, write_package
-from ..signature import Signature
+from ...data import Feed, feed_batch_size
+from ...errors import UsageError, require
+from ...package import ModelPackage, now_iso, opset_of, write_package
+from ...signature import Signature
 
 __all__ = ["OpenVINOInt8Config", "OpenVINOInt8Result", "quantize_openvino", "revert_nodes"]
 
@@ -118,7 +118,7 @@ def revert_nodes(model: Any, names: set[str] | list[str]) -> Any:
 def _score_fn(metric: Callable[..., float] | None) -> Callable[..., float]:
     if metric is not None:
         return metric
-    from ..metrics import mean_cosine
+    from ...metrics import mean_cosine
 
     return mean_cosine
 
@@ -137,8 +137,8 @@ def quantize_openvino(
     """NNCF int8 of ``package`` for OpenVINO, written as a package at ``out``."""
     import onnx
 
-    from ..optimize.report import run_batched
-    from ..runtime import EngineConfig, load_engine
+    from ...runtime import EngineConfig, load_engine
+    from ..report import run_batched
 
     nncf = require("nncf", "openvino")
     ov = require("openvino", "openvino")

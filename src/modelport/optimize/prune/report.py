@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Feed, feed_batch_size, split_batches
-from ..errors import InputError
+from ...data import Feed, feed_batch_size, split_batches
+from ...errors import InputError
 
 __all__ = ["count_params", "measure", "model_sizes", "onnx_layer_rows"]
 
@@ -41,7 +41,7 @@ def onnx_layer_rows(before: Any, after: Any, pruned: Sequence[str]) -> list[dict
     """Per-layer rows (name, shapes, params, nonzero, sparsity) matched by layer name."""
     from onnx import numpy_helper
 
-    from .prune_onnx import find_layers
+    from .onnx import find_layers
 
     arrays_b = {i.name: i for i in before.graph.initializer}
     arrays_a = {i.name: i for i in after.graph.initializer}
@@ -75,7 +75,7 @@ def global_sparsity(rows: Sequence[Mapping[str, Any]]) -> float:
 
 
 def _run_all(session: Any, feed: Feed, batch: int) -> dict[str, np.ndarray]:
-    from ..runtime import run_session
+    from ...runtime import run_session
 
     parts = [run_session(session, b) for b in split_batches(feed, batch)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -97,11 +97,11 @@ def measure(
 ) -> dict[str, Any]:
     """Compare two ONNX models (original, pruned) on ``feed``: params, sizes, latency (interleaved
     with bench.compare_latency), fidelity of the pruned outputs to the original's, accuracy."""
-    from ..bench import LatencyConfig, compare_latency
-    from ..metrics import accuracy, fidelity
-    from ..runtime import make_session
-    from ..signature import Signature
-    from .report import fidelity_score
+    from ...bench import LatencyConfig, compare_latency
+    from ...metrics import accuracy, fidelity
+    from ...runtime import make_session
+    from ...signature import Signature
+    from ..report import fidelity_score
 
     sig = Signature.from_onnx(before)
     first = sig.inputs[0].shape[0] if sig.inputs and sig.inputs[0].shape else 1

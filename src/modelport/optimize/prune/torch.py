@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelportError, OptimizationError, UsageError, require
+from ...errors import ModelportError, OptimizationError, UsageError, require
 
 __all__ = ["FineTune", "prune_module", "torch_layers"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..package import ModelPackage
-from .report import OptimizeReport, eval_feed, load_labels, resolve_metric, run_batched
+from ...package import ModelPackage
+from ..report import OptimizeReport, eval_feed, load_labels, resolve_metric, run_batched
 from .sensitivity import (
     eval_batch_rows,
     group_nodes,
@@ -92,8 +92,8 @@ def smoothed_base(
     """
     import onnx
 
-    from ..runtime import SessionConfig, make_session
-    from .calibration import take_feed
+    from ...runtime import SessionConfig, make_session
+    from ..calibration import take_feed
     from .smoothing import _targets, activation_maxima, choose_alpha, smooth
 
     if config.smoothing is None:
@@ -171,8 +171,8 @@ def quantize_partial(
 ) -> Path:
     import onnx
 
-    from ..runtime import SessionConfig, make_session
-    from .quantize import _calibrate, _dynamic, _is_static, _static
+    from ...runtime import SessionConfig, make_session
+    from .core import _calibrate, _dynamic, _is_static, _static
 
     t0 = time.perf_counter()
     fp32 = onnx.load(str(pre))
@@ -245,7 +245,7 @@ def quantize_partial(
             else _dynamic(pre, out, types, keep)
         )
 
-    from ..progress import progress
+    from ...progress import progress
 
     real_trace = []
     i = 0

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Feed, split_batches
+from ...data import Feed, split_batches
 
 __all__ = [
     "activation_maxima",
@@ -62,7 +62,7 @@ def activation_stats(
     """(max |x| per last-axis channel, a random sample of rows) of each tensor over ``feed``."""
     from onnx import helper
 
-    from ..runtime import SessionConfig, make_session, run_session
+    from ...runtime import SessionConfig, make_session, run_session
 
     m = copy.deepcopy(model)
     have = {o.name for o in m.graph.output}
