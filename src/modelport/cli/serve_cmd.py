@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .options import engine_option
 from .serve_ray import RAY_OPTIONS, ray_options
 
 LAYOUT = "REPO/<model>/<version>/ (e.g. models/digits/1/model.onnx), or one package directory"
@@ -129,6 +130,12 @@ def refuse_empty_repository(repository: str) -> None:
     "--version-policy",
     default=None,
     help="latest, latest:N, all or specific:1,3. Default latest:1.",
+)
+@engine_option(
+    "The engine every model runs on, over the packages' serving sections (a model's config.json "
+    "still wins); /v2/models/NAME/config shows what ran. Default: each package's serving "
+    "section (ONNX Runtime fp32 when it names none).",
+    single=True,
 )
 @click.option("--no-warmup", is_flag=True, help="Mark models ready without a warm-up run.")
 @click.option(
@@ -294,6 +301,11 @@ def serve(
     if poll_s is None:
         refuse_empty_repository(repository)
     ray_settings = {k: model_options.pop(k) for k in RAY_OPTIONS}
+    engines = model_options.pop("engines") or ()
+    engine: dict[str, str] = {}
+    if engines and engines[0] != "package":  # package: each serving section, the default
+        name, _, precision = engines[0].partition(":")
+        engine = {"engine": name, "precision": precision or "fp32"}
     overrides = {k: v for k, v in model_options.items() if v is not None}
     if no_warmup:
         overrides["warmup"] = False
@@ -338,6 +350,7 @@ def serve(
         keep_alive_timeout_s=keep_alive_timeout_s,
         max_connections=max_connections,
         strict_readiness=strict_readiness,
+        engine=engine,
     )
     setup_logging(log_level, log_json)
 

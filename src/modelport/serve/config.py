@@ -463,6 +463,9 @@ class ServerConfig:
         should be loaded is READY and at least one is (Triton's --strict-readiness); False =
         ready once the initial load is done, whatever the models' states.
     grpc_limits: connection and stream limits of the gRPC ports (``GrpcLimits``).
+    engine: ``{"engine": ..., "precision": ...}`` for every model, over the package's serving
+        section (``modelport serve --engine``); a model's config.json still wins. Empty = each
+        package's serving section.
     """
 
     repository: Path
@@ -485,6 +488,7 @@ class ServerConfig:
     max_connections: int = 2048
     strict_readiness: bool = True
     grpc_limits: GrpcLimits = field(default_factory=GrpcLimits)
+    engine: Mapping[str, str] = field(default_factory=dict)
 
     _OPTIONAL = ("poll_s",)
 
@@ -522,3 +526,10 @@ class ServerConfig:
             raise UsageError("shutdown_grace_s must be >= 0")
         if not isinstance(self.grpc_limits, GrpcLimits):
             raise UsageError(f"grpc_limits must be a GrpcLimits, got {self.grpc_limits!r}")
+        if self.engine:
+            from ..runtime import EngineConfig
+
+            unknown = sorted(set(self.engine) - {"engine", "precision"})
+            if unknown:
+                raise UsageError(f"engine takes 'engine' and 'precision', not {unknown}")
+            EngineConfig(**self.engine)  # an unknown engine, ort + bf16: UsageError naming it

@@ -106,7 +106,10 @@ class DataPlane:
         return {
             "name": name,
             "platform": PLATFORM,
-            "backend": "onnxruntime",
+            # Triton's backend names: "openvino" when OpenVINO runs it (parameters.engine: what ran)
+            "backend": "openvino"
+            if model.session is not None and model.session.info.engine == "openvino"
+            else "onnxruntime",
             "max_batch_size": batcher.max_batch_size if batched else 0,
             "input": [
                 {

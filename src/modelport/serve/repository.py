@@ -193,10 +193,13 @@ class ModelRepository:
         metrics: Metrics | None = None,
         *,
         trust: bool = False,
+        engine: Mapping[str, Any] | None = None,
     ) -> None:
         self.root = Path(root)
         self.trust = trust  # run custom handlers shipped in packages (modelport serve --trust)
         self.defaults = defaults or ModelConfig()
+        # engine/precision over every package's serving section (serve --engine); config.json wins
+        self.engine = dict(engine or {})
         self.metrics = metrics or Metrics()
         self.single = self.root.is_file() or (self.root / MODEL_NAME).is_file()
         self.models: dict[str, ModelEntry] = {}
@@ -233,9 +236,13 @@ class ModelRepository:
     def _version_config(
         self, settings: dict[str, Any], source: str, package: ModelPackage
     ) -> ModelConfig:
-        """Defaults, then the manifest's ``serving`` section, then the model's config file."""
+        """Defaults, then the manifest's ``serving`` section, then the engine given for every
+        model (serve --engine), then the model's config file (which names engine and precision
+        as a pair over --engine: naming either keeps --engine out of that model)."""
         serving = {k: v for k, v in package.serving.items() if k != "version_policy"}
         cfg = self.defaults.merged(serving, source=str(package.path / MANIFEST_NAME))
+        if self.engine and not {"engine", "precision"} & set(settings):
+            cfg = cfg.merged(self.engine, source="--engine")
         return cfg.merged(settings, source=source)
 
     @staticmethod
@@ -360,13 +367,13 @@ class ModelRepository:
         entry.refresh_default()
         self.metrics.set_state(name, vstr, READY)
         log.info(
-            "model %s version %s is ready (batching %s, max_batch_size %s, %s, %s ORT threads)",
+            "model %s version %s is ready (batching %s, max_batch_size %s, %s, %s)",
             name,
             version,
             "on" if model.batchable else f"off: {model.batching_note}",
             batcher.max_batch_size,
             "inline" if model.inline else f"{batcher.instances} instance(s)",
-            model.threads,
+            model.session.info.label() if model.session is not None else f"{model.threads} threads",
         )
         if old is not None and old.batcher is not None:
             await self._drain(entry.name, old)

@@ -181,7 +181,7 @@ async def serve_async(
 
     metrics = Metrics()
     repository = ModelRepository(
-        config.repository, config.model_defaults, metrics, trust=config.trust
+        config.repository, config.model_defaults, metrics, trust=config.trust, engine=config.engine
     )
     plane = DataPlane(repository, metrics)
     plane.strict_readiness = config.strict_readiness
