@@ -532,4 +532,8 @@ class ServerConfig:
             unknown = sorted(set(self.engine) - {"engine", "precision"})
             if unknown:
                 raise UsageError(f"engine takes 'engine' and 'precision', not {unknown}")
-            EngineConfig(**self.engine)  # an unknown engine, ort + bf16: UsageError naming it
+            # an unknown engine, ort + bf16: UsageError naming it
+            EngineConfig(
+                engine=str(self.engine.get("engine", "ort")),
+                precision=str(self.engine.get("precision", "fp32")),
+            )
