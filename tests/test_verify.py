@@ -106,3 +106,86 @@ def test_verify_derived_package_checks_consistency_not_source_outputs(tmp_path, 
     report = verify_package(child)
     assert report.passed
     assert any("derived package (quantize)" in n for n in report.notes)
+
+
+def _even_rows_model():
+    """y = concat(x[:, :, 0::2], x[:, :, 1::2]) on the channel axis: an odd H has no parity (the
+    two halves differ in size and Concat refuses), as a detector refuses sizes not /32."""
+    from onnx import TensorProto, helper
+
+    def const(name, v):
+        return helper.make_node(
+            "Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, [1], [v])
+        )
+
+    nodes = [
+        const("ax", 2), const("s0", 0), const("s1", 1), const("end", 1 << 30), const("st", 2),
+        helper.make_node("Slice", ["x", "s0", "end", "ax", "st"], ["even"]),
+        helper.make_node("Slice", ["x", "s1", "end", "ax", "st"], ["odd"]),
+        helper.make_node("Concat", ["even", "odd"], ["y"], axis=1),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "even_rows",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "h", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 6, "h2", 4])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_sizes_the_model_itself_refuses_are_skipped_not_failed(tmp_path):
+    """Verifying an imported ONNX file: a generated size its own reference cannot run either is
+    a property of the model (skipped, with a note); a size only the converted model fails on is
+    still a failure."""
+    import onnx
+
+    from modelport.convert import ConvertConfig, Source, convert
+
+    onnx.save(_even_rows_model(), tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 4)).astype(np.float32)
+    pkg = convert(
+        Source.onnx(str(tmp_path / "m.onnx")), tmp_path / "pkg", ConvertConfig(example={"x": x})
+    ).package
+    report = verify_package(pkg)
+    skipped = [c for c in report.cases if c.skipped]
+    assert report.passed, report.failures()
+    assert skipped and all(c.input_shapes["x"][2] % 2 for c in skipped)  # h=17: odd
+    assert all(not c.input_shapes["x"][2] % 2 for c in report.cases if c.outputs)
+    assert any("skipped: the model refuses those sizes" in n for n in report.notes)
+
+    def even_reference(feed):  # a source that runs every size: the failure is the conversion's
+        v = feed["x"]
+        h = v.shape[2] - v.shape[2] % 2
+        return [np.concatenate([v[:, :, 0:h:2], v[:, :, 1:h:2]], axis=1)]
+
+    strict = verify_model(str(pkg.model_path), even_reference, {"x": x})
+    assert not strict.passed and any("ONNX Runtime failed" in f for f in strict.failures())
+
+
+def test_a_model_with_unbatched_state_verifies_without_a_source(tmp_path):
+    """A recurrent step (x [N, 4] with a state h [1, 4] -> y [N, 4], hn [1, 4]) is not batched on
+    axis 0: verify runs its feeds whole instead of stacking rows of the state."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from modelport.convert import Source, convert
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "h"], ["y"]), helper.make_node("Add", ["h", "h"], ["hn"])],
+        "step",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4]),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, 4]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4]),
+            helper.make_tensor_value_info("hn", TensorProto.FLOAT, [1, 4]),
+        ],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "s.onnx"
+    )
+    pkg = convert(Source.onnx(str(tmp_path / "s.onnx")), tmp_path / "pkg").package
+    report = verify_package(pkg)
+    assert report.passed, report.failures()
+    assert any(c.input_shapes["x"][0] > 1 for c in report.cases if c.outputs)

@@ -202,6 +202,39 @@ class Signature:
                     )
                 bound[d] = n
 
+    def batching(self) -> tuple[str | None, str]:
+        """(the batch axis name, "") when rows of several feeds may be stacked, else (None, why).
+
+        Stacking is correct only when every input has the same symbolic dim on axis 0 and every
+        output has it too (or an unnamed dynamic axis 0, which then holds one row per input row).
+        An input without it (a per-call parameter, a recurrent state, a fixed first axis) or an
+        output with another named axis 0 (e.g. a detection count) would mix one feed's values into
+        another's. The server's dynamic batching, verify's row-by-row reference and the batch
+        sizes optimize measures all follow this one rule.
+        """
+        if not self.inputs:
+            return None, "the model has no inputs"
+        for s in self.inputs:
+            if not s.shape or not isinstance(s.shape[0], str):
+                first = s.shape[0] if s.shape else "none (a scalar)"
+                return None, f"input '{s.name}' has no dynamic batch axis (its axis 0 is {first})"
+        names = {s.shape[0] for s in self.inputs}
+        if len(names) != 1:
+            detail = ", ".join(f"{s.name}: {s.shape[0]}" for s in self.inputs)
+            return None, f"the inputs have different dims on axis 0 ({detail})"
+        (name,) = names
+        assert isinstance(name, str)
+        for s in self.outputs:
+            if not s.shape or not isinstance(s.shape[0], str):
+                first = s.shape[0] if s.shape else "none (a scalar)"
+                return None, f"output '{s.name}' has no batch axis (its axis 0 is {first})"
+            if s.shape[0] != name and s.shape[0] != f"dim_{s.name}_0":  # unnamed: from_onnx
+                return (
+                    None,
+                    f"output '{s.name}' has axis 0 '{s.shape[0]}', not the batch axis '{name}'",
+                )
+        return name, ""
+
     def symbolic_dims(self) -> list[str]:
         seen: list[str] = []
         for t in self.inputs:

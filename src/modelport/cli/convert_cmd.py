@@ -249,6 +249,8 @@ def print_report(
         label = f"{c.label} [dim](vs {against(c)})[/]" if against else c.label
         if c.error:
             rows.append((label, shapes, "-", "-", "-", "-", "-", f"[red]{c.error}[/]"))
+        if c.skipped:
+            rows.append((label, shapes, "-", "-", "-", "-", "-", f"[yellow]skipped[/] {c.skipped}"))
         for o in c.outputs:
             rows.append(
                 (

@@ -40,37 +40,11 @@ def batch_axis_name(signature: Signature) -> str | None:
     return batching_plan(signature)[0]
 
 
-def _generated(dim: str, spec_name: str) -> bool:
-    """Whether a symbolic dim is one the signature reader named (the model left it unnamed)."""
-    return dim == f"dim_{spec_name}_0"
-
-
 def batching_plan(signature: Signature) -> tuple[str | None, str]:
-    """(the batch axis name, "") when requests may be merged, else (None, why not).
-
-    Merging is correct only when every input has the same symbolic dim on axis 0 and every
-    output has it too (or an unnamed dynamic axis 0, which the warm-up checks keeps one row per
-    input row). An input without it (a per-call parameter, a fixed first axis) or an output with
-    another named axis 0 (e.g. a detection count) would mix one request's values into another's.
-    """
-    if not signature.inputs:
-        return None, "the model has no inputs"
-    for s in signature.inputs:
-        if not s.shape or not isinstance(s.shape[0], str):
-            first = s.shape[0] if s.shape else "none (a scalar)"
-            return None, f"input '{s.name}' has no dynamic batch axis (its axis 0 is {first})"
-    names = {s.shape[0] for s in signature.inputs if isinstance(s.shape[0], str)}  # all, checked
-    if len(names) != 1:
-        detail = ", ".join(f"{s.name}: {s.shape[0]}" for s in signature.inputs)
-        return None, f"the inputs have different dims on axis 0 ({detail})"
-    (name,) = names
-    for s in signature.outputs:
-        if not s.shape or not isinstance(s.shape[0], str):
-            first = s.shape[0] if s.shape else "none (a scalar)"
-            return None, f"output '{s.name}' has no batch axis (its axis 0 is {first})"
-        if s.shape[0] != name and not _generated(s.shape[0], s.name):
-            return None, f"output '{s.name}' has axis 0 '{s.shape[0]}', not the batch axis '{name}'"
-    return name, ""
+    """(the batch axis name, "") when requests may be merged, else (None, why not):
+    ``Signature.batching``, the one rule for stacking rows (the warm-up then checks that an
+    unnamed output axis 0 keeps one row per input row)."""
+    return signature.batching()
 
 
 def _shared_dims(signature: Signature) -> dict[str, list[tuple[str, int]]]:
