@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Feed, feed_batch_size, generate_feed, split_batches
+from ..data import Feed, feed_batch_size, generate_feed, guess_dims, split_batches
 from ..errors import InputError, UsageError
 from ..signature import Signature
 from .calibration import DataSource, take_feed
@@ -179,8 +179,9 @@ def eval_feed(
         return take_feed(config.data, signature, config.limit), "given data"
     if samples is not None and samples[0]:
         return dict(samples[0]), "the package's stored samples"
-    dims = dict.fromkeys(signature.symbolic_dims(), 8)
-    return generate_feed(signature, dims), "generated random inputs"
+    # 8 rows at sizes a model of this kind accepts (224 x 224 images, 128-token sequences...):
+    # 8 in every dim made a detector's feature maps disagree in its Concat
+    return generate_feed(signature, guess_dims(signature, batch=8)), "generated random inputs"
 
 
 def load_labels(labels: str | os.PathLike[str] | np.ndarray | None, n: int) -> np.ndarray | None:
@@ -338,13 +339,23 @@ def _op_counts(model: Any) -> dict[str, int]:
 
 def _latency_feed(
     signature: Signature, feed: Feed, batch: int, dims: Mapping[str, int] | None
-) -> Feed:
+) -> Feed | str:
+    """The feed to time at ``batch`` rows, or why the model cannot take ``batch`` rows.
+
+    Rows are stacked only on inputs whose axis 0 is dynamic, and beyond one row only for models
+    batched on axis 0 (``Signature.batching``): a recurrent state [1, 1, 128] or an input fixed
+    to one image stays as it is.
+    """
+    stacked, why = signature.batching()
+    if batch > 1 and stacked is None:
+        return f"latency at batch {batch} not measured: {why}"
     if dims is not None:
         bdim = _batch_dim(signature)
         return generate_feed(signature, {**dict(dims), **({bdim: batch} if bdim else {})}, seed=1)
-    n = feed_batch_size(feed)
-    idx = np.arange(batch) % n
-    return {k: v[idx] if np.ndim(v) else v for k, v in feed.items()}
+    rows = {t.name for t in signature.inputs if t.shape and isinstance(t.shape[0], str)}
+    n = min((int(np.shape(feed[k])[0]) for k in rows if k in feed), default=1)
+    idx = np.arange(batch) % max(n, 1)
+    return {k: v[idx] if k in rows and np.ndim(v) else v for k, v in feed.items()}
 
 
 def _batch_dim(signature: Signature) -> str | None:
@@ -425,6 +436,9 @@ def measure(
         lcfg = LatencyConfig(warmup=3, repeats=config.repeats, threads=threads)
         for b in config.batch_sizes:
             lfeed = _latency_feed(signature, feed, b, config.latency_dims)
+            if isinstance(lfeed, str):
+                report.choices.append(lfeed)
+                continue
             st = compare_latency([("before", s_before), ("after", s_after)], lfeed, lcfg)
             row = {
                 "batch_size": b,

@@ -213,7 +213,7 @@ def _as_torch_source(model: Any) -> Any:
 def _eval_feed(
     pkg_or_sig: Any, eval_data: Mapping[str, np.ndarray] | None, notes: list[str]
 ) -> dict:
-    from ...data import conform_feed, generate_feed
+    from ...data import conform_feed, generate_feed, guess_dims
 
     sig = pkg_or_sig.signature
     if eval_data is not None:
@@ -227,7 +227,7 @@ def _eval_feed(
     notes.append(
         "no eval data given: fidelity is measured on random inputs; pass --eval for real data"
     )
-    return generate_feed(sig, {d: 8 for d in sig.symbolic_dims()})
+    return generate_feed(sig, guess_dims(sig, batch=8))
 
 
 def _prune_onnx(
