@@ -127,3 +127,34 @@ def test_minilm_on_both_engines(minilm_package, tmp_path):
         r = ref["last_hidden_state"].reshape(-1, 384)
         cos = (out * r).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(r, axis=1)
         assert cos.min() > 0.99
+
+
+def test_openvino_keeps_the_onnx_input_names_of_an_fp16_model(tmp_path):
+    """An fp16 model that keeps float32 inputs starts with a Cast: OpenVINO merges the Cast's
+    output name into the input port, and its "any" name was that one ('x' was refused)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((4, 3)).astype(np.float16), "w"
+    )
+    nodes = [
+        helper.make_node("Cast", ["x"], ["graph_input_cast_0"], to=TensorProto.FLOAT16),
+        helper.make_node("MatMul", ["graph_input_cast_0", "w"], ["h"]),
+        helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fp16",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [w],
+    )
+    path = tmp_path / "fp16.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    s = load_engine(path, EngineConfig(engine="openvino", cache_dir=""))
+    assert s.input_names == ["x"] and s.output_names == ["y"]
+    x = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        s.run({"x": x})["y"], load_engine(path).run({"x": x})["y"], atol=1e-2
+    )

@@ -28,7 +28,7 @@ VALUES = {
     "calibration": "{onnx}", "calibration_method": "entropy", "calibration_samples": "8",
     "weight_type": "uint8", "activation_type": "uint8", "per_channel": None,
     "reduce_range": None, "partial_base": "dynamic", "granularity": "layer",
-    "smoothing": "0.5", "keep_io_types": None, "rank_by": None,
+    "smoothing": "0.5", "keep_io_types": None, "rank_by": None, "engine": "ort",
     # convert
     "exporter": "dynamo", "output_names": "z", "dynamic": "x:0=batch", "static": None,
     "task": "feature-extraction", "signature_name": "serve2", "tag": "serve",

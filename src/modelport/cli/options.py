@@ -103,14 +103,14 @@ ENGINE_SPEC_HELP = (
 )
 
 
-def engine_option(help: str, single: bool = False):
+def engine_option(help: str, single: bool = False, name: str = "engines"):
     """``--engine SPEC[,SPEC...]`` as bench, verify, quantize and serve spell it: the checked
     specs (``cli.params.ENGINE_SPECS``), or None when not given."""
     from .params import ENGINE_SPEC, ENGINE_SPECS
 
     return click.option(
         "--engine",
-        "engines",
+        name,
         type=ENGINE_SPEC if single else ENGINE_SPECS,
         default=None,
         help=f"{help} {ENGINE_SPEC_HELP}.",

@@ -9,7 +9,7 @@ import click
 
 from ..errors import UsageError
 from .optimize_cmd import eval_options, make_eval_config, print_report
-from .options import output_option, refuse_inapplicable
+from .options import engine_option, output_option, refuse_inapplicable
 
 MODES = {m: f"--mode {m}" for m in ("dynamic", "static", "partial", "fp16")}
 
@@ -106,6 +106,13 @@ def applies() -> dict[str, tuple[str, ...]]:
     default=None,
     help="partial: minutes for the search; no evaluation starts after it (the best so far is kept).",
 )
+@engine_option(
+    "The engine the input and the result are measured on, and the result will be served with "
+    "(written into its serving section); not with --mode partial. Default: the input package's "
+    "serving section (ONNX Runtime when it names none).",
+    single=True,
+    name="engine",
+)
 @eval_options
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.pass_context
@@ -127,6 +134,7 @@ def quantize(
     partial_base: str | None,
     smoothing: str | None,
     time_budget: float | None,
+    engine: tuple[str, ...] | None,
     allow_mismatch: bool,
     force: bool,
     **eval_kw: Any,
@@ -140,7 +148,16 @@ def quantize(
     from ..optimize.quantize import QuantizeConfig
     from ..optimize.quantize import quantize as run
 
-    refuse_inapplicable(ctx, applies(), mode, MODES)
+    refuse_inapplicable(
+        ctx,
+        applies(),
+        mode,
+        MODES,
+        {
+            "engine": "partial's search runs on ONNX Runtime; for OpenVINO int8 within a budget use "
+            "modelport plan (ov-int8-*-partial)"
+        },  # fmt: skip
+    )
     json_file = eval_kw.pop("json_file")
     evaluation = make_eval_config(**eval_kw)
     smooth: float | str | None
@@ -175,6 +192,7 @@ def quantize(
         threads=eval_kw.get("threads") or 0,
         time_budget_s=None if time_budget is None else 60.0 * time_budget,
         allow_mismatch=allow_mismatch,
+        engine=engine[0] if engine else None,
     )
     _, report = run(package, out, dataclasses.replace(config), force=force)
     print_report(report, out, json_file)

@@ -375,8 +375,13 @@ def measure(
     samples: tuple[Feed, Feed] | None = None,
     budget: float | None = None,
     threads: int = 0,
+    engine: Any = None,
 ) -> OptimizeReport:
     """Fill ``report`` with size, latency, fidelity, metric and accuracy of ``after`` vs ``before``.
+
+    ``engine`` (a ``runtime.EngineConfig``): both models run on it (the engine the result will be
+    served with); None = ONNX Runtime. ``threads`` (when not 0) replaces the engine's threads.
+    What ran is recorded in ``report.details["engine"]``.
 
     ``before``/``after`` are paths to .onnx files. ``budget`` is the allowed metric drop (None:
     ``DEFAULT_MAX_DROP``, recorded as the default).
@@ -393,8 +398,26 @@ def measure(
     m_before = onnx.load(str(before), load_external_data=False)
     m_after = onnx.load(str(after), load_external_data=False)
     report.ops_before, report.ops_after = _op_counts(m_before), _op_counts(m_after)
-    scfg = SessionConfig(intra_op_threads=threads)
-    s_before, s_after = make_session(before, scfg), make_session(after, scfg)
+    if engine is None:
+        scfg = SessionConfig(intra_op_threads=threads)
+        s_before, s_after = make_session(before, scfg), make_session(after, scfg)
+    else:
+        import dataclasses
+
+        from ..runtime import load_engine
+
+        econf = dataclasses.replace(engine, threads=threads or engine.threads, cache_dir="")
+        s_before, s_after = load_engine(before, econf), load_engine(after, econf)
+        threads = econf.threads
+        report.details["engine"] = {
+            "before": s_before.info.to_dict(),
+            "after": s_after.info.to_dict(),
+        }
+        report.choices.append(
+            f"measured on {s_after.info.engine} {s_after.info.version} (the result ran "
+            f"{s_after.info.precision}, the input {s_before.info.precision}; "
+            f"{s_after.info.threads} thread(s))"
+        )
     feed, source = eval_feed(config, signature, samples)
     report.eval_source, report.eval_samples = source, feed_batch_size(feed)
     if source != "given data":

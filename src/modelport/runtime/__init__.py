@@ -7,6 +7,7 @@ ran; ``make_session`` / ``run_session`` (session.py) are the ONNX Runtime layer 
 from .cpu import CpuInfo, read_cpuinfo
 from .engines import (
     ENGINES,
+    PACKAGE_SPEC,
     PRECISIONS,
     EngineConfig,
     EngineInfo,
@@ -23,6 +24,7 @@ from .session import SessionConfig, available_providers, make_session, run_sessi
 __all__ = [
     "CpuInfo",
     "ENGINES",
+    "PACKAGE_SPEC",
     "PRECISIONS",
     "EngineConfig",
     "EngineInfo",

@@ -33,6 +33,7 @@ from .session import SessionConfig, make_session, run_session
 __all__ = [
     "ENGINES",
     "ENGINE_LOADERS",
+    "PACKAGE_SPEC",
     "PRECISIONS",
     "EngineConfig",
     "EngineInfo",
@@ -391,9 +392,10 @@ class OpenVINOSession:
                 self.compiled = core.compile_model(core.read_model(proto), "CPU", props)
         except Exception as exc:
             raise ModelportError(f"OpenVINO cannot load the model: {_first_line(exc)}") from exc
-        self._inputs = {p.get_any_name(): p for p in self.compiled.inputs}
+        graph_inputs, graph_outputs = _onnx_io_names(model)
+        self._inputs = {_port_name(p, graph_inputs): p for p in self.compiled.inputs}
         self.input_names = list(self._inputs)
-        self.output_names = [p.get_any_name() for p in self.compiled.outputs]
+        self.output_names = [_port_name(p, graph_outputs) for p in self.compiled.outputs]
         self._index = {n: i for i, n in enumerate(self.output_names)}
         self._local = threading.local()
         threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS")) or _cores()
@@ -454,6 +456,34 @@ class OpenVINOSession:
                 raise InputError(f"the model rejected the inputs: {msg}") from exc
             raise ModelportError(f"OpenVINO failed while running the model: {msg}") from exc
         return {n: np.array(result[self._index[n]], copy=True) for n in names}
+
+
+def _onnx_io_names(model: Any) -> tuple[set[str], set[str]]:
+    """The ONNX graph's input and output names (without its weights)."""
+    import onnx
+
+    try:
+        if isinstance(model, str | os.PathLike):
+            proto = onnx.load(str(model), load_external_data=False)
+        elif isinstance(model, bytes):
+            proto = onnx.load_from_string(model)
+        else:
+            proto = model
+        inits = {i.name for i in proto.graph.initializer}
+        return (
+            {i.name for i in proto.graph.input if i.name not in inits},
+            {o.name for o in proto.graph.output},
+        )
+    except Exception:  # the port's own name then
+        return set(), set()
+
+
+def _port_name(port: Any, graph_names: set[str]) -> str:
+    """The ONNX name of an OpenVINO port: a port carries every name of the tensor, and its
+    "any" name can be one OpenVINO merged in (e.g. the output of a Cast right after the input,
+    as in an fp16 model that keeps float32 inputs), which a caller's feed does not use."""
+    names = set(port.get_names()) & graph_names
+    return min(names) if names else port.get_any_name()
 
 
 def _first_line(exc: BaseException) -> str:

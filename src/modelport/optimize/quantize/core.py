@@ -42,6 +42,8 @@ FIELD_MODES: dict[str, tuple[str, ...]] = {
     "rank_by": ("partial",),
     "smoothing": ("dynamic", "partial"),
     "keep_io_types": ("fp16",),
+    # partial's search measures every candidate on ONNX Runtime: its budget holds there only
+    "engine": ("dynamic", "static", "fp16"),
 }
 WEIGHT_TYPES = ("int8", "uint8")
 
@@ -132,7 +134,11 @@ class QuantizeConfig:
     allow_mismatch: write the result even when it fails onnx.checker (the report records it);
         without it such a result is refused (VerificationError) and nothing is written.
     evaluation: how results are measured (eval data, labels, metric, latency batch sizes).
-    threads: ONNX Runtime intra-op threads for measurement (0: ORT's default).
+    threads: threads for measurement (0: the engine's default, or the serving section's).
+    engine: the engine the result is measured on and will be served with: "ort", "openvino",
+        "openvino:bf16" (then written into the new package's serving section), or "package"/None:
+        the input package's serving section (ONNX Runtime when it names none). Not for partial,
+        whose search runs on ONNX Runtime.
     time_budget_s: partial: seconds for the search; no evaluation starts after it and the best
         result found by then is kept (None: no limit).
     """
@@ -157,10 +163,29 @@ class QuantizeConfig:
     threads: int = 0
     time_budget_s: float | None = None
     allow_mismatch: bool = False
+    engine: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UsageError(f"mode '{self.mode}' is not one of {list(MODES)}")
+        if self.engine is not None:
+            from ...runtime import PACKAGE_SPEC, engine_config
+
+            if self.mode not in FIELD_MODES["engine"]:
+                raise UsageError(
+                    "engine applies to dynamic, static and fp16: partial's search measures its "
+                    "candidates on ONNX Runtime (for an OpenVINO int8 model within a budget, "
+                    "modelport plan measures ov-int8-*-partial)"
+                )
+            if self.engine != PACKAGE_SPEC:
+                chosen = engine_config(self.engine)  # unknown engine / precision: UsageError
+                if self.mode == "dynamic" and chosen.engine == "openvino":
+                    raise UsageError(
+                        f"engine '{self.engine}' with mode dynamic: OpenVINO runs ONNX Runtime's "
+                        "dynamic int8 ops (DynamicQuantizeLinear, MatMulInteger) in float (read "
+                        "back: fp32), so the int8 would be lost; use mode static (QDQ, which "
+                        "OpenVINO runs in int8) or modelport plan's ov-int8 candidates"
+                    )
         if self.calibration_method not in CALIBRATION_METHODS:
             raise UsageError(
                 f"calibration_method '{self.calibration_method}' is not one of "
@@ -332,6 +357,7 @@ def quantize(
 
         qmodel = onnx.load(str(result))
         check_result(qmodel, report, config.allow_mismatch)
+        engine = _measurement_engine(config, pkg, report)
         measure(
             src,
             result,
@@ -341,16 +367,50 @@ def quantize(
             samples=pkg.samples(),
             budget=config.max_drop,
             threads=config.threads,
+            engine=engine,
         )
+        _warn_float_int8(config, report)
         report.seconds = time.perf_counter() - t0
+        parent = pkg
+        if config.engine not in (None, "package") and engine is not None:
+            # the engine it was measured on is the one it will be served with
+            serving = {**pkg.serving, "engine": engine.engine, "precision": engine.precision}
+            parent = dataclasses.replace(pkg, manifest={**pkg.manifest, "serving": serving})
         new_pkg = derive_package(
-            pkg,
+            parent,
             qmodel,
             out,
             {"step": "quantize", "mode": config.mode, "report": report.to_dict()},
             force=force,
         )
     return new_pkg, report
+
+
+def _measurement_engine(config: QuantizeConfig, pkg: ModelPackage, report: OptimizeReport) -> Any:
+    """The EngineConfig the input and the result are measured on (None: ONNX Runtime, partial)."""
+    from ...runtime import engine_config
+
+    serving = pkg.serving
+    if config.mode == "partial":
+        named = serving.get("engine", "ort")
+        if named != "ort":
+            report.warnings.append(
+                f"measured on ONNX Runtime (partial's search runs there), but the package's "
+                f"serving section names {named} {serving.get('precision', 'fp32')}: check the "
+                "result there with modelport verify/bench --engine package"
+            )
+        return None
+    return engine_config(config.engine or "package", serving)
+
+
+def _warn_float_int8(config: QuantizeConfig, report: OptimizeReport) -> None:
+    """An int8 result that the engine ran without int8 kernels gains nothing from int8."""
+    after = (report.details.get("engine") or {}).get("after") or {}
+    if config.mode != "fp16" and after and "int8" not in str(after.get("precision")):
+        report.warnings.append(
+            f"{after.get('engine')} ran the int8 model in {after.get('precision')} (read back from "
+            "the engine: no int8 kernels for these ops), so int8 brings no speed here"
+        )
 
 
 def _is_static(config: QuantizeConfig) -> bool:
