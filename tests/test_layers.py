@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "deploy": 4,
     # the command line
     "cli": 5,
+    "__main__": 5,  # python -m modelport: the command line
 }
 
 # Debts: imports that break a rule today, each with the reason it is tolerated. The test fails
