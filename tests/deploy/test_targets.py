@@ -211,14 +211,22 @@ def test_cli(tmp_path, pkg, capsys):
     assert main(["package", str(pkg.path), "--target", "nope", "-o", str(tmp_path / "x")]) == 2
 
 
-def test_triton_says_it_drops_the_processing(tiny_onnx, tmp_path):
+def test_triton_carries_the_processing_but_not_a_custom_handler(tiny_onnx, tmp_path):
     from modelport.convert import ConvertConfig, Source, convert
     from modelport.processing.config import ProcessingConfig
 
     cfg = ConvertConfig(processing=ProcessingConfig(labels=("a", "b", "c")))
     labelled = convert(Source.onnx(str(tiny_onnx)), tmp_path / "labelled", cfg).package
-    assert labelled.manifest.get("processing")
     r = package_for(labelled, "triton", tmp_path / "triton")
-    assert any("NOT carried" in n for n in r.notes), r.notes
-    plain = package_for(ModelPackage.load(tiny_onnx), "triton", tmp_path / "triton2")
-    assert not any("NOT carried" in n for n in plain.notes)
+    assert any("is an ensemble carrying the package's processing" in n for n in r.notes), r.notes
+    assert (tmp_path / "triton" / "labelled_postprocess" / "1" / "model.py").is_file()
+    (tmp_path / "h.py").write_text(
+        "class H:\n    def postprocess(self, outputs):\n        return outputs\n"
+    )
+    cfg = ConvertConfig(processing=ProcessingConfig(handler=f"{tmp_path}/h.py:H"))
+    handled = convert(Source.onnx(str(tiny_onnx)), tmp_path / "handled", cfg).package
+    r = package_for(handled, "triton", tmp_path / "triton2")
+    assert any("custom handler is NOT carried" in n for n in r.notes), r.notes
+    assert sorted(p.name for p in (tmp_path / "triton2").iterdir()) == ["handled"]
+    plain = package_for(ModelPackage.load(tiny_onnx), "triton", tmp_path / "triton3")
+    assert plain.notes == []

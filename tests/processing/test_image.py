@@ -184,3 +184,19 @@ def test_torchserve_target_carries_the_image_processing(tmp_path, digits_image_p
         manifest = json.loads(z.read("modelport.json"))
     assert "processing/labels.txt" in names and manifest["processing"]["pre"][0]["kind"] == "image"
     assert any("handler ran on a sample image: outputs match" in c for c in r.checks)
+
+
+def test_triton_target_carries_the_image_processing(tmp_path, digits_image_package, digits_data):
+    from modelport.deploy import package_for
+    from modelport.deploy.triton_ensemble import run_ensemble
+
+    pkg = modelport.ModelPackage.load(digits_image_package)
+    r = package_for(pkg, "triton", tmp_path / "triton")
+    assert any("ensemble ran on a sample (image in" in c for c in r.checks), r.checks
+    images = pngs(digits_data[2][:6])
+    request = np.empty((6, 1), dtype=object)
+    request[:, 0] = images
+    got = run_ensemble(tmp_path / "triton", "digits", {"image": request})
+    ref = modelport.load(pkg)({"image": images})
+    assert list(got["label"][:, 0]) == list(ref["label"])
+    assert np.allclose(got["score"][:, 0], ref["score"], atol=1e-5)

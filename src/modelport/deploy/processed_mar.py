@@ -23,7 +23,7 @@ from ..errors import UsageError, VerificationError
 from ..package import PROCESSING_DIR, ModelPackage
 from ..processing import Pipeline, Processing
 
-__all__ = ["check_processed_mar", "stage_processing"]
+__all__ = ["check_processed_mar", "sample_input", "stage_processing"]
 
 
 def stage_processing(pkg: ModelPackage, tmp: Path) -> Path | None:
@@ -44,8 +44,8 @@ def stage_processing(pkg: ModelPackage, tmp: Path) -> Path | None:
     return extra
 
 
-def _sample(pipe: Pipeline) -> bytes:
-    step = pipe.processing.pre[0] if pipe.processing.pre else None
+def sample_input(step: Any) -> bytes:
+    """A sample for a pre-processing step: a random PNG of its size for ``image``, else a text."""
     if step is not None and step.kind == "image":
         from ..processing.image import encode_png
 
@@ -61,7 +61,7 @@ def check_processed_mar(mar: Path, pkg: ModelPackage) -> str:
     import importlib.util
 
     expected_pipe = Pipeline.load(pkg)
-    body = _sample(expected_pipe)
+    body = sample_input(expected_pipe.processing.pre[0] if expected_pipe.processing.pre else None)
     name = expected_pipe.signature.input_names[0]
     expected = expected_pipe({name: [body]})
     with tempfile.TemporaryDirectory() as d, zipfile.ZipFile(mar) as z:

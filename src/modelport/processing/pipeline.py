@@ -312,7 +312,12 @@ class Pipeline:
         for rt in self._tokenizers:
             full.update(rt.collate(feed))
         graph_feed = {n: full[n] for n in self.graph_inputs}
-        env: dict[str, np.ndarray] = {**graph_feed, **run_graph(graph_feed)}
+        return self.postprocess({**graph_feed, **run_graph(graph_feed)})
+
+    def postprocess(self, graph_env: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The post steps (and a handler's postprocess) over the graph's collated inputs and
+        outputs (at least ``post_reads``) -> the answer's outputs."""
+        env: dict[str, np.ndarray] = dict(graph_env)
         for i, step in enumerate(self.processing.post):
             env.update(POST[step.kind](step, env, self._labels.get(i)))
         if self.handler is not None and hasattr(self.handler, "postprocess"):
@@ -321,6 +326,22 @@ class Pipeline:
                 raise InputError("the handler's postprocess must return a dict of name -> array")
             env.update(result)
         return {n: env[n] for n in self.output_names}
+
+    @property
+    def post_reads(self) -> list[str]:
+        """The graph inputs and outputs that ``postprocess`` reads (a step's input or mask that no
+        earlier step made, and the answer's outputs that no step makes)."""
+        made: set[str] = set()
+        reads: list[str] = []
+        for step in self.processing.post:
+            for name in (step.input, getattr(step, "mask", None)):
+                if name and name not in made and name not in reads:
+                    reads.append(name)
+            made.update(
+                (step.label_output, step.score_output) if isinstance(step, TopK) else (step.output,)
+            )
+        reads += [n for n in self.output_names if n not in made and n not in reads]
+        return reads
 
     # --- for Python callers -----------------------------------------------------------------
 
