@@ -157,3 +157,23 @@ def make_repo(root: Path) -> Path:
     write(string_model(), root / "text" / "1", "text")
     write(fixed_model(), root / "fixed" / "1", "fixed")
     return root
+
+
+LABELS = ("cat", "dog", "bird")
+
+
+def labelled_mlp(out: Path, top_k: int = 2) -> Path:
+    """The mlp as a package with class labels (processing: softmax + top-k): its answer is
+    ``label``/``score`` [batch, top_k]; the bare graph is served as NAME_raw."""
+    import tempfile
+
+    import onnx
+
+    from modelport.convert import ConvertConfig, Source, convert
+    from modelport.processing.config import ProcessingConfig
+
+    cfg = ConvertConfig(processing=ProcessingConfig(labels=LABELS, top_k=top_k))
+    with tempfile.TemporaryDirectory() as d:
+        onnx.save(mlp_model()[0], Path(d) / "mlp.onnx")
+        convert(Source.onnx(str(Path(d) / "mlp.onnx")), out, cfg)
+    return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.serve.compat_server import running_server, server_config
-from tests.serve.models import make_repo, mlp_model
+from tests.serve.models import labelled_mlp, make_repo, mlp_model
 
 pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
 grpc = pytest.importorskip("grpc")
@@ -33,6 +33,7 @@ def channel(tmp_path_factory):
     (root / "mlp" / "config.json").write_text(
         json.dumps({"version_policy": "all", "version_labels": {"stable": 1, "canary": 2}})
     )
+    labelled_mlp(root / "animals" / "1")
     with running_server(server_config(root, tfserving_grpc_port=0)) as info:
         assert info["tfserving_grpc_port"]
         with grpc.insecure_channel(f"127.0.0.1:{info['tfserving_grpc_port']}") as ch:
@@ -177,14 +178,55 @@ def test_errors_carry_grpc_codes(stub, kwargs, code):
     assert info.value.code() == getattr(grpc.StatusCode, code), info.value.details()
 
 
-def test_classify_is_unimplemented(stub):
+def classify_request(name, rows, context=None):
     from tensorflow_serving.apis import classification_pb2
 
     req = classification_pb2.ClassificationRequest()
-    req.model_spec.name = "mlp"
+    req.model_spec.name = name
+    examples = req.input.example_list.examples
+    if context is not None:
+        req.input.example_list_with_context.context.features.feature[context[0]].float_list.value.extend(context[1])  # fmt: skip
+        examples = req.input.example_list_with_context.examples
+    for row in rows:
+        ex = examples.add()
+        for key, values in row.items():
+            ex.features.feature[key].float_list.value.extend(values)
+    return req
+
+
+def test_classify_answers_the_labels(stub, tmp_path):
+    import modelport
+
+    reply = stub.Classify(classify_request("animals", [{"x": r} for r in X]), timeout=30)
+    assert reply.model_spec.name == "animals" and reply.model_spec.version.value == 1
+    got = [[(c.label, c.score) for c in cl.classes] for cl in reply.result.classifications]
+    ref = modelport.load(labelled_mlp(tmp_path / "ref"))({"x": X})
+    assert len(got) == len(X) and all(len(row) == 2 for row in got)
+    assert [[label for label, _ in row] for row in got] == [
+        [v.decode() for v in row] for row in ref["label"]
+    ]
+    np.testing.assert_allclose([[s for _, s in row] for row in got], ref["score"], atol=1e-6)
+    assert all(row[0][1] >= row[1][1] for row in got)  # best first
+    # the context's features go into every example
+    with_context = stub.Classify(classify_request("animals", [{}, {}], ("x", X[0])), timeout=30)
+    second = with_context.result.classifications[1].classes
+    assert [c.label for c in second] == [label for label, _ in got[0]]
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "code", "message"),
+    [
+        ("mlp", [{"x": X[0]}], "UNIMPLEMENTED", "class labels"),
+        ("animals", [{"x": X[0][:3]}], "INVALID_ARGUMENT", ""),
+        ("animals", [{"z": X[0]}], "INVALID_ARGUMENT", "not an input of this model"),
+        ("animals", [], "INVALID_ARGUMENT", ""),
+    ],
+)
+def test_classify_errors(stub, name, rows, code, message):
     with pytest.raises(grpc.RpcError) as info:
-        stub.Classify(req, timeout=30)
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        stub.Classify(classify_request(name, rows), timeout=30)
+    assert info.value.code() == getattr(grpc.StatusCode, code), info.value.details()
+    assert message in info.value.details()
 
 
 def test_without_the_package_the_port_stays_closed_and_the_log_says_why(

@@ -1,6 +1,12 @@
 """TensorFlow Serving's gRPC API on its own port: ``tensorflow.serving.PredictionService``
-(Predict, GetModelMetadata) and ``tensorflow.serving.ModelService`` (GetModelStatus), wire-
-compatible with the official client (pip tensorflow-serving-api).
+(Predict, Classify, GetModelMetadata) and ``tensorflow.serving.ModelService`` (GetModelStatus),
+wire-compatible with the official client (pip tensorflow-serving-api).
+
+Classify answers for models with class labels (``label``/``score`` outputs: a package converted
+with ``--label-file`` or a Hugging Face classifier), like the REST ``:classify``: each
+``tf.Example``'s features are the model's inputs by name (``bytes_list`` for BYTES inputs such as
+a text or an image file, ``float_list``/``int64_list`` for tensors, a row's values in row-major
+order); the context's features are added to every example.
 
 The generated stubs come from the tensorflow-serving-api package, which imports tensorflow (about
 7 s and 600 MB on first import), so they are imported only when this port is turned on, in a
@@ -30,13 +36,21 @@ from ..http.tfserving import (
     SIGNATURE_NAME,
     TF_DTYPES,
     check_signature_name,
+    classify_result,
+    decode_classify,
     model_status,
     resolve_version,
     signature_def_map,
 )
 from ..types import InferenceRequest, RequestedOutput, Tensor, numpy_dtype
 
-__all__ = ["build_tfserving_server", "load_stubs", "numpy_to_tensor", "tensor_to_numpy"]
+__all__ = [
+    "build_tfserving_server",
+    "examples_to_json",
+    "load_stubs",
+    "numpy_to_tensor",
+    "tensor_to_numpy",
+]
 
 log = logging.getLogger("modelport.serve")
 
@@ -64,6 +78,7 @@ def load_stubs() -> SimpleNamespace:
     from google.protobuf import json_format
     from tensorflow.core.framework import tensor_pb2, types_pb2
     from tensorflow_serving.apis import (
+        classification_pb2,
         get_model_metadata_pb2,
         get_model_status_pb2,
         model_service_pb2_grpc,
@@ -78,6 +93,7 @@ def load_stubs() -> SimpleNamespace:
         metadata_pb2=get_model_metadata_pb2,
         status_pb2=get_model_status_pb2,
         predict_pb2=predict_pb2,
+        classification_pb2=classification_pb2,
         model_grpc=model_service_pb2_grpc,
         prediction_grpc=prediction_service_pb2_grpc,
     )
@@ -155,6 +171,49 @@ def numpy_to_tensor(arr: np.ndarray, datatype: str, stubs: SimpleNamespace) -> A
     return tp
 
 
+def examples_to_json(request_input: Any, specs: Any) -> dict[str, Any]:
+    """A ClassificationRequest's ``input`` (tf.Examples, with or without context) as the REST
+    classify body ``{"examples": [...], "context": {...}}``: BYTES features as ``{"b64": ...}``,
+    numbers reshaped to the input's per-example shape when it is fixed."""
+    import base64
+
+    def value(name: str, feature: Any) -> Any:
+        kind = feature.WhichOneof("kind")
+        if kind == "bytes_list":
+            values: list[Any] = [
+                {"b64": base64.b64encode(v).decode("ascii")} for v in feature.bytes_list.value
+            ]
+        elif kind == "float_list":
+            values = list(feature.float_list.value)
+        elif kind == "int64_list":
+            values = list(feature.int64_list.value)
+        else:
+            raise InputError(f"feature '{name}' has no values", input=name)
+        spec = specs.get(name)
+        if spec is None:
+            raise InputError(
+                f"feature '{name}' is not an input of this model; its inputs are {list(specs)}",
+                input=name,
+            )
+        row = tuple(spec[1][1:])
+        if row == () and len(values) == 1:
+            return values[0]
+        if row and all(d > 0 for d in row) and math.prod(row) == len(values):
+            return np.asarray(values, dtype=object).reshape(row).tolist()
+        return values
+
+    def features(example: Any) -> dict[str, Any]:
+        return {k: value(k, f) for k, f in example.features.feature.items()}
+
+    kind = request_input.WhichOneof("kind")
+    if kind == "example_list":
+        return {"examples": [features(e) for e in request_input.example_list.examples]}
+    if kind == "example_list_with_context":
+        lc = request_input.example_list_with_context
+        return {"examples": [features(e) for e in lc.examples], "context": features(lc.context)}
+    raise InputError("the ClassificationRequest has no input examples")
+
+
 # --- the servicers --------------------------------------------------------------------------
 
 
@@ -224,7 +283,23 @@ def _servicers(plane: DataPlane, stubs: SimpleNamespace) -> tuple[Any, Any]:
                 await fail(context, exc)
 
         async def Classify(self, request, context):  # noqa: N802
-            await fail(context, UnsupportedError("Classify needs tf.Example; use Predict"))
+            try:
+                name, version = which(request.model_spec)
+                check_signature_name(request.model_spec.signature_name)
+                specs = plane.served_model(name, version).input_specs
+                doc = examples_to_json(request.input, specs)
+                response = await plane.infer(decode_classify(plane, name, version, doc))
+                reply = stubs.classification_pb2.ClassificationResponse()
+                answered_spec(reply.model_spec, name, response.model_version)
+                for row in classify_result(response):
+                    classes = reply.result.classifications.add()
+                    for label, score in row:
+                        classes.classes.add(label=label, score=score)
+                return reply
+            except Exception as exc:
+                if not isinstance(exc, ModelportError):
+                    log.exception("unexpected error in TF Serving Classify")
+                await fail(context, exc)
 
         async def Regress(self, request, context):  # noqa: N802
             await fail(context, UnsupportedError("Regress needs tf.Example; use Predict"))

@@ -393,19 +393,24 @@ def decode_classify(plane: DataPlane, name: str, version: str | None, doc: Any) 
     return request
 
 
-def encode_classify(response: InferenceResponse) -> bytes:
-    """``{"result": [[[label, score], ...], ...]}``: per example, its classes best first."""
+def classify_result(response: InferenceResponse) -> list[list[tuple[str, float]]]:
+    """Per example, its (label, score) classes best first (REST :classify and gRPC Classify)."""
     outs = {t.name: t.data for t in response.outputs}
     labels, scores = outs["label"], np.asarray(outs["score"], dtype=np.float64)
     if labels.ndim == 1:
         labels, scores = labels[:, None], scores[:, None]
-    result = [
+    return [
         [
-            [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x), float(s)]
+            (x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x), float(s))
             for x, s in zip(row_l, row_s, strict=True)
         ]
         for row_l, row_s in zip(labels.tolist(), scores.tolist(), strict=True)
     ]
+
+
+def encode_classify(response: InferenceResponse) -> bytes:
+    """``{"result": [[[label, score], ...], ...]}``: per example, its classes best first."""
+    result = [[[label, score] for label, score in row] for row in classify_result(response)]
     return orjson.dumps({"result": result})
 
 
