@@ -24,6 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SLOW_FIXTURES = {"minilm_dir", "minilm_package", "digits_cnn", "digits_package", "digits_data"}
 SLOW_MODULES = {
     "tests/cli/test_convert_cli.py",  # torch.onnx exports
+    "tests/convert/test_hf_image.py",  # a ViT exported with torch.onnx
     "tests/convert/test_input_binding.py",
     "tests/convert/test_torch.py",
     "tests/optimize/test_prune_torch.py",

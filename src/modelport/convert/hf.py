@@ -1,7 +1,8 @@
 """Hugging Face transformers models from a local directory (never downloads).
 
-Tasks: "feature-extraction" (output ``last_hidden_state``) and "text-classification" (``logits``);
-the task is inferred from the config's architectures when not given. Inputs are the tokenizer's
+Tasks: "feature-extraction" (output ``last_hidden_state``), "text-classification" (``logits``)
+and "image-classification" (``pixel_values`` -> ``logits``, e.g. ViT); the task is inferred from
+the config's architectures when not given. Inputs are the tokenizer's
 (input_ids, attention_mask and token_type_ids when the model has token types), with dynamic
 ``batch`` and ``sequence`` dims. Example inputs are real tokenized sentences when a tokenizer is
 present; verification also covers sequence lengths 16 and 128 (within the model's maximum).
@@ -12,6 +13,11 @@ Text processing travels in the package when the directory has a fast tokenizer: 
 ``modules.json`` / ``1_Pooling/config.json``) for embedding models, or softmax and ``id2label``
 labels for classifiers. It is verified text-in -> answer-out against sentence-transformers'
 ``encode`` (or the source model with the transformers tokenizer); a mismatch fails the conversion.
+
+An image classifier's processing comes from its ``preprocessor_config.json`` (decode, resize,
+crop, rescale, normalize: ``processing.image.from_hf_image_processor``) and its ``id2label``
+(softmax, top-k labels): a PNG or JPEG in, ``label``/``score`` out, verified image-in -> label-out
+against the transformers image processor and the source model on seeded random images.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from .torch import export_with_fallback, torch_reference, torch_versions
 TASKS = {
     "feature-extraction": ("AutoModel", "last_hidden_state"),
     "text-classification": ("AutoModelForSequenceClassification", "logits"),
+    "image-classification": ("AutoModelForImageClassification", "logits"),
 }
 
 SAMPLE_SENTENCES = [
@@ -45,6 +52,8 @@ def _infer_task(config: Any) -> str:
     archs = " ".join(getattr(config, "architectures", None) or [])
     if "SequenceClassification" in archs:
         return "text-classification"
+    if "ImageClassification" in archs:
+        return "image-classification"
     return "feature-extraction"
 
 
@@ -70,6 +79,8 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
     if task not in TASKS:
         raise UsageError(f"task '{task}' is not supported; choose one of {sorted(TASKS)}")
     auto_name, output_name = TASKS[task]
+    if task == "image-classification":
+        return _convert_image_classifier(path, hf_config, config)
     try:
         model = getattr(transformers, auto_name).from_pretrained(
             str(path), local_files_only=True, attn_implementation="eager"
@@ -394,3 +405,169 @@ def _check_classifier(
     if report.get("max_abs_score_diff", 0.0) > 1e-4:
         report["passed"] = False
     return report
+
+
+# --- image classification -------------------------------------------------------------------
+
+IMAGE_CHECK_IMAGES = 12  # seeded random images of several sizes for the image-in -> label check
+
+
+def _sample_images(n: int, seed: int = 0) -> list[Any]:
+    """``n`` RGB PIL images of varied sizes and smooth random content (seeded)."""
+    Image = require("PIL.Image", "serve")
+
+    rng = np.random.default_rng(seed)
+    sizes = [(48, 64), (96, 80), (33, 41), (128, 128), (70, 200), (224, 224)]
+    images = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        coarse = rng.integers(0, 256, size=(max(h // 8, 2), max(w // 8, 2), 3), dtype=np.uint8)
+        img = Image.fromarray(coarse).resize((w, h), Image.BILINEAR)  # smooth, not pure noise
+        noise = rng.integers(-12, 13, size=(h, w, 3))
+        arr = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+        images.append(Image.fromarray(arr))
+    return images
+
+
+def _convert_image_classifier(path: Path, hf_config: Any, config: ConvertConfig) -> Exported:
+    """An HF image classifier (``pixel_values`` -> ``logits``) with its image processing and
+    labels; see the module docstring."""
+    import copy
+    import json
+
+    import torch
+
+    from ..processing.image import from_hf_image_processor
+
+    transformers = require("transformers", "torch")
+    pp_file = path / "preprocessor_config.json"
+    if not pp_file.is_file():
+        raise ConversionError(
+            f"'{path}' has no preprocessor_config.json: an image classifier needs its image "
+            "processor's settings (resize, crop, normalization) to carry its processing",
+            path=str(path),
+        )
+    try:
+        step = from_hf_image_processor(json.loads(pp_file.read_text()), "pixel_values")
+        # the PIL-based processor, the one whose resizing our Pillow steps reproduce
+        pil = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {}
+        processor = transformers.AutoImageProcessor.from_pretrained(
+            str(path), local_files_only=True, **(pil or {"use_fast": False})
+        )
+        model = transformers.AutoModelForImageClassification.from_pretrained(
+            str(path), local_files_only=True, attn_implementation="eager"
+        )
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise ConversionError(
+            f"cannot load the image classifier in '{path}': {exc}", path=str(path)
+        ) from exc
+    model.eval()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values):  # noqa: ANN001
+            return self.inner(pixel_values=pixel_values, return_dict=True).logits
+
+    wrapper = Wrapper(model).eval()
+    reference_module = copy.deepcopy(wrapper)
+    names = ["pixel_values"]
+    if config.example is not None:
+        feed = {k: np.asarray(v, dtype=np.float32) for k, v in config.example.items()}
+    else:
+        pixels = processor(images=_sample_images(2), return_tensors="np")["pixel_values"]
+        feed = {"pixel_values": np.asarray(pixels, dtype=np.float32)}
+    cfg = dataclasses.replace(
+        config,
+        dynamic={"pixel_values": {0: "batch"}, **config.dynamic},
+        output_names=config.output_names or ("logits",),
+    )
+    proto, exporter, _, report, dyn, notes = export_with_fallback(
+        wrapper, reference_module, cfg, feed, names, verify_config=config.verify
+    )
+    processing, files = _image_processing(
+        step,
+        hf_config,
+        processor,
+        proto,
+        config,
+        torch_reference(copy.deepcopy(reference_module), names),
+    )
+    weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
+    prov = {
+        "source_kind": "hf",
+        "source_path": str(path),
+        "source_sha256": file_sha256(path / weights[0]) if weights else None,
+        "frameworks": torch_versions(),
+        "exporter": exporter,
+        "task": "image-classification",
+        "architecture": (getattr(hf_config, "architectures", None) or ["?"])[0],
+        "image_size": list(step.crop or step.size),
+    }
+    return Exported(
+        proto,
+        torch_reference(reference_module, names),
+        feed,
+        dyn,
+        prov,
+        exporter,
+        notes,
+        verify_config=config.verify,
+        report=report,
+        processing=processing,
+        processing_files=files,
+    )
+
+
+def _image_processing(
+    step: Any, hf_config: Any, processor: Any, proto: Any, config: ConvertConfig, reference: Any
+) -> tuple[Any, dict[str, bytes]]:
+    """Image decode + the processor's resize/normalize, softmax, top-k labels from ``id2label``;
+    checked image-in -> label-out against the transformers processor + the source model."""
+    from ..errors import VerificationError
+    from ..processing import Processing, Softmax, TopK
+    from ..processing.image import encode_png
+    from ..processing.verify import compare_labels, failure_message, staged_pipeline
+    from ..signature import Signature
+
+    id2label = dict(getattr(hf_config, "id2label", None) or {})
+    n = int(getattr(hf_config, "num_labels", len(id2label)) or len(id2label))
+    labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+    files = {LABELS_FILE: "\n".join(labels).encode("utf-8")}
+    k = min(config.processing.top_k if config.processing else 1, n)
+    processing = Processing(
+        pre=(step,),
+        post=(Softmax("logits", "probabilities"), TopK(LABELS_FILE, "probabilities", k=k)),
+        outputs=("label", "score"),
+    )
+    images = _sample_images(IMAGE_CHECK_IMAGES, seed=1)
+    pngs = [encode_png(np.asarray(img)) for img in images]
+    pixels = processor(images=images, return_tensors="np")["pixel_values"]
+    logits = np.asarray(reference({"pixel_values": np.asarray(pixels, np.float32)})[0], np.float64)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    with staged_pipeline(processing, files, proto, Signature.from_onnx(proto)) as pipe:
+        ours = pipe({step.input: pngs})
+    top_label = ours["label"] if k == 1 else ours["label"][:, 0]
+    top_score = ours["score"] if k == 1 else ours["score"][:, 0]
+    report = compare_labels(
+        top_label, [labels[int(i)] for i in probs.argmax(axis=1)], top_score, probs.max(axis=1)
+    )
+    report["images"] = len(pngs)
+    report["reference"] = "transformers image processor (PIL) + source model + softmax"
+    if report.get("max_abs_score_diff", 0.0) > 1e-4:
+        report["passed"] = False
+    if not report["passed"] and not config.allow_mismatch:
+        raise VerificationError(
+            failure_message(
+                "image processing",
+                report,
+                "Nothing was written; pass --allow-mismatch to write the package anyway.",
+            ),
+            report=None,
+        )
+    return dataclasses.replace(processing, verification=report), files
