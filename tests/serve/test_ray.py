@@ -8,6 +8,7 @@ never replaces a working model. (The checks that need no cluster: test_ray_check
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.serve.compat_server import running_server, server_config
-from tests.serve.models import int64_model, mlp_model, write
+from tests.serve.models import int64_model, labelled_mlp, mlp_model, write
 
 pytestmark = [pytest.mark.timeout(420), pytest.mark.slow]
 
@@ -322,3 +323,53 @@ def test_app_builder_for_serve_config_files(deployed, repo):
         app_builder({"replicas": 1})
     with pytest.raises(UsageError, match="unknown serving setting"):
         app_builder({"repository": str(repo), "max_batch": 4})
+
+
+def test_labels_and_the_raw_graph_like_the_single_process_server(deployed, repo, tmp_path):
+    """A model with processing (class labels): its answer, its bare graph ``animals_raw`` with
+    the V2 classification extension (labels named), TF Serving's :classify, byte for byte as the
+    single-process server answers them. (Deployed as an update in place, one replica each.)"""
+    import dataclasses
+
+    from modelport.serve.config import ModelConfig
+    from modelport.serve.ray.runner import deploy
+
+    config, info = deployed
+    new = tmp_path / "repo"
+    shutil.copytree(repo, new)
+    labelled_mlp(new / "animals" / "1")
+    updated = deploy(new, dataclasses.replace(config, replicas=1), timeout_s=240)
+    assert updated["models"] == ["animals", "broken", "ints", "mlp"]
+    x = {"name": "x", "shape": [2, 4], "datatype": "FP32", "data": X.ravel().tolist()}
+    calls = [
+        ("GET", "/v2/models/animals", None),
+        ("GET", "/v2/models/animals_raw", None),
+        ("GET", "/v2/models/animals_raw/ready", None),
+        ("POST", "/v2/models/animals/infer", {"inputs": [x]}),
+        ("POST", "/v2/models/animals_raw/infer", {"inputs": [x]}),
+        ("POST", "/v2/models/animals_raw/infer", {"inputs": [x], "outputs": [{"name": "y", "parameters": {"classification": 3}}]}),
+        ("POST", "/v1/models/animals:classify", {"examples": [{"x": row} for row in X.tolist()]}),
+        ("POST", "/v2/models/mlp_raw/infer", {"inputs": [x]}),
+    ]  # fmt: skip
+
+    def answers(base: str) -> list[tuple[int, bytes]]:
+        with httpx.Client(base_url=base, timeout=30, headers={"x-request-id": "r1"}) as client:
+            return [
+                (r.status_code, r.content)
+                for r in (client.request(m, p, json=body) for m, p, body in calls)
+            ]
+
+    deadline = time.monotonic() + 20  # the ingress re-reads what the models say every 2 s
+    while httpx.get(info["http_url"] + "/v2/models/animals_raw/ready").status_code != 200:
+        assert time.monotonic() < deadline, "animals_raw never became ready through Ray"
+        time.sleep(0.5)
+    with running_server(
+        server_config(new, model_defaults=ModelConfig(intra_op_threads=1))
+    ) as single:
+        expected = answers(f"http://127.0.0.1:{single['http_port']}")
+    got = answers(info["http_url"])
+    for call, want, have in zip(calls, expected, got, strict=True):
+        assert have == want, call[:2]
+    assert [s for s, _ in got] == [200, 200, 200, 200, 200, 200, 200, 404]
+    classified = json.loads(got[5][1])["outputs"][0]["data"]
+    assert {row.split(":")[2] for row in classified} == {"cat", "dog", "bird"}

@@ -14,7 +14,7 @@ from modelport.serve.ray.capacity import auto_cpus, check_fits, demand, resolve_
 from modelport.serve.ray.config import RayConfig
 
 from .conftest import running
-from .models import int64_model, mlp_model, write
+from .models import int64_model, labelled_mlp, mlp_model, write
 
 
 @pytest.fixture
@@ -341,3 +341,55 @@ async def test_a_model_with_text_processing_is_prepared_by_its_replica(minilm_pa
         bad = InferenceRequest(name, [Tensor("txt", "BYTES", [1], texts[:1])])
         with pytest.raises(InputError, match="has no input named 'txt'"):
             await plane.infer(bad)  # checked by the replica's pre-processing, as in one process
+
+
+@pytest.mark.anyio
+async def test_labels_and_the_raw_graph_through_the_ingress(tmp_path, monkeypatch):
+    """Under --ray, NAME_raw reaches the replica's bare graph and classification answers carry
+    the package's labels, exactly as in the single-process server."""
+    from modelport.serve.dataplane import DataPlane
+    from modelport.serve.errors import ModelNotFoundError
+    from modelport.serve.ray import remote as remote_module
+    from modelport.serve.types import InferenceRequest, RequestedOutput, Tensor
+
+    async def no_ray(handle, version, feed, attempts=2):
+        served, payload = await handle.remote(version, feed)
+        return (int(served), payload) if served is not None else (None, payload)
+
+    monkeypatch.setattr(remote_module, "remote_infer", no_ray)
+    x = np.array([[1, 2, 3, 4], [0.5, -1, 0, 2], [3, 0, -2, 1]], dtype=np.float32)
+    root = tmp_path / "repo"
+    write(mlp_model()[0], root / "mlp" / "1", "mlp")
+    labelled_mlp(root / "animals" / "1")
+    async with running(root) as local:
+        remote = remote_module.RemoteRepository(
+            {n: _Replica(local.repository, n) for n in ("mlp", "animals")}
+        )
+        await remote.refresh()
+        plane = DataPlane(remote)
+        plane.started = True
+        requests = [
+            InferenceRequest("animals", [Tensor("x", "FP32", [3, 4], x)]),
+            InferenceRequest("animals_raw", [Tensor("x", "FP32", [3, 4], x)]),
+            InferenceRequest(
+                "animals_raw",
+                [Tensor("x", "FP32", [3, 4], x)],
+                outputs=[RequestedOutput("y", {"classification": 2})],
+            ),
+        ]
+        for request in requests:
+            want, have = await local.infer(request), await plane.infer(request)
+            assert [t.name for t in have.outputs] == [t.name for t in want.outputs]
+            for h, w in zip(have.outputs, want.outputs, strict=True):
+                assert h.datatype == w.datatype
+                if h.datatype == "BYTES":
+                    assert h.data.tolist() == w.data.tolist()
+                else:
+                    np.testing.assert_allclose(h.data, w.data, rtol=1e-6)
+        # the classification answer names the classes: "score:index:label"
+        assert all(len(s.split(b":")) == 3 for s in have.outputs[0].data.ravel())
+        assert {s.split(b":")[2] for s in have.outputs[0].data.ravel()} <= {b"cat", b"dog", b"bird"}
+        assert plane.model_metadata("animals_raw") == local.model_metadata("animals_raw")
+        assert plane.model_ready("animals_raw") == local.model_ready("animals_raw")
+        with pytest.raises(ModelNotFoundError, match="'mlp' has no processing"):
+            await plane.infer(InferenceRequest("mlp_raw", [Tensor("x", "FP32", [3, 4], x)]))

@@ -24,7 +24,7 @@ from .model import check_request_limits, request_limits
 from .offload import decode_pool
 from .types import Tensor, v2_datatype
 
-__all__ = ["RAW_SUFFIX", "ProcessedModel", "classify_outputs", "with_processing"]
+__all__ = ["RAW_SUFFIX", "ProcessedModel", "classify_outputs", "labels_of", "with_processing"]
 
 RAW_SUFFIX = "_raw"
 
@@ -153,8 +153,12 @@ def with_processing(model: Any, processing: Processing, *, trust: bool) -> Proce
     return processed
 
 
-def _labels(model: Any) -> list[str] | None:
-    """The class names of the package's ``top_k`` step (read once), or None."""
+def labels_of(model: Any) -> list[str] | None:
+    """The class names of the package's ``top_k`` step (read once), or None. A model may carry
+    them as ``class_labels`` (the Ray ingress's description of a replica's model does)."""
+    carried = getattr(model, "class_labels", False)
+    if carried is not False:
+        return carried
     cached = getattr(model, "_class_labels", False)
     if cached is not False:
         return cached
@@ -194,7 +198,7 @@ def classify_outputs(
                 "class scores per row; classification needs [batch, classes] numbers",
                 output=r.name,
             )
-        labels = _labels(model)
+        labels = labels_of(model)
         rows = scores if scores.ndim == 2 else scores[None]
         k = min(k, rows.shape[1])
         idx = np.argsort(-rows, axis=1, kind="stable")[:, :k]

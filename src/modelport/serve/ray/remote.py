@@ -10,6 +10,11 @@ local model.
 
 A request that names no version is served by the replica's default version, and the answer says
 which one that was: during a rolling update both versions answer, each under its own number.
+
+As in the single-process server, a model whose package has processing is also served bare as
+``NAME_raw`` (the same replicas: the feed goes to the model's deployment marked for its graph),
+and a classification answer (V2 ``classification`` extension) names the classes with the
+package's labels, which each replica describes with its model.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ..errors import (
     UnsupportedError,
 )
 from ..metrics import Metrics
+from ..processed import RAW_SUFFIX, labels_of
 from ..repository import UNAVAILABLE, not_ready, ready_version, why_not_ready
 from ..types import Tensor
 
@@ -70,6 +76,7 @@ class RemoteModel:
     batching_note: str = ""
     session: RemoteSession | None = None
     processed: bool = False  # pre/post-processing: the replica prepares the request's inputs
+    class_labels: list[str] | None = None  # the package's class names (classification answers)
     prepare: Prepare | None = field(default=None, compare=False, repr=False)  # set by _entry
 
 
@@ -92,6 +99,7 @@ class RemoteVersion:
     reason: str = ""
     model: RemoteModel | None = None
     batcher: Batching | None = None
+    raw: RemoteVersion | None = None  # the bare graph (NAME_raw), when the package has processing
 
     @property
     def version_str(self) -> str:
@@ -117,9 +125,11 @@ class RemoteCall:
     served it (the data plane reads ``version_str`` after the wait).
     """
 
-    __slots__ = ("_handle", "_requested", "model", "reason", "spec", "state", "version")
+    __slots__ = ("_handle", "_raw", "_requested", "model", "reason", "spec", "state", "version")
 
-    def __init__(self, spec: RemoteVersion, handle: Any, requested: str | None) -> None:
+    def __init__(
+        self, spec: RemoteVersion, handle: Any, requested: str | None, raw: bool = False
+    ) -> None:
         self.spec = spec
         self.version = spec.version
         self.state = spec.state
@@ -127,6 +137,7 @@ class RemoteCall:
         self.model = spec.model
         self._handle = handle
         self._requested = requested
+        self._raw = raw  # NAME_raw: the replica runs the bare graph
 
     @property
     def version_str(self) -> str:
@@ -163,8 +174,9 @@ class RemoteCall:
         return fut
 
     async def _call(self, feed: Feed, fut: asyncio.Future[Outputs]) -> None:
+        sent: Feed | dict[str, Any] = {**feed, RAW: True} if self._raw else feed
         try:
-            served, payload = await remote_infer(self._handle, self._requested, feed)
+            served, payload = await remote_infer(self._handle, self._requested, sent)
         except asyncio.CancelledError:
             if not fut.done():
                 fut.cancel()
@@ -221,37 +233,50 @@ def describe(repository, name: str) -> dict[str, Any]:
         return {"reason": "not loaded", "default": None, "versions": []}
     versions = []
     for v, vs in sorted(entry.versions.items()):
-        model, batcher = vs.model, vs.batcher
         row: dict[str, Any] = {"version": v, "state": vs.state, "reason": vs.reason}
-        if model is not None and batcher is not None:
-            row["model"] = RemoteModel(
-                name=model.name,
-                version=model.version,
-                signature=model.signature,
-                config=model.config,
-                input_specs=dict(model.input_specs),
-                output_types=dict(model.output_types),
-                batchable=model.batchable,
-                inline=model.inline,
-                threads=getattr(model, "threads", 0) or model.config.threads,
-                row_limit=getattr(model, "row_limit", 1 << 31),
-                element_limits=dict(getattr(model, "element_limits", None) or {}),
-                shared_dims=dict(getattr(model, "shared_dims", None) or {}),
-                batching_note=getattr(model, "batching_note", ""),
-                session=_session(model),
-                processed=callable(getattr(model, "prepare", None)),
-            )
-            row["batcher"] = Batching(
-                batcher.max_batch_size, batcher.instances, batcher.inline, batcher.max_queue_size
-            )
+        row.update(_described(vs))
+        raw = getattr(vs, "raw", None)
+        if raw is not None:
+            row["raw"] = _described(raw)
         versions.append(row)
     default = entry.default.version if entry.default is not None else None
     return {"reason": entry.reason, "default": default, "versions": versions}
 
 
+def _described(vs: Any) -> dict[str, Any]:
+    """A loaded version's model and batching as the ingress reads them ({} when not loaded)."""
+    model, batcher = vs.model, vs.batcher
+    row: dict[str, Any] = {}
+    if model is not None and batcher is not None:
+        row["model"] = RemoteModel(
+            name=model.name,
+            version=model.version,
+            signature=model.signature,
+            config=model.config,
+            input_specs=dict(model.input_specs),
+            output_types=dict(model.output_types),
+            batchable=model.batchable,
+            inline=model.inline,
+            threads=getattr(model, "threads", 0) or model.config.threads,
+            row_limit=getattr(model, "row_limit", 1 << 31),
+            element_limits=dict(getattr(model, "element_limits", None) or {}),
+            shared_dims=dict(getattr(model, "shared_dims", None) or {}),
+            batching_note=getattr(model, "batching_note", ""),
+            session=_session(model),
+            processed=callable(getattr(model, "prepare", None)),
+            class_labels=labels_of(model),
+        )
+        row["batcher"] = Batching(
+            batcher.max_batch_size, batcher.instances, batcher.inline, batcher.max_queue_size
+        )
+    return row
+
+
 # A feed that still needs the model's pre-processing (the request's tensors): what the ingress
 # sends for a model with processing; the replica runs ``model.prepare`` on it, then batches.
 PREPARE = "\0modelport:inputs"
+# A feed for the model's bare graph (NAME_raw), marked so by the ingress.
+RAW = "\0modelport:raw"
 
 
 async def _forward_inputs(inputs: list[Tensor]) -> dict[str, Any]:
@@ -263,6 +288,9 @@ async def replica_infer(repository: Any, name: str, version: str | None, feed: d
     """What a model replica does with a forwarded request: (served version, outputs), or
     (None, error) for errors that are the request's."""
     try:
+        if RAW in feed:
+            feed = {k: v for k, v in feed.items() if k != RAW}
+            name += RAW_SUFFIX
         vs = repository.get(name, version)
         if PREPARE in feed:
             feed = await vs.model.prepare(feed[PREPARE])
@@ -283,8 +311,18 @@ def _entry(name: str, doc: dict[str, Any]) -> RemoteEntry:
         model = row.get("model")
         if model is not None and model.processed:
             model.prepare = _forward_inputs  # the data plane calls it; the replica prepares
+        raw = row.get("raw")
         entry.versions[row["version"]] = RemoteVersion(
-            row["version"], row["state"], row["reason"], row.get("model"), row.get("batcher")
+            row["version"],
+            row["state"],
+            row["reason"],
+            row.get("model"),
+            row.get("batcher"),
+            RemoteVersion(
+                row["version"], row["state"], row["reason"], raw.get("model"), raw.get("batcher")
+            )
+            if raw
+            else None,
         )
     if doc.get("default") is not None:
         entry.default = entry.versions.get(doc["default"])
@@ -336,6 +374,17 @@ class RemoteRepository:
     # --- the lookups the data plane and the route modules make -------------------------------
 
     def get(self, name: str, version: str | None = None) -> RemoteCall:
+        if name not in self.models and name.endswith(RAW_SUFFIX):
+            base = name[: -len(RAW_SUFFIX)]
+            if base in self.models:
+                call = self.get(base, version)
+                if call.spec.raw is None:
+                    raise ModelNotFoundError(
+                        f"model '{base}' has no processing, so there is no '{name}': its graph is "
+                        f"served as '{base}' itself",
+                        model=name,
+                    )
+                return RemoteCall(call.spec.raw, self._infer[base], version or None, raw=True)
         entry = self.entry(name)
         if not version:
             spec = entry.default
@@ -347,6 +396,8 @@ class RemoteRepository:
 
     def entry(self, name: str) -> RemoteEntry:
         entry = self.models.get(name)
+        if entry is None and name.endswith(RAW_SUFFIX):
+            entry = self.models.get(name[: -len(RAW_SUFFIX)])
         if entry is None:
             raise ModelNotFoundError(
                 f"unknown model '{name}'; models served: {sorted(self.models)}", model=name
