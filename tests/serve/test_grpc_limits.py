@@ -220,3 +220,33 @@ async def test_large_typed_contents_are_decoded_in_the_decode_processes(repo, mo
         sizes.clear()
         assert list((await s.stub.ModelInfer(mlp_request(40_000))).outputs[0].shape) == [40_000, 3]
         assert sizes == []
+
+
+async def test_stream_infer_decodes_each_message(repo):
+    """ModelStreamInfer takes each message's bytes too: good ones are answered in order, a
+    malformed one gets an error_message and the stream goes on."""
+    async with running(repo) as plane, Served(plane) as s:
+        stream = s.channel.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            request_serializer=lambda b: b,
+            response_deserializer=pb.ModelStreamInferResponse.FromString,
+        )
+        messages = [
+            mlp_request(2).SerializeToString(),
+            b"\xff\xff\xff\xff",
+            mlp_request(3).SerializeToString(),
+        ]
+
+        async def requests():
+            for m in messages:
+                yield m
+
+        answers = [a async for a in stream(requests())]
+        assert [list(a.infer_response.outputs[0].shape) for a in (answers[0], answers[2])] == [
+            [2, 3],
+            [3, 3],
+        ]
+        assert "not a valid inference.ModelInferRequest" in answers[1].error_message
+        # the generated stub (a parsed message on the client side) works as before
+        stub_answers = [a async for a in s.stub.ModelStreamInfer(iter([mlp_request(1)]))]
+        assert list(stub_answers[0].infer_response.outputs[0].shape) == [1, 3]
