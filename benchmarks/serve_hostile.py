@@ -12,8 +12,11 @@ Runs a real ``modelport serve`` process on 127.0.0.1 and attacks it with raw soc
                empty BYTES elements, a large JSON body); goal p99 < 50 ms
     slowloris  half-sent requests: when the server closes them; and a normal client's p50 with
                1,000 idle sockets open; goals: closed within 60 s, p50 < 50 ms
+    grpc       /v2/health/live p50/p99 while hostile gRPC ModelInfer messages are decoded (24 MB
+               of typed fp32 contents, 8M empty BYTES contents, 64 MB raw); goal p99 < 50 ms;
+               and when the gRPC port closes 50 connections that never send anything
 
-    flock /tmp/modelport-bench.lock python benchmarks/serve_hostile.py [batching memory stall slowloris]
+    flock /tmp/modelport-bench.lock python benchmarks/serve_hostile.py [batching memory stall slowloris grpc]
 
 Prints a table and writes benchmarks/results/serve_hostile.json. Loops are bounded; only 127.0.0.1.
 """
@@ -112,10 +115,11 @@ def build_wide(repo: Path) -> Path:
     return repo
 
 
-def start(repo: Path, *args: str) -> tuple[subprocess.Popen, int]:
+def start(repo: Path, *args: str, grpc: bool = False) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     cmd = [PY, "-c", "import sys; from modelport.cli import main; sys.exit(main())", "serve"]
-    cmd += [str(repo), "--http-port", "0", "--no-grpc", "--no-management", "--log-level", "error"]
+    cmd += [str(repo), "--http-port", "0", "--no-management", "--log-level", "error"]
+    cmd += ["--grpc-port", "0"] if grpc else ["--no-grpc"]
     proc = subprocess.Popen(
         [*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     )
@@ -125,7 +129,9 @@ def start(repo: Path, *args: str) -> tuple[subprocess.Popen, int]:
         if not line:
             break
         if line.startswith("{") and json.loads(line).get("event") == "ready":
-            return proc, int(json.loads(line)["http_port"])
+            ready = json.loads(line)
+            proc.grpc_port = ready.get("grpc_port")  # type: ignore[attr-defined]
+            return proc, int(ready["http_port"])
     stop(proc)
     raise RuntimeError("modelport serve did not become ready")
 
@@ -330,6 +336,87 @@ def _summary(samples: list[float], statuses: list[int]) -> dict:
     }
 
 
+def bench_grpc(repo: Path, seconds: float = 8.0, silent: int = 50) -> dict:
+    import grpc
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from modelport.serve.grpc.generated import grpc_service_pb2 as pb
+
+    def message(model: str, fill) -> bytes:
+        req = pb.ModelInferRequest(model_name=model)
+        fill(req)
+        return req.SerializeToString()
+
+    def typed(req):
+        x = req.inputs.add(name="x", datatype="FP32", shape=[93_750, 64])
+        x.contents.fp32_contents.extend(np.full(6_000_000, 0.125, np.float32).tolist())
+
+    def empty_bytes(req):
+        t = req.inputs.add(name="t", datatype="BYTES", shape=[8_000_000])
+        t.contents.bytes_contents.extend([b""] * 8_000_000)
+
+    def raw(req):
+        req.inputs.add(name="x", datatype="FP32", shape=[250_000, 64])
+        req.raw_input_contents.append(b"\0" * (250_000 * 64 * 4))
+
+    attacks = {
+        "24 MB typed fp32 contents": message("wide", typed),
+        "8M empty BYTES contents": message("text", empty_bytes),
+        "64 MB raw_input_contents": message("wide", raw),
+    }
+    out: dict = {}
+    proc, port = start(repo, "--max-request-mb", "256", grpc=True)
+    gport = proc.grpc_port  # type: ignore[attr-defined]
+    try:
+        base: list[float] = []
+        _probe(port, time.time() + 2, base)
+        out["idle"] = _summary(base, [])
+        for name, body in attacks.items():
+            samples: list[float] = []
+            codes: list[int] = []
+            stop_at = time.time() + seconds
+
+            def attack(body=body, stop_at=stop_at, codes=codes):
+                opts = [("grpc.max_send_message_length", 1 << 30)]
+                with grpc.insecure_channel(f"127.0.0.1:{gport}", options=opts) as channel:
+                    call = channel.unary_unary(
+                        "/inference.GRPCInferenceService/ModelInfer",
+                        request_serializer=lambda b: b,
+                        response_deserializer=lambda b: b,
+                    )
+                    while time.time() < stop_at:
+                        try:
+                            call(body, timeout=120)
+                            codes.append(0)
+                        except grpc.RpcError as exc:
+                            codes.append(exc.code().value[0])
+
+            thread = threading.Thread(target=attack)
+            thread.start()
+            _probe(port, stop_at, samples)
+            thread.join(180)
+            out[name] = _summary(samples, codes)  # statuses: grpc status code numbers
+            print(f"  {name}: {out[name]}", flush=True)
+        t0 = time.time()
+        socks = [socket.create_connection(("127.0.0.1", gport), timeout=90) for _ in range(silent)]
+        closed = []
+        for sk in socks:
+            try:
+                while sk.recv(4096):
+                    pass
+            except (TimeoutError, OSError):
+                pass
+            closed.append(time.time() - t0)
+            sk.close()
+        out["silent connections"] = {
+            "connections": silent,
+            "closed_after_s_max": round(max(closed), 1),
+        }
+    finally:
+        stop(proc)
+    return out
+
+
 # --- slowloris --------------------------------------------------------------------------------
 
 
@@ -475,6 +562,7 @@ def main() -> int:
                 "memory": bench_memory,
                 "stall": bench_stall,
                 "slowloris": bench_slowloris,
+                "grpc": bench_grpc,
             }[part]
             t0 = time.time()
             results[part] = fn(repo)
