@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass, field
-from pathlib import Path
 
 __all__ = ["CpuProfile", "QuantChoice", "choose_types", "detect_cpu"]
 
@@ -91,25 +90,19 @@ _FLAGS_OF_INTEREST = {
 
 
 def detect_cpu(cpuinfo: str | None = None, arch: str | None = None) -> CpuProfile:
-    """The CPU's profile, from /proc/cpuinfo on Linux (``cpuinfo``/``arch`` may be given for tests).
+    """The CPU's profile, from /proc/cpuinfo on Linux (``cpuinfo``/``arch`` may be given for tests;
+    parsed by ``runtime.read_cpuinfo``, modelport's one reader of it).
 
     Elsewhere: Apple silicon counts as ARM with dot product; other systems report no flags.
     """
+    from ..runtime.cpu import read_cpuinfo
+
     arch = arch or platform.machine() or "unknown"
-    if cpuinfo is None:
-        p = Path("/proc/cpuinfo")
-        cpuinfo = p.read_text(errors="replace") if p.is_file() else ""
-    model, flags = "", set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "cpu model") and not model:
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = {f for f in value.split() if f in _FLAGS_OF_INTEREST}
-    if not cpuinfo and platform.system() == "Darwin" and arch == "arm64":
+    info = read_cpuinfo(cpuinfo)
+    flags = set(info.flags & _FLAGS_OF_INTEREST)
+    if not (cpuinfo or info.flags) and platform.system() == "Darwin" and arch == "arm64":
         flags = {"asimddp"}
-    return CpuProfile(arch=arch, model=model, flags=frozenset(flags))
+    return CpuProfile(arch=arch, model=info.model, flags=frozenset(flags))
 
 
 @dataclass(frozen=True)
