@@ -252,33 +252,16 @@ def v2_body(inputs: dict[str, np.ndarray], binary: bool) -> tuple[bytes, dict[st
 
 
 def latency_p50(port: int, path: str, body: bytes, headers: dict[str, str], n: int) -> float:
-    """p50 seconds of sequential requests on one keep-alive connection (raw socket client)."""
-    head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {len(body)}\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-    request = head.encode() + body
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    times = []
-    buf = b""
-    try:
-        for i in range(n + 50):
-            t0 = time.perf_counter()
-            sock.sendall(request)
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                buf += sock.recv(65536)
-            head_end = buf.index(b"\r\n\r\n") + 4
-            m = re.search(rb"\r\ncontent-length: *(\d+)", buf[:head_end], re.I)
-            need = head_end + int(m.group(1))
-            while len(buf) < need:
-                buf += sock.recv(65536)
-            if i >= 50:
-                times.append(time.perf_counter() - t0)
-            if not buf.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"request failed: {buf[:300]!r}")
-    finally:
-        sock.close()
-    return statistics.median(times)
+    """p50 seconds of sequential requests on one keep-alive connection (modelport's load client,
+    ``modelport.bench.load.http_exchange``; the first 50 are warm-up)."""
+    from modelport.bench.load import http_exchange, http_request_bytes
+
+    request = http_request_bytes("POST", path, "127.0.0.1", body, headers)
+    answers = http_exchange("127.0.0.1", port, [request] * (n + 50))
+    for status, data, _ in answers:
+        if status != 200:
+            raise RuntimeError(f"request failed: {status} {data[:300]!r}")
+    return statistics.median(seconds for _, _, seconds in answers[50:])
 
 
 def wrk_throughput(

@@ -158,24 +158,14 @@ def rss_mb(pid: int) -> float:
 
 
 def raw_request(port: int, method: str, path: str, body: bytes = b"", headers=None, timeout=120):
-    """(status, body) for one request on a fresh socket, HTTP/1.1 by hand."""
-    head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
-    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    head += ["Connection: close", "", ""]
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall("\r\n".join(head).encode() + body)
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(1 << 16)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    data = b"".join(chunks)
-    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
-    return status, data.partition(b"\r\n\r\n")[2]
+    """(status, body) for one request on a fresh connection (``Connection: close``), sent with
+    modelport's load client (``modelport.bench.load``); status 0 when the server dropped it."""
+    from modelport.bench.load import http_exchange, http_request_bytes
+
+    headers = {**(headers or {}), "Connection": "close"}
+    request = http_request_bytes(method, path, "127.0.0.1", body, headers)
+    ((status, data, _),) = http_exchange("127.0.0.1", port, [request], timeout)
+    return status, data
 
 
 def v2_binary(rows: int) -> tuple[bytes, dict[str, str]]:

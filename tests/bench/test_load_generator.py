@@ -149,3 +149,43 @@ def test_wire_encodings():
     assert header["parameters"] == {"binary_data_output": True}
     assert np.frombuffer(body[hlen + 16 :], "<i8").tolist() == [1, 2]
     assert W.shape == (4, 3)
+
+
+def test_http_exchange_is_the_one_client_of_the_benchmark_scripts(http_server, monkeypatch):
+    """modelport.bench.load's client (keep-alive, chunked, Connection: close, timeout) and the
+    benchmark scripts that use it instead of their own sockets."""
+    import json
+    import sys
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from modelport.bench.load import http_exchange, http_request_bytes
+
+    port = urlsplit(http_server.url).port
+    body = encode_json(FEED)
+    json_headers = {"Content-Type": "application/json"}
+    req = http_request_bytes("POST", "/v2/models/mlp/infer", "127.0.0.1", body, json_headers)
+    assert req.startswith(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    assert f"Content-Length: {len(body)}\r\n\r\n".encode() + body in req
+    chunked = req.replace(b"/mlp/", b"/chunked/")
+    answers = http_exchange("127.0.0.1", port, [req, chunked, req])
+    assert [a[0] for a in answers] == [200, 200, 200] and all(a[2] > 0 for a in answers)
+    got = json.loads(answers[1][1])["outputs"][0]
+    np.testing.assert_allclose(np.reshape(got["data"], got["shape"]), FEED["x"] @ W, rtol=1e-6)
+    slow = req.replace(b"/mlp/", b"/slow/")
+    with pytest.raises(TimeoutError):
+        http_exchange("127.0.0.1", port, [slow], timeout_s=0.2)
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    import serve_bench
+    import serve_hostile
+
+    status, data = serve_hostile.raw_request(port, "GET", "/v2/models/nope")
+    assert status == 404 and b"unknown model" in data
+    p50 = serve_bench.latency_p50(port, "/v2/models/mlp/infer", body, json_headers, n=5)
+    assert 0 < p50 < 5
+    with pytest.raises(RuntimeError, match="request failed: 404"):
+        serve_bench.latency_p50(port, "/v2/nothing", body, json_headers, n=1)
+    sys.modules.pop("serve_bench", None)
+    sys.modules.pop("serve_hostile", None)

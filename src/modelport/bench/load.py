@@ -41,11 +41,14 @@ from .machine import machine_info
 
 __all__ = [
     "PROTOCOLS",
+    "HttpConnection",
     "LoadConfig",
     "LoadTarget",
     "ServerBenchResult",
     "bench_server",
     "fetch_metadata",
+    "http_exchange",
+    "http_request_bytes",
     "measure_ceiling",
     "run_load",
 ]
@@ -151,8 +154,12 @@ class LoadConfig:
 Sender = Callable[[], Awaitable[tuple[str, Any]]]
 
 
-class _HttpConnection:
-    """One keep-alive HTTP/1.1 connection over asyncio streams; reconnects after a close."""
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection over asyncio streams; reconnects after a close.
+    modelport's one HTTP client for load (the load generator, benchmarks/ scripts): ``request``
+    sends ready-made request bytes (``http_request_bytes``) and returns (status, body, the
+    Inference-Header-Content-Length or None); the body is read by Content-Length, chunks, or to
+    the close."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
@@ -209,6 +216,46 @@ class _HttpConnection:
         self.reader = self.writer = None
 
 
+def http_request_bytes(
+    method: str,
+    path: str,
+    host: str,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
+    """One HTTP/1.1 request, encoded once (``host`` is the Host header, e.g. "127.0.0.1:8000");
+    the given headers, then Content-Length."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    lines += [f"Content-Length: {len(body)}", "", ""]
+    return "\r\n".join(lines).encode() + body
+
+
+def http_exchange(
+    host: str, port: int, requests: Sequence[bytes], timeout_s: float = 120.0
+) -> list[tuple[int, bytes, float]]:
+    """Send ``requests`` one after another on one keep-alive connection (reconnecting after a
+    close); (status, body, seconds from send to the whole answer) for each. A connection
+    dropped without an answer is status 0 and an empty body; a timeout raises TimeoutError.
+    Blocking: for scripts and tests."""
+
+    async def run() -> list[tuple[int, bytes, float]]:
+        conn, out = HttpConnection(host, port), []
+        try:
+            for data in requests:
+                t0 = time.perf_counter()
+                try:
+                    status, body, _ = await _within(conn.request(data), timeout_s)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    status, body = 0, b""
+                out.append((status, body, time.perf_counter() - t0))
+        finally:
+            conn.close()
+        return out
+
+    return asyncio.run(run())
+
+
 def _http_request_bytes(target: LoadTarget, feed: Feed) -> tuple[bytes, dict[str, str]]:
     from .v2 import encode_binary, encode_json
 
@@ -220,10 +267,10 @@ def _http_request_bytes(target: LoadTarget, feed: Feed) -> tuple[bytes, dict[str
                    "Inference-Header-Content-Length": str(hlen)}  # fmt: skip
     else:
         body = encode_json(feed)
-    lines = [f"POST {target.model_path}/infer HTTP/1.1", f"Host: {_host_for_url(host)}:{port}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines += [f"Content-Length: {len(body)}", "", ""]
-    return "\r\n".join(lines).encode() + body, {**headers}
+    data = http_request_bytes(
+        "POST", f"{target.model_path}/infer", f"{_host_for_url(host)}:{port}", body, headers
+    )
+    return data, {**headers}
 
 
 if sys.version_info >= (3, 11):
@@ -258,10 +305,10 @@ async def _make_senders(
     timeout = config.timeout_s
     senders: list[Sender] = []
     for _ in range(n):
-        conn = _HttpConnection(host, port)
+        conn = HttpConnection(host, port)
         stack.callback(conn.close)
 
-        async def send(conn: _HttpConnection = conn) -> tuple[str, Any]:
+        async def send(conn: HttpConnection = conn) -> tuple[str, Any]:
             try:
                 status, body, hlen = await _within(conn.request(data), timeout)
             except (Exception, asyncio.TimeoutError) as exc:
