@@ -98,3 +98,51 @@ def test_models_shipped_by_the_onnx_package_import_warm_up_and_answer_alike(name
     got = served.run(feed)
     for k, v in want.items():
         np.testing.assert_array_equal(got[k], v)
+
+
+def _two_names(path, body):
+    """x [unk_in, 4] -> y declared [unk_out, 3], as tf2onnx names a batch axis twice."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32), "w"
+    )
+    graph = helper.make_graph(
+        body,
+        "two_names",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["unk_in", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["unk_out", 3])],
+        initializer=[w],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_an_output_axis_that_provably_follows_the_batch_is_renamed(tmp_path):
+    """Per-row outputs get the input's batch name, so serve batches the model (magika's
+    target_label was 'unk__215' beside the input's 'unk__214'); an output whose rows depend on
+    each other keeps its own name, and the model stays unbatched."""
+    from onnx import helper
+
+    from modelport.serve.model import batching_plan
+
+    per_row = _two_names(tmp_path / "a.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])])
+    res = convert(Source.onnx(str(per_row)), tmp_path / "a")
+    sig = res.package.signature
+    assert sig.outputs[0].shape == ("unk_in", 3)
+    assert batching_plan(sig) == ("unk_in", "")
+    assert any("y[0] 'unk_out' -> 'unk_in'" in n for n in res.notes)
+
+    mixing = _two_names(  # y = (x - mean over the batch) @ w: a row's answer depends on the others
+        tmp_path / "b.onnx",
+        [
+            helper.make_node("ReduceMean", ["x"], ["m"], axes=[0], keepdims=1),
+            helper.make_node("Sub", ["x", "m"], ["c"]),
+            helper.make_node("MatMul", ["c", "w"], ["y"]),
+        ],
+    )
+    res = convert(Source.onnx(str(mixing)), tmp_path / "b")
+    sig = res.package.signature
+    assert sig.outputs[0].shape == ("unk_out", 3)
+    assert batching_plan(sig)[0] is None

@@ -19,14 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from ..data import candidate_dims, conform_feed, generate_feed, graph_value_ranges, guess_dims
+from ..data import (
+    Feed,
+    candidate_dims,
+    conform_feed,
+    generate_feed,
+    graph_value_ranges,
+    guess_dims,
+    take_rows,
+)
 from ..errors import ConversionError, ModelportError, VerificationError
 from ..package import file_sha256, opset_of
 from ..signature import Signature
 from ..verify import CaseReport, VerifyReport, check_model
 from .base import ConvertConfig, Exported, Source
 
-__all__ = ["convert_onnx", "name_dims"]
+__all__ = ["align_output_batch_axes", "convert_onnx", "name_dims"]
 
 _UNNAMED = {"", "?", "None", "none", "null", "-1"}
 
@@ -60,6 +68,66 @@ def name_dims(model: Any, outputs: bool = True) -> list[str]:
                 name = name if len(inputs) == 1 else f"{vi.name}_{name}"
             d.dim_param = name
             done.append(f"{vi.name}[{axis}] {old!r} -> {name!r}")
+    return done
+
+
+def align_output_batch_axes(
+    model: Any, reference: Any, feed: Feed, ranges: Any = None, rows: int = 3
+) -> list[str]:
+    """Rename, in place, an output's axis 0 to the inputs' batch axis where it provably is one.
+
+    Exporters often name an output's first dim on its own (tf2onnx: input ``unk__214``, output
+    ``unk__215``), and then the output looks like a detection count, so the model cannot be
+    batched. An output qualifies only if ``rows`` different rows run together give ``rows`` rows
+    on its axis 0, each equal to that row run alone (the stacking contract itself), and its dim
+    name appears in no input. Returns what was renamed, for the notes.
+    """
+    sig = Signature.from_onnx(model)
+    first = {t.shape[0] if t.shape else None for t in sig.inputs}
+    if len(first) != 1 or not isinstance(next(iter(first)), str):
+        return []
+    (batch,) = first
+    used = {d for t in sig.inputs for d in t.shape if isinstance(d, str)}
+    suspects = [
+        t.name
+        for t in sig.outputs
+        if t.shape and isinstance(t.shape[0], str) and t.shape[0] != batch
+        and t.shape[0] not in used and t.shape[0] != f"dim_{t.name}_0"
+    ]  # fmt: skip
+    if not suspects:
+        return []
+    dims = {
+        d: int(np.shape(feed[t.name])[axis])
+        for t in sig.inputs
+        for axis, d in enumerate(t.shape)
+        if isinstance(d, str) and t.name in feed
+    }
+    singles = [take_rows(dict(feed), 1)]
+    singles += [
+        take_rows(generate_feed(sig, {**dims, batch: 1}, seed=11 + k, ranges=ranges), 1)
+        for k in range(rows - 1)
+    ]
+    try:
+        alone = [reference(f) for f in singles]
+        together = reference({k: np.concatenate([f[k] for f in singles]) for k in singles[0]})
+    except Exception:  # a model that runs only one row at a time: nothing to rename
+        return []
+    done = []
+    for name in suspects:
+        got = np.asarray(together[name])
+        ones = [np.asarray(a[name]) for a in alone]
+        if got.shape[:1] != (rows,) or any(o.shape[:1] != (1,) for o in ones):
+            continue
+        if not all(
+            np.allclose(got[i], ones[i][0], rtol=1e-3, atol=1e-4, equal_nan=True)
+            for i in range(rows)
+        ):
+            continue
+        for vi in model.graph.output:
+            if vi.name == name:
+                old = vi.type.tensor_type.shape.dim[0].dim_param
+                vi.type.tensor_type.shape.dim[0].dim_param = batch
+                done.append(f"{name}[0] {old!r} -> {batch!r}")
     return done
 
 
@@ -167,12 +235,22 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
         vcfg = dataclasses.replace(
             vcfg, batch_sizes=(), dim_sizes={d: () for d in sig.symbolic_dims()}
         )
+    ranges = graph_value_ranges(model)
+
+    def align(feed: Feed) -> None:
+        aligned = align_output_batch_axes(model, reference, feed, ranges)
+        if aligned:
+            notes.append(
+                "output axis 0 follows the inputs' batch axis (checked: 3 rows together equal "
+                "each row alone), renamed so the model can be batched: " + ", ".join(aligned)
+            )
+
     if config.example is not None:
         feed = conform_feed(config.example, sig, source="the example inputs")
+        align(feed)
         return Exported(model, reference, feed, dynamic, prov, "onnx", notes, verify_config=vcfg)
 
     # No real inputs: a smoke run on generated ones, at sizes a model of this kind takes.
-    ranges = graph_value_ranges(model)
     error: ModelportError | None = None
     for dims in candidate_dims(sig, batch=1):
         feed = generate_feed(sig, dims, ranges=ranges)
@@ -207,6 +285,7 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
         return Exported(
             model, reference, feed, dynamic, prov, "onnx", notes, report=report, samples=False
         )
+    align(feed)
     shapes = {k: list(v.shape) for k, v in feed.items()}
     notes.append(
         f"smoke-tested on generated inputs {shapes}; no samples are stored (generated data is "

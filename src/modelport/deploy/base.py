@@ -86,10 +86,10 @@ def model_name(pkg: ModelPackage, config: PackageTargetConfig) -> str:
 
 def serving_settings(pkg: ModelPackage, config: PackageTargetConfig) -> dict[str, Any]:
     s = pkg.serving
-    batchable = all(
-        t.shape and isinstance(t.shape[0], str)
-        for t in (*pkg.signature.inputs, *pkg.signature.outputs)
-    )
+    # the one stacking rule (Signature.batching), as `modelport serve` decides it: an output whose
+    # axis 0 is another named dim (a detection count, say) must not be batched by Triton either
+    batch_axis, why_not = pkg.signature.batching()
+    batchable = batch_axis is not None
     mbs = (
         config.max_batch_size
         if config.max_batch_size is not None
@@ -106,6 +106,7 @@ def serving_settings(pkg: ModelPackage, config: PackageTargetConfig) -> dict[str
             config.instances if config.instances is not None else s.get("instances", 1)
         ),
         "batchable": batchable,
+        "why_not_batched": why_not,
     }
 
 

@@ -112,9 +112,11 @@ def check_mar(mar: Path, pkg: ModelPackage) -> str:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
         context = types.SimpleNamespace(system_properties={"model_dir": d}, manifest=man)
         samples = pkg.samples()
-        from ..data import generate_feed
+        from ..data import package_feed
 
-        feed = samples[0] if samples else generate_feed(pkg.signature, {"batch": 2})
+        # stored samples, else inputs at sizes of the model's kind (a detector takes 224 x 224
+        # images, not the 1 x 1 that unnamed dims defaulted to)
+        feed = samples[0] if samples else package_feed(pkg, batch=2)[0]
         body = json.dumps({k: np.asarray(v).tolist() for k, v in feed.items()}).encode()
         module.initialize(context)
         (result,) = module.handle([{"body": body}], context)

@@ -62,7 +62,7 @@ def target_triton(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> 
     notes = (
         []
         if serving["batchable"]
-        else ["inputs/outputs lack a dynamic batch axis: max_batch_size 0 (no batching)"]
+        else [f"max_batch_size 0 (no batching): {serving['why_not_batched']}"]
     )
     processing = pkg.manifest.get("processing")
     if processing and not processing.get("handler"):
