@@ -373,3 +373,67 @@ def test_labels_and_the_raw_graph_like_the_single_process_server(deployed, repo,
     assert [s for s, _ in got] == [200, 200, 200, 200, 200, 200, 200, 404]
     classified = json.loads(got[5][1])["outputs"][0]["data"]
     assert {row.split(":")[2] for row in classified} == {"cat", "dog", "bird"}
+
+
+def _picky_model():
+    """x [batch, n] -> reshape to [batch, 3, 7]: runs only when n = 21, so the warm-up's
+    generated inputs (n = 512) fail while real requests succeed."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "picky",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 7])],
+        initializer=[numpy_helper.from_array(np.array([0, 3, 7], np.int64), "shape")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_model_whose_warm_up_rejects_generated_inputs_serves_like_the_single_process(
+    deployed, repo, tmp_path
+):
+    """No samples stored and generated inputs refused: the single-process server serves the
+    model unbatched with a warning instead of failing it; the Ray replicas do the same (issue 14:
+    this variant had not been tried on a real cluster), and the other models are untouched."""
+    import dataclasses
+
+    from modelport.serve.config import ModelConfig
+    from modelport.serve.ray.runner import deploy
+
+    config, _ = deployed
+    new = tmp_path / "repo"
+    shutil.copytree(repo, new)
+    write(_picky_model(), new / "picky" / "1", "picky")
+    updated = deploy(new, dataclasses.replace(config, replicas=1), timeout_s=240)
+    assert "picky" in updated["models"] and "picky" not in updated["failed"]
+    x = np.arange(42, dtype=np.float32).reshape(2, 21)
+    body = {
+        "inputs": [{"name": "x", "shape": [2, 21], "datatype": "FP32", "data": x.ravel().tolist()}]
+    }
+    calls = [
+        ("GET", "/v2/models/picky/ready", None),
+        ("POST", "/v2/models/picky/infer", body),
+        ("POST", "/v2/models/mlp/infer", {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": X.ravel().tolist()}]}),
+    ]  # fmt: skip
+
+    def answers(base: str) -> list[tuple[int, bytes]]:
+        with httpx.Client(base_url=base, timeout=30, headers={"x-request-id": "r1"}) as client:
+            return [
+                (r.status_code, r.content)
+                for r in (client.request(m, p, json=b) for m, p, b in calls)
+            ]
+
+    deadline = time.monotonic() + 30
+    while httpx.get(updated["http_url"] + "/v2/models/picky/ready").status_code != 200:
+        assert time.monotonic() < deadline, "picky never became ready through Ray"
+        time.sleep(0.5)
+    with running_server(
+        server_config(new, model_defaults=ModelConfig(intra_op_threads=1))
+    ) as single:
+        expected = answers(f"http://127.0.0.1:{single['http_port']}")
+    got = answers(updated["http_url"])
+    assert got == expected
+    assert [s for s, _ in got] == [200, 200, 200]
+    y = json.loads(got[1][1])["outputs"][0]
+    assert y["shape"] == [2, 3, 7] and y["data"] == x.ravel().tolist()
