@@ -45,13 +45,7 @@ LAYERS: dict[str, int] = {
 # when an entry is no longer needed, so the list can only shrink.
 ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
-ALLOWED_PRIVATE: set[tuple[str, str]] = {
-    ("modelport.optimize.quantize.partial", "modelport.optimize.quantize.core._calibrate"),
-    ("modelport.optimize.quantize.partial", "modelport.optimize.quantize.core._dynamic"),
-    ("modelport.optimize.quantize.partial", "modelport.optimize.quantize.core._is_static"),
-    ("modelport.optimize.quantize.partial", "modelport.optimize.quantize.core._static"),
-    ("modelport.optimize.quantize.partial", "modelport.optimize.quantize.smoothing._targets"),
-}
+ALLOWED_PRIVATE: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> tuple[str, str]:

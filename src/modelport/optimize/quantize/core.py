@@ -24,7 +24,17 @@ from ...package import ModelPackage, derive_package
 from ..calibration import CALIBRATION_METHODS, DataSource
 from ..report import EvalConfig, OptimizeReport
 
-__all__ = ["MODES", "QuantizeConfig", "QUANTIZED_OPS", "quantize"]
+__all__ = [
+    "MODES",
+    "QUANTIZED_OPS",
+    "QuantTypes",
+    "QuantizeConfig",
+    "calibrate_to_file",
+    "is_static",
+    "quantize",
+    "quantize_dynamic_int8",
+    "quantize_static_int8",
+]
 
 MODES = ("dynamic", "static", "partial", "fp16")
 # config field -> the modes it applies to (fields not listed apply to all). describe() leaves the
@@ -330,7 +340,7 @@ def quantize(
 
             result = convert_fp16(src, work, config, report)
         else:
-            types = choose_types(cpu, "static" if _is_static(config) else "dynamic")
+            types = choose_types(cpu, "static" if is_static(config) else "dynamic")
             opts = _resolve_types(config, types, report)
             pre = preprocess(src, work, report)
             if config.mode == "dynamic":
@@ -338,14 +348,16 @@ def quantize(
                     from .partial import smoothed_base
 
                     pre = smoothed_base(pre, work, opts, config, pkg, report)
-                result = _dynamic(pre, work / "dynamic.onnx", opts, list(config.exclude))
+                result = quantize_dynamic_int8(
+                    pre, work / "dynamic.onnx", opts, list(config.exclude)
+                )
             elif config.mode == "static":
                 if config.smoothing is not None:
                     report.choices.append(
                         "smoothing is implemented for dynamic int8 only; not used"
                     )
-                cache = _calibrate(pre, work, config, pkg, report)
-                result = _static(
+                cache = calibrate_to_file(pre, work, config, pkg, report)
+                result = quantize_static_int8(
                     pre, work / "static.onnx", opts, config, cache, list(config.exclude)
                 )
             else:
@@ -413,7 +425,9 @@ def _warn_float_int8(config: QuantizeConfig, report: OptimizeReport) -> None:
         )
 
 
-def _is_static(config: QuantizeConfig) -> bool:
+def is_static(config: QuantizeConfig) -> bool:
+    """True when ``config`` quantizes activations from calibrated ranges (static int8, QDQ): mode
+    "static", or "partial" on a static base (given, or chosen because calibration data is given)."""
     return config.mode == "static" or (
         config.mode == "partial"
         and (
@@ -453,7 +467,11 @@ def refuse_quantized(model: Any, mode: str) -> None:
 
 
 @dataclass(frozen=True)
-class _Types:
+class QuantTypes:
+    """The int8 scheme actually used: the config's choices, else what suits this CPU
+    (``hardware.choose_types``). ``matmul_const_only``: quantize only MatMuls with a constant
+    weight."""
+
     weight_type: str
     activation_type: str
     per_channel: bool
@@ -461,9 +479,9 @@ class _Types:
     matmul_const_only: bool
 
 
-def _resolve_types(config: QuantizeConfig, choice: Any, report: OptimizeReport) -> _Types:
+def _resolve_types(config: QuantizeConfig, choice: Any, report: OptimizeReport) -> QuantTypes:
     report.choices.extend(choice.reasons)
-    t = _Types(
+    t = QuantTypes(
         weight_type=config.weight_type or choice.weight_type,
         activation_type=config.activation_type or choice.activation_type,
         per_channel=choice.per_channel if config.per_channel is None else config.per_channel,
@@ -547,7 +565,9 @@ def _qtype(name: str) -> Any:
     return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[name]
 
 
-def _dynamic(pre: Path, out: Path, t: _Types, exclude: list[str]) -> Path:
+def quantize_dynamic_int8(pre: Path, out: Path, t: QuantTypes, exclude: list[str]) -> Path:
+    """ONNX Runtime's dynamic int8 of the pre-processed model ``pre`` into ``out`` (DYNAMIC_OPS;
+    the nodes named in ``exclude`` stay float, also after ORT splits a Gemm into MatMul + Add)."""
     from onnxruntime.quantization import quantize_dynamic
 
     try:
@@ -568,9 +588,12 @@ def _dynamic(pre: Path, out: Path, t: _Types, exclude: list[str]) -> Path:
     return out
 
 
-def _calibrate(
+def calibrate_to_file(
     pre: Path, work: Path, config: QuantizeConfig, pkg: ModelPackage, report: OptimizeReport
 ) -> Path:
+    """Calibrate ``pre`` on ``config.calibration`` (streamed, bounded memory) and write the ranges
+    to ``work/calibration.json``, the cache ``quantize_static_int8`` reads; returns its path. The
+    report records the method, the sample count and tensors whose range no int8 scale can hold."""
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     from ..calibration import calibrate_ranges
@@ -629,9 +652,12 @@ def _nodes_touching(pre: Path, tensors: list[str]) -> list[str]:
     return [n.name for n in model.graph.node if ts & set(n.input) or ts & set(n.output)]
 
 
-def _static(
-    pre: Path, out: Path, t: _Types, config: QuantizeConfig, cache: Path, exclude: list[str]
+def quantize_static_int8(
+    pre: Path, out: Path, t: QuantTypes, config: QuantizeConfig, cache: Path, exclude: list[str]
 ) -> Path:
+    """ONNX Runtime's static int8 (QDQ) of ``pre`` into ``out`` from the calibration ``cache`` of
+    ``calibrate_to_file``. Nodes named in ``exclude``, and those touching a tensor with a huge
+    calibrated range (``huge_range_tensors``), stay float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
     method = {
@@ -714,7 +740,7 @@ def _why_nothing(result: Path, config: QuantizeConfig, report: OptimizeReport) -
         n.name for n in model.graph.node if n.op_type in (*DYNAMIC_OPS, "Conv", "Gemm")
     }:
         return f"every quantizable node is excluded (--exclude); the model's ops: {have}"
-    if config.mode in ("dynamic", "partial") and not _is_static(config):
+    if config.mode in ("dynamic", "partial") and not is_static(config):
         if any(op in compute for op in ("Conv", "ConvTranspose")):
             return (
                 f"dynamic int8 quantizes {', '.join(DYNAMIC_OPS)} (MatMul with a constant weight), "

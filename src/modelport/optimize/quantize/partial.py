@@ -94,7 +94,7 @@ def smoothed_base(
 
     from ...runtime import SessionConfig, make_session
     from ..calibration import take_feed
-    from .smoothing import _targets, activation_maxima, choose_alpha, smooth
+    from .smoothing import activation_maxima, choose_alpha, smooth, smoothing_targets
 
     if config.smoothing is None:
         return pre
@@ -102,7 +102,7 @@ def smoothed_base(
     fp32 = onnx.load(str(pre))
     nodes, _ = dynamic_candidates(fp32, types.matmul_const_only)
     nodes = [n for n in nodes if n not in set(config.exclude)]
-    tensors = list(_targets(fp32, nodes))
+    tensors = list(smoothing_targets(fp32, nodes))
     if not tensors:
         report.choices.append("smoothing: no MatMul with a constant weight; not applied")
         return pre
@@ -172,7 +172,7 @@ def quantize_partial(
     import onnx
 
     from ...runtime import SessionConfig, make_session
-    from .core import _calibrate, _dynamic, _is_static, _static
+    from .core import calibrate_to_file, is_static, quantize_dynamic_int8, quantize_static_int8
 
     t0 = time.perf_counter()
     fp32 = onnx.load(str(pre))
@@ -199,7 +199,7 @@ def quantize_partial(
             metric,
             threads=config.threads,
         )
-    static = _is_static(config)
+    static = is_static(config)
     exclude = list(config.exclude)
     if static and config.smoothing is not None:
         report.choices.append("smoothing is implemented for dynamic int8 only; not used for static")
@@ -207,8 +207,8 @@ def quantize_partial(
         pre = smoothed_base(pre, work, types, config, pkg, report, evaluate, feed)
         fp32 = onnx.load(str(pre))
     if static:
-        cache = _calibrate(pre, work, config, pkg, report)
-        full = _static(pre, work / "partial-full.onnx", types, config, cache, exclude)
+        cache = calibrate_to_file(pre, work, config, pkg, report)
+        full = quantize_static_int8(pre, work / "partial-full.onnx", types, config, cache, exclude)
         quantized = onnx.load(str(full))
         candidates, sizes = _static_candidates(quantized, fp32)
     else:
@@ -240,9 +240,9 @@ def quantize_partial(
         keep = exclude + [n for g in keep_groups for n in groups[g]]
         out = work / f"partial-{i}.onnx"
         return (
-            _static(pre, out, types, config, cache, keep)
+            quantize_static_int8(pre, out, types, config, cache, keep)
             if static
-            else _dynamic(pre, out, types, keep)
+            else quantize_dynamic_int8(pre, out, types, keep)
         )
 
     from ...progress import progress

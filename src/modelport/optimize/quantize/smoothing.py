@@ -32,11 +32,13 @@ __all__ = [
     "activation_stats",
     "choose_alpha",
     "smooth",
+    "smoothing_targets",
 ]
 
 
-def _targets(model: Any, nodes: Iterable[str] | None) -> dict[str, list[Any]]:
-    """Activation tensor -> the MatMul nodes (constant 2-D weight as input 1) that read it."""
+def smoothing_targets(model: Any, nodes: Iterable[str] | None) -> dict[str, list[Any]]:
+    """Activation tensor -> the MatMul nodes (constant 2-D weight as input 1) that read it: what
+    ``smooth`` can rescale. ``nodes``: only these MatMuls (None: all)."""
     inits = {t.name for t in model.graph.initializer}
     dims = {t.name: list(t.dims) for t in model.graph.initializer}
     wanted = set(nodes) if nodes is not None else None
@@ -109,7 +111,7 @@ def smooth(
 
     m = copy.deepcopy(model)
     inits = {t.name: t for t in m.graph.initializer}
-    targets = _targets(m, nodes)
+    targets = smoothing_targets(m, nodes)
     inserted: list[str] = []
     new_nodes: list[Any] = []
     pos = {}  # tensor -> index of the node that produces it, to insert the Mul right after
