@@ -102,27 +102,30 @@ def main() -> int:
             force=True,
         )
         seconds = time.perf_counter() - t0
-        rep = r.report
-        lat = rep["latency"]
+        rep, d = r.report, r.report.details
         row = {
             "variant": name,
             "seconds": round(seconds, 1),
-            "global_sparsity": rep["global_sparsity"],
-            "params_before": rep["params"]["before"],
-            "params_after": rep["params"]["after"],
-            "param_ratio": rep["params"]["ratio"],
-            "nonzero_after": rep["params"]["nonzero_after"],
-            "raw_bytes_before": rep["size_bytes"]["raw_before"],
-            "raw_bytes_after": rep["size_bytes"]["raw_after"],
-            "gzip_bytes_before": rep["size_bytes"]["gzip_before"],
-            "gzip_bytes_after": rep["size_bytes"]["gzip_after"],
-            "accuracy_before": rep["accuracy"]["before"],
-            "accuracy_after": rep["accuracy"]["after"],
-            "accuracy_drop_points": rep["accuracy"]["drop_points"],
+            "global_sparsity": d["global_sparsity"],
+            "params_before": d["params"]["before"],
+            "params_after": d["params"]["after"],
+            "param_ratio": d["params"]["ratio"],
+            "nonzero_after": d["params"]["nonzero_after"],
+            "raw_bytes_before": d["size_bytes"]["raw_before"],
+            "raw_bytes_after": d["size_bytes"]["raw_after"],
+            "gzip_bytes_before": d["size_bytes"]["gzip_before"],
+            "gzip_bytes_after": d["size_bytes"]["gzip_after"],
+            "accuracy_before": rep.accuracy["before"],
+            "accuracy_after": rep.accuracy["after"],
+            "accuracy_drop_points": 100.0 * rep.accuracy["drop"],
             **{
-                f"{k}_{m}": v[m]
-                for k, v in lat.items()
-                for m in ("before_p50_ms", "after_p50_ms", "speedup")
+                f"batch_{lr['batch_size']}_{m}": lr[k]
+                for lr in rep.latency
+                for m, k in (
+                    ("before_p50_ms", "before_ms"),
+                    ("after_p50_ms", "after_ms"),
+                    ("speedup", "speedup"),
+                )
             },
         }
         results.append(row)

@@ -48,9 +48,11 @@ def test_prune_package_magnitude(digits_package, digits_data, tmp_path, capsys):
     assert "allowed 0.01, the default budget; set --max-drop" in err
     assert "FAILED (wrote" in err
     report = json.loads((tmp_path / "r.json").read_text())["report"]
-    assert report["global_sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert report["step"] == "prune"
+    assert report["details"]["global_sparsity"] == pytest.approx(0.8, abs=0.01)
     acc = report["accuracy"]
     assert acc["before"] > 0.95 and acc["after"] < acc["before"] - 0.01
+    assert f"(drop {100 * acc['drop']:.2f} points)" in flat  # shown in points, stored as a fraction
     assert report["metric"]["budget"] == 0.01 and report["metric"]["budget_source"] == "default"
     assert report["passed"] is False and report["checker"] == "passed"
     step = ModelPackage.load(tmp_path / "out").history[-1]
@@ -129,8 +131,8 @@ def test_prune_torch_source_structured_with_finetune(digits_cnn, digits_data, tm
     assert pkg.name == "out"  # named after -o, not after the temporary "source" directory
     step = pkg.history[-1]
     assert step["finetune"] == "examples.resnet_digits:finetune"
-    assert step["report"]["params"]["ratio"] > 3
-    assert step["report"]["accuracy"]["drop_points"] < 5
+    assert step["report"]["details"]["params"]["ratio"] > 3
+    assert step["report"]["accuracy"]["drop"] < 0.05
     assert pkg.manifest["provenance"]["source_class"] == "examples.digits_cnn:DigitsCNN"
     assert "fine-tune" in text
 

@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from modelport.errors import OptimizationError, UsageError
 from modelport.optimize.prune import PruneConfig, prune
 from modelport.optimize.prune.onnx import find_layers
+from modelport.optimize.report import OptimizeReport
 from modelport.package import ModelPackage, file_sha256
 from modelport.runtime import make_session, run_session
 
@@ -50,33 +51,40 @@ def test_magnitude_reaches_sparsity_and_only_compresses(digits_package, digits_d
         eval_data={"x": x_test},
         labels=y_test,
     )
-    rows = {row["name"]: row for row in r.report["layers"]}
+    rows = {row["name"]: row for row in r.report.details["layers"]}
     assert set(rows) == {"features.0", "features.3", "head.1", "head.3"}
     for name in ("features.0", "features.3", "head.1"):
         assert rows[name]["pruned"] and rows[name]["sparsity"] == pytest.approx(0.8, abs=0.01)
         assert rows[name]["shape_after"] == rows[name]["shape_before"]
     assert rows["head.3"]["pruned"] is False and rows["head.3"]["sparsity"] == 0.0  # head excluded
-    assert r.report["global_sparsity"] == pytest.approx(0.8, abs=0.01)
-    size = r.report["size_bytes"]
+    assert r.report.details["global_sparsity"] == pytest.approx(0.8, abs=0.01)
+    size = r.report.details["size_bytes"]
     assert size["raw_after"] == pytest.approx(size["raw_before"], rel=0.01)  # zeros still stored
     assert size["gzip_after"] < 0.5 * size["gzip_before"]  # ...but they compress
-    assert r.report["params"]["after"] == r.report["params"]["before"]
-    assert set(r.report["latency"]) == {"batch_1", "batch_8"}
-    assert "dense" in r.report["notes"][0] and "do" in r.report["notes"][0]
+    assert r.report.details["params"]["after"] == r.report.details["params"]["before"]
+    assert [row["batch_size"] for row in r.report.latency] == [1, 8]
+    assert r.report.size_before == size["raw_before"] and r.report.size_after == size["raw_after"]
+    assert "dense" in r.report.notes[0] and "do" in r.report.notes[0]
     # the reported accuracies are those of the two models on the eval data, recomputed here
     from modelport.runtime import make_session, run_session
 
     for key, model in (("before", digits_package.model_path), ("after", r.package.model_path)):
         logits = run_session(make_session(model), {"x": x_test})["output"]
         want = float(np.mean(np.argmax(logits, axis=1) == y_test))
-        assert r.report["accuracy"][key] == pytest.approx(want, abs=1e-9)
-    assert r.report["accuracy"]["before"] > 0.95
-    assert "top1_agreement" in r.report["fidelity"]["output"]
+        assert r.report.accuracy[key] == pytest.approx(want, abs=1e-9)
+    assert r.report.accuracy["before"] > 0.95
+    # the same report type and units as quantize and graph: drops are fractions
+    assert isinstance(r.report, OptimizeReport) and r.report.step == "prune"
+    acc = r.report.accuracy
+    assert acc["drop"] == pytest.approx(acc["before"] - acc["after"])
+    assert r.report.metric["drop"] == acc["drop"] and r.report.eval_source == "given data"
+    assert "top1_agreement" in r.report.fidelity["output"]
     # the package: history holds the report, samples kept, parent untouched
     pkg = ModelPackage.load(tmp_path / "sparse")
     step = pkg.history[-1]
     assert (
-        step["step"] == "prune" and step["report"]["global_sparsity"] == r.report["global_sparsity"]
+        step["step"] == "prune"
+        and step["report"]["details"]["global_sparsity"] == r.report.details["global_sparsity"]
     )
     assert pkg.samples() is not None
     assert file_sha256(digits_package.model_path) == sha
@@ -88,10 +96,10 @@ def test_magnitude_reaches_sparsity_and_only_compresses(digits_package, digits_d
 
 def test_magnitude_global_scope(digits_package, tmp_path):
     r = prune(digits_package, tmp_path / "g", PruneConfig.magnitude(0.6, scope="global", **FAST))
-    assert r.report["global_sparsity"] == pytest.approx(0.6, abs=0.005)
-    per_layer = [row["sparsity"] for row in r.report["layers"] if row["pruned"]]
+    assert r.report.details["global_sparsity"] == pytest.approx(0.6, abs=0.005)
+    per_layer = [row["sparsity"] for row in r.report.details["layers"] if row["pruned"]]
     assert max(per_layer) - min(per_layer) > 0.05  # one threshold, so layers differ
-    assert any("no eval data" in n for n in r.report["notes"])
+    assert any("no eval data" in n for n in r.report.notes)
 
 
 def test_structured_digits_cnn_shrinks_channels(digits_package, digits_data, tmp_path):
@@ -108,12 +116,15 @@ def test_structured_digits_cnn_shrinks_channels(digits_package, digits_data, tmp
     assert shapes["features.3"] == [32, 16, 3, 3]
     assert shapes["head.1"] == [32, 512]  # flatten: 32 channels x 4 x 4 features
     assert shapes["head.3"] == [10, 32]
-    assert r.report["params"]["ratio"] > 3.5
-    assert r.report["size_bytes"]["raw_after"] < r.report["size_bytes"]["raw_before"] / 3
+    assert r.report.details["params"]["ratio"] > 3.5
+    assert (
+        r.report.details["size_bytes"]["raw_after"]
+        < r.report.details["size_bytes"]["raw_before"] / 3
+    )
     pkg = ModelPackage.load(tmp_path / "half")
     out = run_session(make_session(str(pkg.model_path)), {"x": x_test[:5]})
     assert out["output"].shape == (5, 10)
-    assert r.report["fidelity"]["output"]["top1_agreement"] > 0.3
+    assert r.report.fidelity["output"]["top1_agreement"] > 0.3
 
 
 def test_structured_keeps_the_output_layer_even_with_the_head_included(tiny_onnx, tmp_path):
@@ -137,7 +148,7 @@ def test_structured_mlp_chain(tiny_onnx, tmp_path):
     kept = np.sort(np.argsort(-np.linalg.norm(w1, axis=0))[:4])
     got = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "w1"))
     np.testing.assert_array_equal(got, w1[:, kept])
-    assert r.report["params"]["after"] == 4 * 4 + 4 + 4 * 3
+    assert r.report.details["params"]["after"] == 4 * 4 + 4 + 4 * 3
 
 
 def test_structured_conv_bn_chain(tmp_path):
@@ -213,7 +224,7 @@ def test_structured_onnx_names_the_blocking_op(tmp_path):
     assert not (tmp_path / "out").exists()
     # magnitude pruning works on the same graph
     r = prune(str(path), tmp_path / "mag", PruneConfig.magnitude(0.5, **FAST))
-    assert r.report["global_sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert r.report.details["global_sparsity"] == pytest.approx(0.5, abs=0.02)
 
 
 def test_structured_onnx_rejects_grouped_conv(tmp_path):
@@ -251,12 +262,12 @@ def test_exclude_leaves_a_layer_alone(digits_package, tmp_path):
     r = prune(
         digits_package, tmp_path / "x", PruneConfig.magnitude(0.5, exclude=("features.0",), **FAST)
     )
-    rows = {row["name"]: row for row in r.report["layers"]}
+    rows = {row["name"]: row for row in r.report.details["layers"]}
     assert rows["features.0"]["sparsity"] == 0.0 and rows["features.3"][
         "sparsity"
     ] == pytest.approx(0.5, abs=0.01)
-    assert r.report["excluded"] == ["features.0", "head.3"]
-    json.dumps(r.report)  # the report is JSON-ready
+    assert r.report.details["excluded"] == ["features.0", "head.3"]
+    json.dumps(r.report.to_dict())  # the report is JSON-ready
 
 
 def test_finetune_needs_a_torch_source(digits_package, tmp_path):
@@ -280,10 +291,12 @@ def test_labels_must_match_eval_rows(digits_package, digits_data, tmp_path):
 
 def test_structured_global_scope_and_round_to(digits_package, tmp_path):
     r = prune(digits_package, tmp_path / "g", PruneConfig.structured(0.5, scope="global", **FAST))
-    rows = {row["name"]: row for row in r.report["layers"] if row["pruned"]}
+    rows = {row["name"]: row for row in r.report.details["layers"] if row["pruned"]}
     kept = {n: row["shape_after"][0] for n, row in rows.items()}
     total_before = sum(row["shape_before"][0] for row in rows.values())
     assert sum(kept.values()) == pytest.approx(total_before * 0.5, abs=1)  # half of all channels
     assert all(k >= 1 for k in kept.values())
     r = prune(digits_package, tmp_path / "r", PruneConfig.structured(0.6, round_to=8, **FAST))
-    assert all(row["shape_after"][0] % 8 == 0 for row in r.report["layers"] if row["pruned"])
+    assert all(
+        row["shape_after"][0] % 8 == 0 for row in r.report.details["layers"] if row["pruned"]
+    )

@@ -42,8 +42,8 @@ def test_structured_resnet_residuals_and_bn(tmp_path):
     assert pruned.layer2.shortcut[0].weight.shape[0] == pruned.layer2.conv2.weight.shape[0]
     assert pruned.fc.weight.shape == (10, 16)  # head keeps its 10 outputs
     assert before / _params(pruned) > 3.5
-    assert r.report["torch_params"]["before"] == before
-    assert r.report["params"]["ratio"] > 3.5
+    assert r.report.details["torch_params"]["before"] == before
+    assert r.report.details["params"]["ratio"] > 3.5
     # the ONNX graph's channel dims shrank
     pkg = ModelPackage.load(tmp_path / "half")
     orig_dims = _conv_dims(ModelPackage.load(tmp_path / "half"))
@@ -158,9 +158,9 @@ def test_structured_finetune_recovers_accuracy(small_resnet, digits_data, tmp_pa
         labels=y_test,
         finetune=finetune,
     )
-    acc = r.report["accuracy"]
+    acc = r.report.accuracy
     assert acc["before"] > 0.95
-    assert acc["drop_points"] <= 2.0
-    assert r.report["params"]["ratio"] > 3.0
-    assert r.report["finetune"].endswith("finetune")
-    assert r.report["config"]["steps"] == 2
+    assert acc["drop"] <= 0.02
+    assert r.report.details["params"]["ratio"] > 3.0
+    assert r.report.details["finetune"].endswith("finetune")
+    assert r.report.config["steps"] == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +12,9 @@ from .convert_cmd import given_sources, make_source, refuse_source_options, sour
 from .options import refuse_inapplicable
 from .params import INT_LIST_OR_EMPTY
 from .ui import console, console_err, human_bytes, table, write_json
+
+if TYPE_CHECKING:
+    from ..optimize.report import OptimizeReport
 
 # prune: option -> the methods it applies to (the rest are refused)
 PRUNE_MODES = {"magnitude": "--method magnitude", "structured": "--method structured"}
@@ -189,13 +192,16 @@ def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
         )
     print_prune_report(result.report)
     if kw["json_out"]:
-        write_json(kw["json_out"], {"package": str(result.package.path), "report": result.report})
-    if result.report["passed"]:
+        write_json(
+            kw["json_out"],
+            {"package": str(result.package.path), "report": result.report.to_dict()},
+        )
+    if result.report.passed:
         console.print(f"wrote {result.package.path}: [green]passed[/] (checker, budget)")
         return 0
     r = result.report
-    m = r["metric"]
-    why = [] if r["checker"] == "passed" else ["onnx.checker failed"]
+    m = r.metric
+    why = [] if r.checker == "passed" else ["onnx.checker failed"]
     if m["drop"] > m["budget"] + 1e-12:
         why.append(f"outside the budget ({m['name']} drop {m['drop']:.4f} > {m['budget']:.4g})")
     console_err.print(
@@ -238,7 +244,8 @@ def _pruned_cell(x: dict[str, Any]) -> str:
     return "no"
 
 
-def print_prune_report(r: dict[str, Any]) -> None:
+def print_prune_report(r: OptimizeReport) -> None:
+    d = r.details
     rows = [
         (
             x["name"],
@@ -249,7 +256,7 @@ def print_prune_report(r: dict[str, Any]) -> None:
             x["nonzero"],
             f"{x['sparsity']:.1%}",
         )
-        for x in r["layers"]
+        for x in d["layers"]
     ]
     console.print(
         table(
@@ -266,9 +273,9 @@ def print_prune_report(r: dict[str, Any]) -> None:
             rows,
         )
     )
-    p, s = r["params"], r["size_bytes"]
+    p, s = d["params"], d["size_bytes"]
     summary = [
-        ("global sparsity (pruned layers)", f"{r['global_sparsity']:.1%}"),
+        ("global sparsity (pruned layers)", f"{d['global_sparsity']:.1%}"),
         (
             "parameters",
             f"{p['before']:,} -> {p['after']:,} ({p['ratio']:.2f}x fewer); "
@@ -280,26 +287,26 @@ def print_prune_report(r: dict[str, Any]) -> None:
             f"{human_bytes(s['gzip_before'])} -> {human_bytes(s['gzip_after'])}",
         ),
     ]
-    for k, v in r["latency"].items():
+    for v in r.latency:
         summary.append(
             (
-                f"latency p50, {k.replace('_', ' ')}",
-                f"{v['before_p50_ms']:.3f} -> {v['after_p50_ms']:.3f} ms ({v['speedup']:.2f}x)",
+                f"latency p50, batch {v['batch_size']}",
+                f"{v['before_ms']:.3f} -> {v['after_ms']:.3f} ms ({v['speedup']:.2f}x)",
             )
         )
-    for out, f in r["fidelity"].items():
+    for out, f in r.fidelity.items():
         parts = [f"{k}={v:.4g}" for k, v in f.items() if isinstance(v, float)]
         summary.append((f"fidelity ({out})", ", ".join(parts) or str(f)))
-    if "accuracy" in r:
-        a = r["accuracy"]
+    if r.accuracy:
+        a = r.accuracy
         summary.append(
             (
                 "accuracy",
-                f"{a['before']:.4f} -> {a['after']:.4f} (drop {a['drop_points']:.2f} points)",
+                f"{a['before']:.4f} -> {a['after']:.4f} (drop {100 * a['drop']:.2f} points)",
             )
         )
-    if "metric" in r:
-        m = r["metric"]
+    if r.metric:
+        m = r.metric
         default = ", default" if m.get("budget_source") == "default" else ""
         summary.append(
             (
@@ -308,11 +315,11 @@ def print_prune_report(r: dict[str, Any]) -> None:
                 + ("within" if m["drop"] <= m["budget"] + 1e-12 else "OUTSIDE"),
             )
         )
-    summary.append(("onnx.checker (full check)", r.get("checker", "not run")))
-    if r.get("finetune"):
-        summary.append(("fine-tune", r["finetune"]))
+    summary.append(("onnx.checker (full check)", r.checker))
+    if d.get("finetune"):
+        summary.append(("fine-tune", d["finetune"]))
     console.print(table("Prune report", ["", ""], summary))
-    for n in r["notes"]:
+    for n in r.notes:
         console.print(f"[yellow]note:[/] {n}")
-    for w in r.get("warnings", []):
+    for w in r.warnings:
         console_err.print(f"[bold yellow]WARNING:[/] {w}", highlight=False)

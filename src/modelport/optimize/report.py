@@ -208,7 +208,13 @@ def score(
 
 @dataclass
 class OptimizeReport:
-    """What an optimization did and what it cost, measured on this machine."""
+    """What an optimization (quantize, graph, prune) did and what it cost, measured on this machine.
+
+    One set of units for every step: sizes in bytes, latency rows per batch size with p50 in ms
+    and ``speedup`` = before / after, metric and accuracy drops as fractions (before - after;
+    0.01 is one point of accuracy). What only one step measures goes in ``details`` (prune: the
+    layers, parameters, gzip sizes).
+    """
 
     step: str
     config: dict[str, Any]
@@ -226,6 +232,7 @@ class OptimizeReport:
     float_ops: dict[str, int] = field(default_factory=dict)  # ops left in float
     details: dict[str, Any] = field(default_factory=dict)  # step-specific (kept nodes, costs...)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what to know about the result (caveats)
     checker: str = "not run"  # "passed", "not run", or the checker's message
     checker_note: str = ""  # why a known-benign checker failure was accepted, if one was
     unchanged: str = ""  # why the step changed nothing (e.g. no node was quantized), if it did
@@ -268,6 +275,7 @@ class OptimizeReport:
             "float_ops": self.float_ops,
             "details": self.details,
             "warnings": self.warnings,
+            "notes": self.notes,
             "checker": self.checker,
             "checker_note": self.checker_note,
             "unchanged": self.unchanged,

@@ -25,6 +25,7 @@ import dataclasses
 import math
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ import numpy as np
 
 from ...errors import UsageError, output_exists
 from ...package import ModelPackage
+from ..report import OptimizeReport
 
 __all__ = ["METHODS", "PruneConfig", "PruneResult", "prune"]
 
@@ -136,11 +138,11 @@ class PruneConfig:
 
 @dataclass
 class PruneResult:
-    """package: the written package. report: what went into its history. module: the pruned
-    nn.Module (PyTorch sources only)."""
+    """package: the written package. report: what went into its history (the same report type as
+    quantize and graph optimization). module: the pruned nn.Module (PyTorch sources only)."""
 
     package: ModelPackage
-    report: dict[str, Any]
+    report: OptimizeReport
     module: Any = None
     notes: list[str] = field(default_factory=list)
 
@@ -211,20 +213,24 @@ def _as_torch_source(model: Any) -> Any:
 
 
 def _eval_feed(
-    pkg_or_sig: Any, eval_data: Mapping[str, np.ndarray] | None, notes: list[str]
+    pkg_or_sig: Any, eval_data: Mapping[str, np.ndarray] | None, report: OptimizeReport
 ) -> dict:
+    """The eval inputs; ``report.eval_source`` says where they came from (as quantize's do)."""
     from ...data import conform_feed, generate_feed, guess_dims
 
     sig = pkg_or_sig.signature
     if eval_data is not None:
+        report.eval_source = "given data"
         return conform_feed(eval_data, sig, source="eval data")
     stored = pkg_or_sig.samples() if isinstance(pkg_or_sig, ModelPackage) else None
     if stored is not None:
-        notes.append(
+        report.eval_source = "the package's stored samples"
+        report.notes.append(
             "no eval data given: fidelity is measured on the package's stored example inputs"
         )
         return stored[0]
-    notes.append(
+    report.eval_source = "generated random inputs"
+    report.notes.append(
         "no eval data given: fidelity is measured on random inputs; pass --eval for real data"
     )
     return generate_feed(sig, guess_dims(sig, batch=8))
@@ -244,7 +250,8 @@ def _prune_onnx(
     )
     from .report import measure, onnx_layer_rows
 
-    notes: list[str] = []
+    t0 = time.perf_counter()
+    report = OptimizeReport(step="prune", config=_describe(config))
     original = pkg.load_onnx()
     layers = find_layers(original)
     if not layers:
@@ -257,7 +264,7 @@ def _prune_onnx(
             f"every prunable layer is excluded ({[la.name for la in layers]}); nothing to prune"
         )
     if config.steps > 1:
-        notes.append("steps > 1 without fine-tuning prunes to the same result as one step")
+        report.notes.append("steps > 1 without fine-tuning prunes to the same result as one step")
     if config.method == "magnitude":
         pruned = magnitude_prune_onnx(original, targets, config.sparsity, config.scope == "global")
     else:
@@ -278,52 +285,60 @@ def _prune_onnx(
             "--allow-mismatch to write it anyway (the report records the failure)",
             checker=checker,
         )
-    feed = _eval_feed(pkg, eval_data, notes)
+    feed = _eval_feed(pkg, eval_data, report)
     names = [t.name for t in targets]
     rows = onnx_layer_rows(original, pruned, names)
     head = head_layer(layers)
-    report = _report(
+    measure(original, pruned, feed, labels, config.batch_sizes, config.latency_repeats, report)
+    _finish(
         config,
         rows,
-        measure(original, pruned, feed, labels, config.batch_sizes, config.latency_repeats),
+        report,
         excluded=sorted({la.name for la in layers} - set(names)),
         head=head.name if head else None,
         finetune=None,
-        notes=notes,
         source="onnx",
         checker=checker,
     )
+    report.seconds = time.perf_counter() - t0
     step = {
         "step": "prune",
         "method": config.method,
         "sparsity": config.sparsity,
         "scope": config.scope,
-        "passed": report["passed"],
-        "report": report,
-        "notes": report["notes"],
+        "passed": report.passed,
+        "report": report.to_dict(),
+        "notes": report.notes,
     }
     package = derive_package(pkg, pruned, out, step, force=force)
-    return PruneResult(package, report, None, report["notes"])
+    return PruneResult(package, report, None, report.notes)
 
 
-def _report(
+def _describe(config: PruneConfig) -> dict[str, Any]:
+    return {
+        **dataclasses.asdict(config),
+        "exclude": list(config.exclude),
+        "batch_sizes": list(config.batch_sizes),
+    }
+
+
+def _finish(
     config: PruneConfig,
     rows: list,
-    measured: dict,
+    report: OptimizeReport,
     *,
     excluded: list,
     head: str | None,
     finetune: str | None,
-    notes: list[str],
     source: str,
     checker: str,
-) -> dict[str, Any]:
+) -> None:
+    """Complete a measured ``report``: the budget, warnings, notes and the prune details."""
     from ..report import DEFAULT_MAX_DROP
     from .report import global_sparsity
 
-    notes = list(notes)
-    warnings: list[str] = []
-    metric = dict(measured.pop("metric"))
+    notes, warnings = report.notes, report.warnings
+    metric = report.metric
     metric["budget"] = DEFAULT_MAX_DROP if config.max_drop is None else config.max_drop
     metric["budget_source"] = "default" if config.max_drop is None else "given"
     within = metric["drop"] <= metric["budget"] + 1e-12
@@ -341,9 +356,8 @@ def _report(
     if checker != "passed":
         warnings.append(f"onnx.checker FAILED: {checker} (written anyway: --allow-mismatch)")
     if config.method == "magnitude":
-        lat = measured.get("latency", {})
-        speed = ", ".join(f"batch {k.split('_')[1]}: {v['speedup']:.2f}x" for k, v in lat.items())
-        s = measured["size_bytes"]
+        speed = ", ".join(f"batch {r['batch_size']}: {r['speedup']:.2f}x" for r in report.latency)
+        s = report.details["size_bytes"]
         notes.insert(
             0,
             DENSE_NOTE
@@ -356,25 +370,17 @@ def _report(
             "the structure changed, so parity with the source is replaced by fidelity and "
             "accuracy on the eval data"
         )
-    return {
-        "source": source,
-        "config": {
-            **dataclasses.asdict(config),
-            "exclude": list(config.exclude),
-            "batch_sizes": list(config.batch_sizes),
-        },
-        "finetune": finetune,
-        "head": head,
-        "excluded": excluded,
-        "global_sparsity": global_sparsity(rows),
-        "layers": rows,
-        **measured,
-        "metric": metric,
-        "checker": checker,
-        "passed": within and checker == "passed",
-        "warnings": warnings,
-        "notes": notes,
-    }
+    report.checker = checker
+    report.details.update(
+        {
+            "source": source,
+            "finetune": finetune,
+            "head": head,
+            "excluded": excluded,
+            "global_sparsity": global_sparsity(rows),
+            "layers": rows,
+        }
+    )
 
 
 def _prune_torch(
@@ -401,7 +407,8 @@ def _prune_torch(
             "pruning a PyTorch model needs example inputs: give --example-inputs FILE.npz (or --eval)"
         )
     example = {k: np.asarray(v) for k, v in example.items()}
-    notes: list[str] = []
+    t0 = time.perf_counter()
+    report = OptimizeReport(step="prune", config=_describe(config))
     module, _ = load_module(_fresh(source))  # exporting `source` below may change its module
     with tempfile.TemporaryDirectory(prefix="modelport-prune-") as tmp:
         # named after the output, not after the temporary directory ("source")
@@ -414,27 +421,34 @@ def _prune_torch(
             ConvertConfig(example=example, allow_mismatch=config.allow_mismatch),
         )
         before_model, after_model = base.package.load_onnx(), after.package.load_onnx()
-        feed = _eval_feed(base.package, eval_data, notes)
-        measured = measure(
-            before_model, after_model, feed, labels, config.batch_sizes, config.latency_repeats
+        feed = _eval_feed(base.package, eval_data, report)
+        measure(
+            before_model,
+            after_model,
+            feed,
+            labels,
+            config.batch_sizes,
+            config.latency_repeats,
+            report,
         )
         pruned_names = [r["name"] for r in info["layers"] if r["pruned"]]
-        report = _report(
+        report.notes.extend(info["notes"] + after.notes)
+        _finish(
             config,
             info["layers"],
-            measured,
+            report,
             excluded=info["excluded"],
             head=info["head"],
             finetune=_describe_fn(finetune),
-            notes=notes + info["notes"] + after.notes,
             source="torch",
             checker=after.report.checker,
         )
-        report["torch_params"] = {
+        report.details["torch_params"] = {
             "before": info["torch_params_before"],
             "after": info["torch_params_after"],
         }
-        report["pruned_layers"] = pruned_names
+        report.details["pruned_layers"] = pruned_names
+        report.seconds = time.perf_counter() - t0
         manifest = copy.deepcopy(base.package.manifest)
         manifest["verification"] = after.report.to_dict()
         manifest["signature"] = after.package.manifest["signature"]
@@ -446,17 +460,17 @@ def _prune_torch(
                 "method": config.method,
                 "sparsity": config.sparsity,
                 "scope": config.scope,
-                "finetune": report["finetune"],
+                "finetune": report.details["finetune"],
                 "exporter": after.exporter,
                 "verified": after.report.passed,
-                "passed": report["passed"],
-                "report": report,
-                "notes": report["notes"],
+                "passed": report.passed,
+                "report": report.to_dict(),
+                "notes": report.notes,
             },
         ]
         manifest.pop("files", None)
         package = write_package(after_model, manifest, out, force=force, samples_from=base.package)
-    return PruneResult(package, report, pruned_module, report["notes"])
+    return PruneResult(package, report, pruned_module, report.notes)
 
 
 def _fresh(source: Any) -> Any:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ...data import Feed, feed_batch_size, split_batches
 from ...errors import InputError
+from ..report import OptimizeReport
 
 __all__ = ["count_params", "measure", "model_sizes", "onnx_layer_rows"]
 
@@ -94,9 +95,11 @@ def measure(
     labels: np.ndarray | None,
     batch_sizes: Sequence[int],
     repeats: int,
-) -> dict[str, Any]:
-    """Compare two ONNX models (original, pruned) on ``feed``: params, sizes, latency (interleaved
-    with bench.compare_latency), fidelity of the pruned outputs to the original's, accuracy."""
+    report: OptimizeReport,
+) -> OptimizeReport:
+    """Compare two ONNX models (original, pruned) on ``feed`` into ``report``: sizes (raw; gzip and
+    parameters in ``details``), latency (interleaved with compare_latency), fidelity of the pruned
+    outputs to the original's, the metric (accuracy with labels, else the fidelity score)."""
     from ...bench import LatencyConfig, compare_latency
     from ...metrics import accuracy, fidelity
     from ...runtime import make_session
@@ -116,23 +119,22 @@ def measure(
     p_before, nz_before = count_params(before)
     p_after, nz_after = count_params(after)
     size_b, size_a = model_sizes(before), model_sizes(after)
-    out: dict[str, Any] = {
-        "params": {
-            "before": p_before,
-            "after": p_after,
-            "ratio": p_before / max(p_after, 1),
-            "nonzero_before": nz_before,
-            "nonzero_after": nz_after,
-        },
-        "size_bytes": {
-            "raw_before": size_b["raw"],
-            "raw_after": size_a["raw"],
-            "gzip_before": size_b["gzip"],
-            "gzip_after": size_a["gzip"],
-        },
-        "eval_rows": usable,
-        "fidelity": fidelity(ref, got),
+    report.details["params"] = {
+        "before": p_before,
+        "after": p_after,
+        "ratio": p_before / max(p_after, 1),
+        "nonzero_before": nz_before,
+        "nonzero_after": nz_after,
     }
+    report.details["size_bytes"] = {
+        "raw_before": size_b["raw"],
+        "raw_after": size_a["raw"],
+        "gzip_before": size_b["gzip"],
+        "gzip_after": size_a["gzip"],
+    }
+    report.size_before, report.size_after = size_b["raw"], size_a["raw"]
+    report.eval_samples = usable
+    report.fidelity = fidelity(ref, got)
     if labels is not None:
         name = next(iter(ref))
         y = np.asarray(labels).reshape(-1)
@@ -144,17 +146,16 @@ def measure(
             )
         y = y[:usable]
         acc_b, acc_a = accuracy(ref[name], y), accuracy(got[name], y)
-        out["accuracy"] = {"before": acc_b, "after": acc_a, "drop_points": 100.0 * (acc_b - acc_a)}
-        out["metric"] = {"name": "accuracy", "before": acc_b, "after": acc_a, "drop": acc_b - acc_a}
+        report.accuracy = {"output": name, "before": acc_b, "after": acc_a, "drop": acc_b - acc_a}
+        report.metric = {"name": "accuracy", "before": acc_b, "after": acc_a, "drop": acc_b - acc_a}
     else:
         after_score = fidelity_score(ref, got, eval_feed)
-        out["metric"] = {
+        report.metric = {
             "name": "fidelity_score",
             "before": 1.0,
             "after": after_score,
             "drop": 1.0 - after_score,
         }
-    latency = {}
     for b in batch_sizes:
         if fixed_batch and b != fixed_batch:
             continue
@@ -164,11 +165,13 @@ def measure(
             LatencyConfig(warmup=5, repeats=repeats),
         )
         sb, sa = stats
-        latency[f"batch_{b}"] = {
-            "before_p50_ms": sb.p50,
-            "after_p50_ms": sa.p50,
-            "speedup": sb.p50 / sa.p50 if sa.p50 > 0 else float("inf"),
-            "runs": repeats,
-        }
-    out["latency"] = latency
-    return out
+        report.latency.append(
+            {
+                "batch_size": b,
+                "before_ms": sb.p50,
+                "after_ms": sa.p50,
+                "speedup": sb.p50 / sa.p50 if sa.p50 > 0 else float("inf"),
+                "runs": repeats,
+            }
+        )
+    return report
