@@ -41,6 +41,10 @@ LAYERS: dict[str, int] = {
     "__main__": 5,  # python -m modelport: the command line
 }
 
+# Lower parts that a part may still not import (the table's "but" column in docs/CONTRIBUTING.md):
+# optimize measures with runtime.latency, not through the bench library.
+NOT_IMPORTED: dict[str, set[str]] = {"optimize": {"bench"}}
+
 # Debts: imports that break a rule today, each with the reason it is tolerated. The test fails
 # when an entry is no longer needed, so the list can only shrink.
 ALLOWED_UPWARD: set[tuple[str, str]] = set()
@@ -109,6 +113,15 @@ def test_imports_point_down_the_layers():
             upward.add((module, target))
     assert upward - ALLOWED_UPWARD == set(), "an import points up the layers"
     assert ALLOWED_UPWARD - upward == set(), "a tolerated import is gone: drop it from the list"
+
+
+def test_parts_avoid_the_lower_parts_they_must_not_use():
+    found = {
+        (module, target)
+        for module, target, _ in _imports()
+        if _part(target) in NOT_IMPORTED.get(_part(module) or "", set())
+    }
+    assert found == set(), "see NOT_IMPORTED and the layer table in docs/CONTRIBUTING.md"
 
 
 def test_no_cycle_between_parts():

@@ -51,8 +51,7 @@ def test_plan_without_bf16_never_offers_it_and_records_the_engine(
 ):
     """A CPU without bf16 (simulated): no bf16 candidate or row; the pick's engine, precision
     and threads land in the serving section; bench --engine package runs exactly that."""
-    from modelport.bench import SweepConfig, bench_models
-    from modelport.bench.inprocess import LatencyConfig
+    from modelport.bench import LatencyConfig, SweepConfig, bench_models
     from modelport.package import ModelPackage
 
     monkeypatch.setenv("MODELPORT_DISABLE_PRECISIONS", "bf16")

@@ -2,7 +2,8 @@
 
 Every number modelport reports (quantize, prune, plan) comes from here:
 
-- ``compare_latency`` / ``interleave``: several models timed interleaved in one process;
+- ``compare_latency`` / ``interleave``: several models timed interleaved in one process (from
+  ``runtime/latency.py``, where ``optimize`` uses them too);
 - ``bench_models`` (sweep.py): packages over batch sizes, threads and providers, with load time,
   memory and ratios against the first;
 - ``bench_server`` / ``run_load`` (load.py): closed- or open-loop load on a KServe V2 server over
@@ -12,7 +13,7 @@ Every number modelport reports (quantize, prune, plan) comes from here:
 Importing this package is light: onnxruntime, grpc, httpx and matplotlib load when used.
 """
 
-from .inprocess import (
+from ..runtime.latency import (
     Interleaved,
     LatencyConfig,
     LatencyStats,

@@ -1,7 +1,7 @@
 """In-process benchmark of one or more models over batch sizes, thread counts and providers.
 
 For every (provider, threads) pair each model gets a fresh session (its load time and memory are
-recorded); then for every batch size all models run *interleaved* (see ``inprocess.interleave``)
+recorded); then for every batch size all models run *interleaved* (see ``runtime.latency.interleave``)
 on inputs generated from their signature or taken from data, and each row carries ratios against
 the first model of the same (provider, threads, batch size) group.
 """
@@ -17,8 +17,8 @@ import numpy as np
 
 from ..data import Feed, generate_feed, guess_dims, load_feed
 from ..errors import InputError, UsageError
+from ..runtime.latency import LatencyConfig, LatencyStats, interleave, session_runner
 from ..signature import Signature
-from .inprocess import LatencyConfig, LatencyStats, interleave, session_runner
 from .machine import machine_info
 from .memory import MemoryDelta, measure_memory
 

@@ -1,7 +1,7 @@
 """Measuring an optimized model against its input on this machine, and the report that says so.
 
 Every optimization reports the same things: size, latency at batch 1 and at a larger batch
-(interleaved with the original, via ``modelport.bench.compare_latency``), fidelity of the outputs
+(interleaved with the original, via ``modelport.runtime.latency.compare_latency``), fidelity of the outputs
 (cosine per row, top-1 agreement for classifier-like outputs, max error), the user's metric when
 one is given, and accuracy when labels are given. Warnings are loud and kept in the report: a
 result slower than its input, or outside the fidelity budget.
@@ -396,9 +396,9 @@ def measure(
     """
     import onnx
 
-    from ..bench import LatencyConfig, compare_latency
     from ..metrics import accuracy, fidelity
     from ..runtime import SessionConfig, make_session
+    from ..runtime.latency import LatencyConfig, compare_latency
 
     before, after = Path(before), Path(after)
     report.size_before = _file_size(before)

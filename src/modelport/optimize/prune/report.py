@@ -100,9 +100,9 @@ def measure(
     """Compare two ONNX models (original, pruned) on ``feed`` into ``report``: sizes (raw; gzip and
     parameters in ``details``), latency (interleaved with compare_latency), fidelity of the pruned
     outputs to the original's, the metric (accuracy with labels, else the fidelity score)."""
-    from ...bench import LatencyConfig, compare_latency
     from ...metrics import accuracy, fidelity
     from ...runtime import make_session
+    from ...runtime.latency import LatencyConfig, compare_latency
     from ...signature import Signature
     from ..report import fidelity_score
 

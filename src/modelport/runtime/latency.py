@@ -1,4 +1,8 @@
-"""In-process latency of ONNX models through ONNX Runtime.
+"""In-process latency of ONNX models through ONNX Runtime (or any engine's session).
+
+The timing loop every measured number comes from: ``bench`` (sweeps, reports) and ``optimize``
+(the before/after of quantize, graph and prune) both use it, which is why it lives here, below
+both of them.
 
 Several models are measured *interleaved* (run A, run B, run A, ...) so that drift of the machine
 (other processes, frequency scaling) hits all of them alike; ratios against the first are then
@@ -10,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -114,10 +118,11 @@ def compare_latency(
     Returns one LatencyStats per session, in the order given.
     """
     items = list(sessions.items()) if isinstance(sessions, Mapping) else list(sessions)
-    per_model = (
-        isinstance(feed, Mapping) and all(isinstance(v, Mapping) for v in feed.values()) and feed
-    )
-    feeds = {n: dict(feed[n]) if per_model else dict(feed) for n, _ in items}  # type: ignore[index]
+    per_model = bool(feed) and all(isinstance(v, Mapping) for v in feed.values())
+    feeds: dict[str, Feed] = {
+        n: dict(cast("Mapping[str, Feed]", feed)[n]) if per_model else dict(cast(Feed, feed))
+        for n, _ in items
+    }
     run = interleave([(n, session_runner(s, feeds[n])) for n, s in items], config)
     return [LatencyStats(n, feed_batch_size(feeds[n]), run.times_ms[n]) for n, _ in items]
 
