@@ -11,6 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from modelport.errors import UsageError
 from modelport.optimize.quantize.core import (
     QuantizeConfig,
     QuantTypes,
@@ -85,6 +86,14 @@ def test_calibration_cache_then_static_int8_is_qdq(tiny_onnx, tmp_path):
     nodes = {n.name: n for n in onnx.load(str(out)).graph.node}
     assert nodes["MatMul_3"].input[1] == "w2"
     assert nodes["MatMul_0"].input[1] == "w1_DequantizeLinear_Output"
+
+
+def test_calibration_without_data_is_a_usage_error(tiny_onnx, tmp_path):
+    report = OptimizeReport(step="quantize", config={})
+    with pytest.raises(UsageError, match="needs calibration data"):
+        calibrate_to_file(
+            tiny_onnx, tmp_path, QuantizeConfig.dynamic(), ModelPackage.load(tiny_onnx), report
+        )
 
 
 def test_smoothing_targets_are_matmuls_with_a_constant_2d_weight():

@@ -471,7 +471,7 @@ def measure(
                 report.choices.append(lfeed)
                 continue
             st = compare_latency([("before", s_before), ("after", s_after)], lfeed, lcfg)
-            row = {
+            row: dict[str, Any] = {
                 "batch_size": b,
                 "before_ms": st[0].p50,
                 "after_ms": st[1].p50,

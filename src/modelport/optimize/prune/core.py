@@ -203,9 +203,10 @@ def _as_torch_source(model: Any) -> Any:
     try:
         import torch
     except ImportError:
-        torch = None
-    if torch is not None and isinstance(model, torch.nn.Module):
-        return Source.torch_module(model)
+        pass  # not a torch module then: refused below
+    else:
+        if isinstance(model, torch.nn.Module):
+            return Source.torch_module(model)
     raise UsageError(
         f"cannot prune a {type(model).__name__}: give a package path, a ModelPackage, "
         "a torch Source or an nn.Module"

@@ -135,7 +135,8 @@ def find_layers(model: Any) -> list[OnnxLayer]:
 def head_layer(layers: Sequence[OnnxLayer]) -> OnnxLayer | None:
     """The classifier head: the last Gemm/MatMul layer (the last layer of any kind if none)."""
     linear = [layer for layer in layers if layer.node.op_type in ("Gemm", "MatMul")]
-    return (linear or list(layers) or [None])[-1]
+    candidates = linear or list(layers)
+    return candidates[-1] if candidates else None
 
 
 def resolve_layers(

@@ -598,6 +598,11 @@ def calibrate_to_file(
 
     from ..calibration import calibrate_ranges
 
+    if config.calibration is None:
+        raise UsageError(
+            "static quantization needs calibration data: pass calibration=... "
+            "(--calibration DATA), e.g. a few hundred representative inputs"
+        )
     t0 = time.perf_counter()
     ranges, n = calibrate_ranges(
         pre,

@@ -158,6 +158,7 @@ def quantize_openvino(
     )
 
     def run(m: Any) -> Mapping[str, np.ndarray]:
+        assert eval_feed is not None  # only called to measure a drop, which needs eval data
         return run_batched(load_engine(m.SerializeToString(), econf), eval_feed)
 
     drop: float | None = None

@@ -54,7 +54,7 @@ def _fake_quant(
             amax = np.abs(w64).max(axis=red, keepdims=True)
         else:
             amax = np.abs(w64).max()
-        scale = np.where(amax > 0, amax / qmax, 1.0)
+        scale: np.ndarray | float = np.where(amax > 0, amax / qmax, 1.0)
         return (np.clip(np.round(w64 / scale), -qmax, qmax) * scale).astype(w.dtype)
     lo, hi = min(float(w64.min()), 0.0), max(float(w64.max()), 0.0)
     levels = 127 if reduce_range else 255
