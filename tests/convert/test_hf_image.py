@@ -153,3 +153,21 @@ def test_without_a_preprocessor_config_it_says_what_is_missing(tmp_path, vit_dir
     (d / "preprocessor_config.json").unlink()
     with pytest.raises(ConversionError, match="no preprocessor_config.json"):
         convert(Source.hf(str(d)), tmp_path / "out")
+
+
+def test_top_k_answers_the_best_classes_and_keeps_the_check(tmp_path, vit_dir):
+    from modelport.convert import ConvertConfig, Source, convert
+    from modelport.processing.config import ProcessingConfig
+
+    cfg = ConvertConfig(processing=ProcessingConfig(top_k=3))
+    pkg = convert(Source.hf(str(vit_dir)), tmp_path / "top3", cfg).package
+    proc = pkg.manifest["processing"]
+    assert proc["post"][-1]["k"] == 3
+    assert proc["verification"]["passed"]  # the converter's image-in -> label-out check
+    images = _images(4, seed=3)
+    got = modelport.load(pkg)({"image": _encoded(images, "PNG")})
+    assert got["label"].shape == (4, 3) and got["score"].shape == (4, 3)
+    want_labels, want_scores = _transformers(vit_dir, images)
+    assert [row[0].decode() for row in got["label"]] == want_labels
+    np.testing.assert_allclose(got["score"][:, 0], want_scores, atol=1e-4)
+    assert (np.diff(got["score"], axis=1) <= 0).all()  # best first

@@ -69,7 +69,10 @@ def configured_processing(
             f"custom handler {handler.target} shipped (sha256 {handler.sha256[:12]}...); it runs "
             "only with --trust and is not verified against the source"
         )
-    processing = Processing(tuple(pre), tuple(post), outputs, handler)
+    # the converter's own check still holds when nothing it checked was replaced
+    unchanged = image is None and pconf.labels is None and not pconf.handler
+    kept = found.verification if found and unchanged else None
+    processing = Processing(tuple(pre), tuple(post), outputs, handler, kept)
     if image is not None and handler is None:
         report = check_image(processing, files, exported, image, pconf.labels is not None)
         if not report["passed"] and not allow_mismatch:
