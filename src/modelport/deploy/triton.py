@@ -71,8 +71,8 @@ def target_triton(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> 
         listing, checks = target_ensemble(pkg, name, serving, version, out)
         notes.append(
             f"'{name}' is an ensemble carrying the package's processing ({name}_preprocess / "
-            f"{name}_postprocess run modelport.processing in Triton's Python backend: "
-            f"pip install 'modelport[serve]' in its Python); the bare graph is '{name}_raw'"
+            f"{name}_postprocess run modelport.processing in Triton's Python backend, whose "
+            f"Python needs modelport with its serve extra); the bare graph is '{name}_raw'"
         )
         return TargetResult("triton", out / name, listing, checks, notes)
     text = triton_config(pkg, name, serving)
