@@ -185,3 +185,108 @@ def test_serve_doc_on_unknown_config_keys_matches_behaviour(tmp_path):
     typo = rows["typo"]
     assert typo["state"] == "UNAVAILABLE" and typo["version"] == ""
     assert "max_batch_sise" in typo["reason"] and "max_batch_size" in typo["reason"]
+
+
+# --- every modelport command line in the docs parses -----------------------------------------
+
+SHELL_OPS = {"&", "&&", "||", "|", ";", ">", ">>", "2>", "2>&1"}
+
+
+def _code_blocks(text: str) -> list[str]:
+    """Fenced bash/sh blocks and 4-space indented blocks (commands shown in prose)."""
+    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S)
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    for m in re.finditer(r"(?m)(?:^    .*\n?)+", prose):
+        blocks.append("\n".join(line[4:] for line in m.group(0).splitlines()))
+    return blocks
+
+
+def modelport_command_lines(md: Path) -> list[list[str]]:
+    """argv (after ``modelport``) of every command line in ``md``'s code that starts with
+    ``modelport``, continuation lines joined, comments and what follows a shell operator cut."""
+    import shlex
+
+    out = []
+    for block in _code_blocks(md.read_text()):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if not line.startswith("modelport "):
+                continue
+            argv = []
+            for arg in shlex.split(line, comments=True)[1:]:
+                if arg in SHELL_OPS:
+                    break
+                argv.append(arg)
+            out.append(argv)
+    return out
+
+
+def _commands():
+    import click
+
+    from modelport.cli import cli
+
+    ctx = click.Context(cli, info_name="modelport")
+    return cli, ctx, {name: cli.get_command(ctx, name) for name in cli.list_commands(ctx)}
+
+
+DOCUMENTED = [ROOT / "README.md", *PAGES]
+
+
+@pytest.mark.parametrize("md", DOCUMENTED, ids=lambda p: p.name)
+def test_every_documented_command_line_parses(md, monkeypatch):
+    """Each `modelport ...` line in a page's code parses with today's options (click's
+    make_context, nothing run), Ray/TLS/Docker ones included: a renamed or removed flag fails
+    here. Files need not exist (click.Path's checks are off)."""
+    import click
+
+    monkeypatch.setattr(click.Path, "convert", lambda self, value, param, ctx: value)
+    cli, ctx, commands = _commands()
+    lines = modelport_command_lines(md)
+    bad = []
+    for argv in lines:
+        command = commands.get(argv[0])
+        if command is None:
+            bad.append((argv, "no such command"))
+            continue
+        try:
+            command.make_context(f"modelport {argv[0]}", argv[1:], parent=ctx)
+        except click.exceptions.Exit:
+            pass
+        except click.ClickException as exc:
+            bad.append((argv, exc.format_message()))
+    assert not bad, f"{md.name}: {bad}"
+
+
+@pytest.mark.parametrize("md", DOCUMENTED, ids=lambda p: p.name)
+def test_options_in_inline_commands_exist(md):
+    """`modelport CMD ... --flag` spans in prose (often fragments) name only options CMD has."""
+    import shlex
+
+    cli, ctx, commands = _commands()
+    prose = re.sub(r"```.*?```", "", md.read_text(), flags=re.S).replace("\n", " ")
+    bad = []
+    for span in re.findall(r"`modelport ([^`]+)`", prose):
+        argv = shlex.split(span)
+        command = cli if argv[0].startswith("-") else commands.get(argv[0])
+        if command is None:
+            bad.append((span, "no such command"))
+            continue
+        known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+        known |= {"--help", "-h"}
+        flags = {a.split("=")[0] for a in argv if a.startswith("-") and a != "-"}
+        if flags - known:
+            bad.append((span, sorted(flags - known)))
+    assert not bad, f"{md.name}: {bad}"
+
+
+def test_the_command_line_check_sees_renamed_flags(monkeypatch):
+    import click
+
+    monkeypatch.setattr(click.Path, "convert", lambda self, value, param, ctx: value)
+    cli, ctx, commands = _commands()
+    lines = [a for md in DOCUMENTED for a in modelport_command_lines(md)]
+    assert len(lines) > 50 and {a[0] for a in lines} >= {"convert", "serve", "bench", "plan"}
+    assert any("--ray" in a for a in lines)  # the Ray lines are read too
+    with pytest.raises(click.NoSuchOption):
+        commands["serve"].make_context("modelport serve", ["REPO", "--replicas-x", "2"], parent=ctx)
