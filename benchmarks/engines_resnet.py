@@ -151,6 +151,7 @@ class OvRunner:
         hint: str = "LATENCY",
         static_batch: int | None = None,
         streams: int | None = None,
+        pinning: bool | None = None,
     ) -> None:
         import openvino as ov
 
@@ -165,6 +166,8 @@ class OvRunner:
         }
         if streams:
             props["NUM_STREAMS"] = streams
+        if pinning is not None:  # OpenVINO pins its threads to cores by default on Linux
+            props["ENABLE_CPU_PINNING"] = pinning
         self.c = core.compile_model(model, "CPU", props)
         self.req = self.c.create_infer_request()
         seen = set()
@@ -177,6 +180,7 @@ class OvRunner:
                 seen.add(rt["runtimePrecision"].astype(str))
         self.ran = (
             f"ov {'+'.join(sorted(seen))} {hint} streams={self.c.get_property('NUM_STREAMS')}"
+            f" pinning={self.c.get_property('ENABLE_CPU_PINNING')}"
         )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -278,6 +282,25 @@ def main() -> int:
         "ov-bf16-static8-1t": (
             lambda: fp32,
             lambda p: OvRunner(p, "bf16", threads=1, static_batch=8),
+        ),
+        "ov-bf16-1t": (lambda: fp32, lambda p: OvRunner(p, "bf16", threads=1)),
+        "ov-bf16-1t-nopin": (lambda: fp32, lambda p: OvRunner(p, "bf16", threads=1, pinning=False)),
+        "mp-ov-bf16-1t": (lambda: fp32, lambda p: EngineRunner(p, "openvino", "bf16", threads=1)),
+        "ov-bf16-static8-nopin": (
+            lambda: fp32,
+            lambda p: OvRunner(p, "bf16", static_batch=8, pinning=False),
+        ),
+        "ov-bf16-static8-1t-nopin": (
+            lambda: fp32,
+            lambda p: OvRunner(p, "bf16", threads=1, static_batch=8, pinning=False),
+        ),
+        "ov-int8-nncf-acc-static8-nopin": (
+            lambda: nncf_int8(fp32, calib, "nncf_acc", accuracy_control=(x_val, y_val, validate)),
+            lambda p: OvRunner(p, "bf16", static_batch=8, pinning=False),
+        ),
+        "ov-int8-nncf-acc-static8-1t-nopin": (
+            lambda: nncf_int8(fp32, calib, "nncf_acc", accuracy_control=(x_val, y_val, validate)),
+            lambda p: OvRunner(p, "bf16", threads=1, static_batch=8, pinning=False),
         ),
         "ov-int8-nncf": (lambda: nncf_int8(fp32, calib, "nncf"), lambda p: OvRunner(p, "bf16")),
         "ov-int8-nncf-static8": (

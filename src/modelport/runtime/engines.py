@@ -372,6 +372,11 @@ class OpenVINOSession:
         props: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": _OV_PRECISION[config.precision],
             "PERFORMANCE_HINT": "LATENCY",
+            # OpenVINO pins its threads to cores by default; with other work on the cores (a
+            # server with several models, a shared machine) a pinned thread waits for its core.
+            # Measured on the digits ResNet at batch 8 next to other work: unpinned 3-9% faster
+            # at the median and steadier (benchmarks/results/engines_resnet_run3.json)
+            "ENABLE_CPU_PINNING": False,
         }
         if config.threads:
             props["INFERENCE_NUM_THREADS"] = config.threads
@@ -397,6 +402,13 @@ class OpenVINOSession:
         self.input_names = list(self._inputs)
         self.output_names = [_port_name(p, graph_outputs) for p in self.compiled.outputs]
         self._index = {n: i for i, n in enumerate(self.output_names)}
+        # what run() checks, computed once (a port's shape is a call into OpenVINO)
+        self._ranks = {
+            n: p.get_partial_shape().rank.get_length()
+            for n, p in self._inputs.items()
+            if p.get_partial_shape().rank.is_static
+        }
+        self._names = frozenset(self.input_names)
         self._local = threading.local()
         threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS")) or _cores()
         self.info = EngineInfo(
@@ -435,13 +447,14 @@ class OpenVINOSession:
     def run(
         self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
-        _check_names(feed, self.input_names)
+        if feed.keys() != self._names:
+            _check_names(feed, self.input_names)
         for name, arr in feed.items():
-            rank = self._inputs[name].get_partial_shape().rank
-            if rank.is_static and np.ndim(arr) != rank.get_length():
+            rank = self._ranks.get(name)
+            if rank is not None and np.ndim(arr) != rank:
                 raise InputError(
                     f"the model rejected the inputs: input '{name}' has rank {np.ndim(arr)}, "
-                    f"the model expects rank {rank.get_length()}",
+                    f"the model expects rank {rank}",
                     input=name,
                 )
         names = list(outputs) if outputs else self.output_names
@@ -449,7 +462,9 @@ class OpenVINOSession:
         if bad:
             raise InputError(f"unknown output(s) {bad}; the model has {self.output_names}")
         try:
-            result = self._request().infer(dict(feed))
+            # the run is synchronous: the inputs can be read in place; the outputs are the
+            # request's own buffers, copied below before the next run reuses them
+            result = self._request().infer(dict(feed), share_inputs=True, share_outputs=True)
         except Exception as exc:
             msg = _first_line(exc)
             if "shape" in msg.lower() or "dimension" in msg.lower() or "type" in msg.lower():
