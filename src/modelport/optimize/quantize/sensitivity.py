@@ -33,6 +33,7 @@ __all__ = [
     "SearchResult",
     "eval_batch_rows",
     "group_nodes",
+    "local_errors",
     "node_scopes",
     "revert_nodes",
     "search_kept",
@@ -128,32 +129,203 @@ def _attr(node: Any, name: str) -> Any:
     return None
 
 
+class _FloatSources:
+    """Where the float value of each of ``fp32``'s tensors can be read in ``quantized``.
+
+    Most float tensors still exist upstream of their QuantizeLinear. Two exceptions:
+    weights the quantizer removed (copied back from ``fp32``), and activations the quantizer
+    folded into the quantization range: ONNX Runtime's QDQ quantizer drops a Relu/Clip that
+    follows a quantized node and gives its output name to that node, so the tensor named
+    ``relu.out`` in the QDQ model holds the values *before* the Relu. Those are recomputed
+    by a copy of the dropped node (``<tensor>__float``), placed right after the producer.
+    """
+
+    def __init__(self, model: Any, fp32: Any) -> None:
+        self.model = model
+        self.fp_inits = {t.name: t for t in fp32.graph.initializer}
+        self.fp_prod = {o: n for n in fp32.graph.node for o in n.output}
+        self.q_prod = {o: n for n in model.graph.node for o in n.output}
+        self.q_names = {n.name for n in model.graph.node}
+        self.have = {t.name for t in model.graph.initializer} | {i.name for i in model.graph.input}
+        self.have |= set(self.q_prod)
+        self.after: dict[str, list[Any]] = {}  # quantized node name -> nodes to add after it
+        self.resolved: dict[str, str | None] = {}
+
+    def tensor(self, name: str) -> str | None:
+        """A tensor of the model holding ``name``'s float value (None: not recoverable)."""
+        if not name:
+            return name
+        if name not in self.resolved:
+            self.resolved[name] = self._resolve(name)
+        return self.resolved[name]
+
+    def _resolve(self, name: str) -> str | None:
+        src, got = self.fp_prod.get(name), self.q_prod.get(name)
+        if src is None:  # a graph input or an initializer
+            if name in self.have:
+                return name
+            if name in self.fp_inits:
+                self.model.graph.initializer.append(self.fp_inits[name])
+                self.have.add(name)
+                return name
+            return None
+        if got is not None and got.name == src.name:
+            return name
+        if got is None or src.name in self.q_names or not src.input:
+            return None
+        # ``src`` was dropped and its output name given to ``got``, which computes src's input
+        before = self.fp_prod.get(src.input[0])
+        if before is None or before.name != got.name:
+            return None
+        rest = [self.tensor(i) for i in src.input[1:]]
+        if any(r is None for r in rest):
+            return None
+        node = copy.deepcopy(src)
+        node.name = f"{src.name}__float"
+        del node.input[:], node.output[:]
+        node.input.extend([name, *[str(r) for r in rest]])
+        new = f"{name}__float"
+        node.output.append(new)
+        self.after.setdefault(got.name, []).append(node)
+        self.have.add(new)
+        return new
+
+    def inputs(self, node: Any) -> list[str] | None:
+        """``node``'s (an fp32 node) inputs as float tensors of the model, or None."""
+        out = [self.tensor(i) for i in node.input]
+        return None if any(o is None for o in out) else [str(o) for o in out]
+
+    def finish(self, extra: Mapping[str, Sequence[Any]] | None = None) -> None:
+        """Insert the recomputed tensors' nodes (and ``extra`` nodes, per node name) right after
+        their producer: the graph stays topologically sorted, and ONNX Runtime, which runs
+        nodes in this order, frees each tensor as soon as it can."""
+        add: dict[str, list[Any]] = {k: list(v) for k, v in self.after.items()}
+        for k, v in (extra or {}).items():
+            add.setdefault(k, []).extend(v)
+        if not add:
+            return
+        nodes = [x for n in self.model.graph.node for x in (n, *add.get(n.name, ()))]
+        del self.model.graph.node[:]
+        self.model.graph.node.extend(nodes)
+
+
 def revert_nodes(quantized: Any, fp32: Any, names: Iterable[str]) -> Any:
     """A copy of ``quantized`` in which ``names`` read their original float inputs again.
 
     Works for simulated models and for ONNX Runtime's QDQ models: the node keeps its name, and
-    the float tensors it read still exist upstream of their QuantizeLinear (weights are copied
-    back from ``fp32`` when the quantizer removed them).
+    reads the float tensors its quantized inputs were made from (see ``_FloatSources``: weights
+    are copied back from ``fp32``, activations folded into a quantization range recomputed).
+    A node whose float inputs cannot be recovered stays quantized.
     """
     names = set(names)
     m = copy.deepcopy(quantized)
     if not names:
         return m
     orig = {n.name: n for n in fp32.graph.node if n.name in names}
-    fp_inits = {t.name: t for t in fp32.graph.initializer}
-    have = {t.name for t in m.graph.initializer} | {i.name for i in m.graph.input}
-    have |= {o for n in m.graph.node for o in n.output}
+    sources = _FloatSources(m, fp32)
     for node in m.graph.node:
         src = orig.get(node.name)
         if src is None or node.op_type != src.op_type:
             continue
+        inputs = sources.inputs(src)
+        if inputs is None:
+            continue
         del node.input[:]
-        node.input.extend(src.input)
-        for name in src.input:
-            if name and name not in have and name in fp_inits:
-                m.graph.initializer.append(fp_inits[name])
-                have.add(name)
+        node.input.extend(inputs)
+    sources.finish()
     return m
+
+
+def local_errors(
+    quantized: Any,
+    fp32: Any,
+    names: Iterable[str],
+    feed: Feed,
+    *,
+    threads: int = 0,
+    batch_rows: int | None = None,
+) -> dict[str, float]:
+    """Each node's own quantization error, from one instrumented run of ``quantized``.
+
+    For every node of ``names`` that reads quantized inputs, a float twin (the ``fp32`` node,
+    reading the float tensors its quantized inputs were made from) is added beside it, and the
+    graph itself reduces ``|out - twin|^2`` and ``|twin|^2`` to two scalars per node: the
+    relative error that quantizing this node's inputs adds, in the context of the fully
+    quantized model. Only scalars leave the session and the feed is streamed in batches, so
+    memory stays at one quantized run plus one float node at a time, whatever the number of
+    nodes. Nodes that cannot be twinned (their float inputs no longer exist, or a subgraph)
+    are missing from the result.
+    """
+    from onnx import helper
+
+    from ..runtime import SessionConfig, make_session
+
+    m = copy.deepcopy(quantized)
+    orig = {n.name: n for n in fp32.graph.node}
+    qnodes = {n.name: n for n in m.graph.node}
+    sources = _FloatSources(m, fp32)
+    extra: dict[str, list[Any]] = {}  # quantized node -> its twin and the error nodes
+    outputs, scored = [], []
+    for name in dict.fromkeys(names):
+        src, node = orig.get(name), qnodes.get(name)
+        if src is None or node is None or node.op_type != src.op_type or not node.output:
+            continue
+        if list(node.input) == list(src.input):  # reads no quantized input: nothing to score
+            continue
+        if any(a.type in (a.GRAPH, a.GRAPHS) for a in src.attribute):
+            continue
+        inputs = sources.inputs(src)
+        if inputs is None:
+            continue
+        twin = copy.deepcopy(src)
+        twin.name = f"{name}__float_twin"
+        del twin.input[:], twin.output[:]
+        twin.input.extend(inputs)
+        twin.output.extend(f"{o}__float_twin" if o else "" for o in src.output)
+        q_out, f_out = node.output[0], twin.output[0]
+        p = f"{name}__err"
+        extra[name] = [
+            twin,
+            helper.make_node("Cast", [q_out], [f"{p}_qc"], to=1, name=f"{p}_qc"),
+            helper.make_node("Cast", [f_out], [f"{p}_fc"], to=1, name=f"{p}_fc"),
+            helper.make_node("Sub", [f"{p}_qc", f"{p}_fc"], [f"{p}_d"], name=f"{p}_d"),
+            helper.make_node(
+                "ReduceSumSquare", [f"{p}_d"], [f"{p}_e"], keepdims=0, name=f"{p}_e"
+            ),
+            helper.make_node(
+                "ReduceSumSquare", [f"{p}_fc"], [f"{p}_r"], keepdims=0, name=f"{p}_r"
+            ),
+        ]
+        outputs += [f"{p}_e", f"{p}_r"]
+        scored.append(name)
+    if not scored:
+        return {}
+    # each twin right after its node, so that its output is reduced and freed at once
+    sources.finish(extra)
+    del m.graph.output[:]
+    m.graph.output.extend(helper.make_empty_tensor_value_info(o) for o in outputs)
+    sconf = SessionConfig(intra_op_threads=threads, memory_arena=False)
+    session = make_session(m.SerializeToString(), sconf)
+    del m
+    err = dict.fromkeys(scored, 0.0)
+    ref = dict.fromkeys(scored, 0.0)
+    try:
+        rows = batch_rows or eval_batch_rows(feed)
+        from ..data import split_batches
+        from ..runtime import run_session
+
+        for batch in split_batches(feed, rows):
+            got = run_session(session, batch)
+            for name in scored:
+                err[name] += float(got[f"{name}__err_e"])
+                ref[name] += float(got[f"{name}__err_r"])
+    finally:
+        del session
+        release_memory()
+    return {
+        name: (err[name] / ref[name] if ref[name] > 0 else (0.0 if err[name] == 0 else np.inf))
+        for name in scored
+    }
 
 
 _LAYER = re.compile(r"(.*?(?:layer|layers|block|blocks|h)[._/]?\d+)")
