@@ -342,7 +342,10 @@ def quantize(
         else:
             types = choose_types(cpu, "static" if is_static(config) else "dynamic")
             opts = _resolve_types(config, types, report)
-            pre = preprocess(src, work, report)
+            base = src
+            if _is_static(config) and opts.per_channel:
+                base = upgrade_opset(src, work, PER_CHANNEL_OPSET, report)
+            pre = preprocess(base, work, report)
             if config.mode == "dynamic":
                 if config.smoothing is not None:
                     from .partial import smoothed_base
@@ -498,6 +501,42 @@ def _resolve_types(config: QuantizeConfig, choice: Any, report: OptimizeReport) 
         )
     report.details["types"] = dataclasses.asdict(t)
     return t
+
+
+# DequantizeLinear has the ``axis`` of per-channel weights from opset 13 on
+PER_CHANNEL_OPSET = 13
+
+
+def upgrade_opset(src: Path, work: Path, opset: int, report: OptimizeReport) -> Path:
+    """``src`` converted to ``opset`` with ``onnx.version_converter`` when it is older (saved
+    beside it), else ``src``. ONNX Runtime's static quantizer writes per-channel weights as
+    ``DequantizeLinear(axis=...)``, which opset 12 and older do not have: the result would not
+    load. The conversion is recorded in the report; the input package is not changed."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(src))
+    have = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if have is None or have >= opset:
+        return src
+    try:
+        converted = version_converter.convert_version(model, opset)
+    except Exception as exc:  # the converter raises its own types
+        raise OptimizationError(
+            f"the model uses ONNX opset {have}; per-channel static int8 needs opset {opset} "
+            f"(DequantizeLinear with an axis), and onnx.version_converter could not convert it: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Convert the model "
+            f"with `modelport convert --onnx FILE --opset {opset}`, or quantize per tensor "
+            "(--per-tensor)"
+        ) from exc
+    out = work / f"opset{opset}.onnx"
+    _save(converted, out)
+    report.details["opset_upgrade"] = {"from": have, "to": opset}
+    report.choices.append(
+        f"opset {have} -> {opset} (onnx.version_converter) before quantizing: per-channel int8 "
+        f"weights need DequantizeLinear's axis (opset {opset}); the result uses opset {opset}"
+    )
+    return out
 
 
 def preprocess(src: Path, work: Path, report: OptimizeReport) -> Path:

@@ -290,6 +290,8 @@ def quantize_partial(
         "final_drop": drop,
         "evaluations": res.evaluations + len(real_trace),
         "cost_samples": cost_rows,
+        "cost_method": res.cost_method,
+        "cost_blocks": res.blocks,
         "measured_candidates": len(res.costs),
         "time_budget_s": budget,
         "timed_out": out_of_time,
