@@ -140,3 +140,101 @@ def test_progress_bars_show_counts_only_when_asked(monkeypatch, capsys):
     with progress("quiet", total=2) as bar:
         bar.advance(2)
     assert bar.done == 2 and capsys.readouterr().err == ""
+
+
+def _long_chain(n: int, quantized: bool) -> onnx.ModelProto:
+    """x -> n0 -> n1 -> ... (Relu); quantized: each node reads a fake-quant Identity."""
+    nodes, prev = [], "x"
+    for i in range(n):
+        src = prev
+        if quantized:
+            nodes.append(helper.make_node("Identity", [prev], [f"n{i}_fq"], name=f"n{i}__fq"))
+            src = f"n{i}_fq"
+        nodes.append(helper.make_node("Relu", [src], [f"n{i}_out"], name=f"n{i}"))
+        prev = f"n{i}_out"
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", T.FLOAT, [1])],
+        [helper.make_tensor_value_info(prev, T.FLOAT, [1])],
+    )
+    return helper.make_model(graph)
+
+
+def test_blocks_find_the_one_sensitive_node_of_many():
+    """Above EACH_MAX groups, costs come from blocks of the graph split where they cost: the
+    one sensitive node is found and kept float, with far fewer evaluations than nodes."""
+    n = 200
+    assert n > sensitivity.EACH_MAX
+    cost = {f"n{i}": 0.0002 for i in range(n)}
+    cost["n137"] = 0.5  # the sensitive node
+    calls: list[int] = []
+
+    def evaluate(model) -> float:
+        calls.append(1)
+        quantized = {x.name for x in model.graph.node if x.input[0].endswith("_fq")}
+        return sum(cost[k] for k in quantized)
+
+    groups = {f"n{i}": [f"n{i}"] for i in range(n)}
+    res = search_kept(_long_chain(n, False), _long_chain(n, True), groups, evaluate, max_drop=0.05)
+    assert res.cost_method == "blocks" and res.ranking[0] == "n137"
+    assert res.kept == ["n137"] and res.final_drop <= 0.05
+    assert res.evaluations == len(calls) < n // 2
+    assert any(b["groups"] == 1 and b["first"] == "n137" for b in res.blocks)
+
+
+def test_revert_recomputes_an_activation_the_qdq_quantizer_folded(tmp_path):
+    """ONNX Runtime's QDQ quantizer drops the Relu after a quantized Conv and gives its output
+    name to the Conv: reverting the next Conv to float must apply the Relu again, or that Conv
+    reads the values before the Relu (the bug that made every PP-OCRv4 node cost 0)."""
+    from onnx import numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from modelport.optimize.partial import _static_candidates
+    from modelport.optimize.sensitivity import revert_nodes
+    from modelport.runtime import make_session
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal((4, 8, 3, 3)).astype(np.float32), "w2"),
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+            helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2", pads=[1, 1, 1, 1]),
+        ],
+        "convs",
+        [helper.make_tensor_value_info("x", T.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
+    fp32 = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    fp32.ir_version = 8
+    onnx.save(fp32, tmp_path / "fp32.onnx")
+    xs = [rng.standard_normal((1, 3, 8, 8)).astype(np.float32) for _ in range(8)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter({"x": x} for x in xs)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(
+        str(tmp_path / "fp32.onnx"),
+        str(tmp_path / "q.onnx"),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+    )
+    q = onnx.load(tmp_path / "q.onnx")
+    assert "Relu" not in {n.op_type for n in q.graph.node}  # folded into the range
+    assert "conv2" in _static_candidates(q, fp32)[0]
+    x = xs[0]
+    want = make_session(fp32).run(None, {"x": x})[0]
+    quant = make_session(q).run(None, {"x": x})[0]
+    got = make_session(revert_nodes(q, fp32, ["conv2"])).run(None, {"x": x})[0]
+    # conv2 in float on the (quantized) conv1's output after the Relu: closer than all-int8
+    assert np.abs(got - want).max() < np.abs(quant - want).max()
+    assert float(np.abs(got - want).max()) < 0.1 * float(np.abs(want).max())
