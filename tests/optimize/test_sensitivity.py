@@ -238,3 +238,17 @@ def test_revert_recomputes_an_activation_the_qdq_quantizer_folded(tmp_path):
     # conv2 in float on the (quantized) conv1's output after the Relu: closer than all-int8
     assert np.abs(got - want).max() < np.abs(quant - want).max()
     assert float(np.abs(got - want).max()) < 0.1 * float(np.abs(want).max())
+
+
+def test_lean_sessions_run_in_priority_order(tiny_onnx):
+    """memory_arena=False (calibration and evaluations on large inputs) also runs nodes in ORT's
+    priority-based order, which frees each tensor early when a graph has many outputs."""
+    import onnxruntime as ort
+
+    from modelport.runtime import SessionConfig, make_session
+
+    lean = make_session(tiny_onnx, SessionConfig(memory_arena=False)).get_session_options()
+    assert lean.execution_order == ort.ExecutionOrder.PRIORITY_BASED
+    assert not lean.enable_cpu_mem_arena
+    default = make_session(tiny_onnx).get_session_options()
+    assert default.execution_order == ort.ExecutionOrder.DEFAULT
