@@ -297,7 +297,7 @@ class _OutOfTime(Exception):
 # the costly ones split (``_block_costs``)
 EACH_MAX = 48
 FIRST_BLOCKS = 8
-BLOCK_MEASUREMENTS = 40
+BLOCK_MEASUREMENTS = 24
 REFINE_MAX = 8
 
 
