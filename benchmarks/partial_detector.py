@@ -143,7 +143,10 @@ def main() -> int:
     ratios = [p["seconds"] / s["seconds"] for s, p in zip(static, partial, strict=True)]
     peak = max(p["peak_rss_mb"] for p in partial)
     print(f"\nPP-OCRv4 detector ({det.name}, {det.stat().st_size / 1e6:.1f} MB), 16 cal + 8 eval")
-    print(f"{'run':<10}{'wall s':>9}{'peak RSS MB':>13}{'drop':>9}{'kept float':>12}{'evals':>7}")
+    print(
+        f"{'run':<10}{'rc':>4}{'wall s':>9}{'peak RSS MB':>13}{'drop':>9}{'kept float':>12}"
+        f"{'evals':>7}"
+    )
     for x in runs:
         kept = (
             f"{x.get('kept_float', '-')}/{x.get('candidates', '-')}" if "kept_float" in x else "-"
@@ -151,9 +154,10 @@ def main() -> int:
         drop = f"{x['metric_drop']:.4f}" if x.get("metric_drop") is not None else "-"
         name = f"{x['mode']}#{x['round']}"
         print(
-            f"{name:<10}{x['seconds']:>9.1f}{x['peak_rss_mb']:>13}{drop:>9}"
+            f"{name:<10}{x['rc']:>4}{x['seconds']:>9.1f}{x['peak_rss_mb']:>13}{drop:>9}"
             f"{kept:>12}{x.get('evaluations', '-')!s:>7}"
         )
+    print("rc: 0 ok, 1 outside the default budget 0.01 (static) / the --max-drop, other: failed")
     print(
         f"partial/static time: {', '.join(f'{r:.2f}x' for r in ratios)} (goal <= "
         f"{GOAL_TIME_RATIO:g}x); partial peak RSS {peak} MB (goal < {GOAL_RSS_MB} MB)"

@@ -190,8 +190,8 @@ def test_revert_recomputes_an_activation_the_qdq_quantizer_folded(tmp_path):
     from onnx import numpy_helper
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-    from modelport.optimize.partial import _static_candidates
-    from modelport.optimize.sensitivity import revert_nodes
+    from modelport.optimize.quantize.partial import _static_candidates
+    from modelport.optimize.quantize.sensitivity import revert_nodes
     from modelport.runtime import make_session
 
     rng = np.random.default_rng(0)

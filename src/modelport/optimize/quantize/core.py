@@ -343,7 +343,7 @@ def quantize(
             types = choose_types(cpu, "static" if is_static(config) else "dynamic")
             opts = _resolve_types(config, types, report)
             base = src
-            if _is_static(config) and opts.per_channel:
+            if is_static(config) and opts.per_channel:
                 base = upgrade_opset(src, work, PER_CHANNEL_OPSET, report)
             pre = preprocess(base, work, report)
             if config.mode == "dynamic":

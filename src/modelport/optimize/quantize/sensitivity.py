@@ -316,7 +316,7 @@ def _block_costs(
     cost divided by the block's size, so that single groups measured costly rank first and
     blocks rank by cost per group; graph order breaks ties.
     """
-    from ..progress import progress
+    from ...progress import progress
 
     n = len(order)
     size = max(1, -(-n // FIRST_BLOCKS))
@@ -339,7 +339,7 @@ def _block_costs(
                 measured.append((part, cost(part)))
                 bar.advance()
     costs: dict[str, float] = {}
-    blocks = []
+    blocks: list[dict[str, Any]] = []
     for block, c in measured:
         for key in block:
             costs[key] = c / len(block)
