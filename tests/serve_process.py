@@ -36,16 +36,23 @@ def http_ready(port: int) -> Callable[[], bool]:
 
 @contextlib.contextmanager
 def serve_process(
-    args: list[str], probe: Callable[[], Any], timeout_s: float = 120.0
+    args: list[str],
+    probe: Callable[[], Any],
+    timeout_s: float = 120.0,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen]:
-    """``modelport serve ARGS`` until ``probe()`` returns a true value (OSError = not yet)."""
+    """``modelport serve ARGS`` (in ``cwd``, with ``env`` added to the environment) until
+    ``probe()`` returns a true value (OSError = not yet)."""
     env = {
         **os.environ,
+        **(env or {}),
         "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
     }
     proc = subprocess.Popen(
         [sys.executable, "-c", _MAIN, "serve", *args],
         env=env,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
