@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "signature": 0,
     "data": 0,
     "package": 0,
+    "manifest": 0,
     "metrics": 0,
     "progress": 0,
     "render": 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+from .manifest import Verification
 from .package import ModelPackage, opset_of
 
 __all__ = ["describe"]
@@ -24,7 +25,7 @@ def describe(path: str) -> dict[str, Any]:
         for d in init.dims:
             size *= d
         n_params += size
-    m = pkg.manifest
+    spec = pkg.spec
     return {
         "path": str(pkg.path),
         "name": pkg.name,
@@ -37,24 +38,24 @@ def describe(path: str) -> dict[str, Any]:
         "nodes": len(model.graph.node),
         "ops": dict(ops.most_common()),
         "metadata": {p.key: p.value for p in model.metadata_props},
-        "provenance": m.get("provenance", {}),
-        "verification": _verification_summary(m.get("verification")),
-        "history": m.get("history", []),
-        "serving": m.get("serving", {}),
+        "provenance": spec.provenance.to_dict() if spec.provenance else {},
+        "verification": _verification_summary(spec.verification),
+        "history": [h.to_dict() for h in spec.history],
+        "serving": dict(spec.serving),
     }
 
 
-def _verification_summary(v: Any) -> Any:
-    if not isinstance(v, dict):
-        return v
+def _verification_summary(v: Verification | None) -> dict[str, Any] | None:
+    if v is None:
+        return None
     worst: dict[str, float] = {}
-    for case in v.get("cases", []):
+    for case in v.cases:
         for o in case.get("outputs", []):
             worst[o["name"]] = max(worst.get(o["name"], 0.0), float(o["max_abs_diff"]))
     return {
-        "passed": v.get("passed"),
-        "cases": len(v.get("cases", [])),
-        "atol": v.get("atol"),
-        "rtol": v.get("rtol"),
+        "passed": v.passed,
+        "cases": len(v.cases),
+        "atol": v.atol,
+        "rtol": v.rtol,
         "max_abs_diff": worst,
     }

@@ -3,6 +3,7 @@
     my-model/
       model.onnx          the graph (``model.onnx.data`` beside it for external weights)
       modelport.json      name, signature, provenance, verification, history, serving config
+                          (typed by ``modelport.manifest.Manifest``: ``ModelPackage.spec``)
 
 Packages are written atomically: everything goes to a temporary sibling directory which is renamed
 into place at the end, so an interrupted or failed step never leaves a half-written package.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PackageError, output_exists
+from .manifest import FORMAT_VERSION, FileRecord, Manifest, Parent, Provenance, Step
 from .signature import Signature
 
 __all__ = [
@@ -46,7 +49,6 @@ SAMPLES_DIR = (
 MAX_SAMPLE_BYTES = 16_000_000
 # tokenizer, labels, custom handler: the files the manifest's "processing" steps use
 PROCESSING_DIR = "processing"
-FORMAT_VERSION = 1
 # ONNX protobufs cannot exceed 2 GiB; above this weights go to an external data file.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
@@ -71,7 +73,8 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 @dataclass
 class ModelPackage:
-    """A model package on disk. ``manifest`` is the parsed ``modelport.json``."""
+    """A model package on disk. ``manifest`` is the parsed ``modelport.json`` (validated when
+    loaded); ``spec`` is the same as a typed ``Manifest``."""
 
     path: Path
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +115,10 @@ class ModelPackage:
                 f"{manifest_path} is not a modelport manifest (no 'signature')",
                 path=str(manifest_path),
             )
+        try:
+            Manifest.from_dict(manifest)
+        except PackageError as exc:
+            raise PackageError(f"{manifest_path}: {exc}", path=str(manifest_path)) from exc
         return cls(p, manifest)
 
     @classmethod
@@ -137,6 +144,11 @@ class ModelPackage:
     @property
     def model_path(self) -> Path:
         return self.model_file or self.path / MODEL_NAME
+
+    @property
+    def spec(self) -> Manifest:
+        """The manifest as typed sections (a fresh copy: changing it changes nothing here)."""
+        return Manifest.from_dict(self.manifest)
 
     @property
     def name(self) -> str:
@@ -205,19 +217,19 @@ def base_manifest(
     opset: int,
     provenance: Mapping[str, Any],
 ) -> dict[str, Any]:
+    """A new package's manifest (as a dict; ``Manifest.from_dict`` types it): no verification,
+    history or serving settings yet. ``provenance`` adds to the modelport version and time."""
     from . import __version__
 
     prov = {"modelport_version": __version__, "created": now_iso(), **provenance}
-    return {
-        "format_version": FORMAT_VERSION,
-        "name": name,
-        "signature": signature.to_dict(),
-        "opset": opset,
-        "provenance": prov,
-        "verification": None,
-        "history": [],
-        "serving": {},
-    }
+    spec = Manifest(
+        signature=signature,
+        name=name,
+        format_version=FORMAT_VERSION,
+        opset=opset,
+        provenance=Provenance.from_dict(prov),
+    )
+    return spec.to_dict()
 
 
 @contextlib.contextmanager
@@ -274,7 +286,7 @@ def save_onnx(model: Any, path: Path, external_data: bool | None = None) -> None
 
 def write_package(
     model: Any,
-    manifest: Mapping[str, Any],
+    manifest: Manifest | Mapping[str, Any],
     out: str | os.PathLike[str],
     *,
     force: bool = False,
@@ -290,30 +302,31 @@ def write_package(
     inputs, reference outputs) are stored under samples/ when small; ``samples_from`` copies them
     from a parent package instead, with its processing files (processing/). ``files`` maps
     package-relative paths under processing/ to their content (bytes or a file to copy). Every
-    processing file's sha256 goes into the manifest's ``files``.
+    processing file's sha256 goes into the manifest's ``files``. A manifest given as a mapping
+    is validated as a ``Manifest`` first (PackageError names a bad field).
     """
     import onnx
 
     model = copy.deepcopy(model) if isinstance(model, onnx.ModelProto) else model
-    written: dict[str, Any] = copy.deepcopy(dict(manifest))
-    stamp_metadata(model, written)
+    spec = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
+    stamp_metadata(model, spec)
     with atomic_output_dir(out, force=force) as tmp:
         save_onnx(model, tmp / MODEL_NAME, external_data=external_data)
-        written.setdefault("files", {})
-        written["files"]["model.onnx"] = {
-            "sha256": file_sha256(tmp / MODEL_NAME),
-            "bytes": (tmp / MODEL_NAME).stat().st_size,
-        }
+        records = dict(spec.files or {})
+        records["model.onnx"] = _file_record(tmp / MODEL_NAME)
         _write_samples(tmp, samples, samples_from)
         _write_processing_files(tmp, files or {}, samples_from)
         for f in sorted((tmp / PROCESSING_DIR).rglob("*")):
             if f.is_file():
-                written["files"][f.relative_to(tmp).as_posix()] = {
-                    "sha256": file_sha256(f),
-                    "bytes": f.stat().st_size,
-                }
+                rel = f.relative_to(tmp).as_posix()
+                records[rel] = _file_record(f)
+        written = dataclasses.replace(spec, files=records).to_dict()
         (tmp / MANIFEST_NAME).write_text(json.dumps(written, indent=2, default=json_default))
     return ModelPackage(Path(out), written)
+
+
+def _file_record(path: Path) -> FileRecord:
+    return FileRecord(file_sha256(path), path.stat().st_size)
 
 
 def _write_samples(
@@ -355,23 +368,21 @@ def _write_processing_files(
             shutil.copyfile(content, dest)
 
 
-def stamp_metadata(model: Any, manifest: Mapping[str, Any]) -> None:
+def stamp_metadata(model: Any, manifest: Manifest) -> None:
     """Write provenance and the last step into ``model.metadata_props`` (in place)."""
-    prov = manifest.get("provenance") or {}
+    prov = manifest.provenance or Provenance()
     props = {
-        "modelport.name": str(manifest.get("name", "")),
-        "modelport.version": str(prov.get("modelport_version", "")),
-        "modelport.source_kind": str(prov.get("source_kind", "")),
-        "modelport.source_sha256": str(prov.get("source_sha256", "")),
-        "modelport.created": str(prov.get("created", "")),
-        "modelport.frameworks": json.dumps(prov.get("frameworks", {}), sort_keys=True),
+        "modelport.name": manifest.name or "",
+        "modelport.version": prov.modelport_version or "",
+        "modelport.source_kind": prov.source_kind or "",
+        "modelport.source_sha256": prov.source_sha256 or "",
+        "modelport.created": prov.created or "",
+        "modelport.frameworks": json.dumps(dict(prov.frameworks or {}), sort_keys=True),
     }
-    history = manifest.get("history") or []
-    if history:
-        props["modelport.steps"] = ",".join(str(h.get("step", "?")) for h in history)
-    verification = manifest.get("verification")
-    if isinstance(verification, dict):
-        props["modelport.verified"] = str(verification.get("passed"))
+    if manifest.history:
+        props["modelport.steps"] = ",".join(manifest.steps)
+    if manifest.verification is not None:
+        props["modelport.verified"] = str(manifest.verification.passed)
     existing = {p.key: p for p in model.metadata_props}
     for k, v in props.items():
         if k in existing:
@@ -394,14 +405,14 @@ def derive_package(
 
     Used by every optimization: provenance is inherited, history grows, the parent is untouched.
     """
-    manifest = copy.deepcopy(parent.manifest)
-    manifest["history"] = [*manifest.get("history", []), {"time": now_iso(), **dict(step)}]
-    manifest["signature"] = (signature or Signature.from_onnx(model)).to_dict()
-    manifest["opset"] = opset_of(model)
-    manifest["parent"] = {
-        "path": str(parent.path),
-        "sha256": (parent.manifest.get("files", {}).get("model.onnx", {}) or {}).get("sha256"),
-    }
+    spec = parent.spec
+    manifest = dataclasses.replace(
+        spec,
+        history=(*spec.history, Step.from_dict({"time": now_iso(), **dict(step)}, "step")),
+        signature=signature or Signature.from_onnx(model),
+        opset=opset_of(model),
+        parent=Parent(str(parent.path), spec.model_sha256),
+    )
     return write_package(model, manifest, out, force=force, samples_from=parent)
 
 

@@ -16,6 +16,7 @@ units in the last place of bf16's 8-bit mantissa), stated in the report with wha
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -227,7 +228,8 @@ def compare_outputs(
             )
             continue
         g = np.asarray(got[name])
-        base = dict(
+        parity = functools.partial(
+            OutputParity,
             name=name,
             shape=list(g.shape),
             ref_shape=list(r.shape),
@@ -238,8 +240,7 @@ def compare_outputs(
         )
         if g.shape != r.shape:
             results.append(
-                OutputParity(
-                    **base,
+                parity(
                     max_abs_diff=float("inf"),
                     max_rel_diff=float("inf"),
                     mismatched=int(r.size),
@@ -253,8 +254,7 @@ def compare_outputs(
             eq = g == r
             bad = int(np.size(eq) - np.count_nonzero(eq))
             results.append(
-                OutputParity(
-                    **base,
+                parity(
                     max_abs_diff=float(bad > 0),
                     max_rel_diff=float(bad > 0),
                     mismatched=bad,
@@ -273,8 +273,7 @@ def compare_outputs(
         if g.dtype != r.dtype and not (g.dtype.kind == r.dtype.kind == "f"):
             note = f"dtype {g.dtype} differs from reference {r.dtype}"
         results.append(
-            OutputParity(
-                **base,
+            parity(
                 max_abs_diff=float(np.nanmax(diff)) if diff.size else 0.0,
                 max_rel_diff=float(np.nanmax(rel)) if rel.size else 0.0,
                 mismatched=bad,
@@ -376,8 +375,9 @@ def make_cases(signature: Signature, example: Feed, config: VerifyConfig) -> lis
         sizes = config.dim_sizes[dim] if dim in config.dim_sizes else (max(1, n // 2), n * 2 + 1)
         for s in sizes:
             add(f"{dim}={s}", {dim: int(s)})
-            for b in config.batch_sizes if batch else ():
-                add(f"{dim}={s},{batch}={b}", {dim: int(s), batch: b})
+            if batch:
+                for b in config.batch_sizes:
+                    add(f"{dim}={s},{batch}={b}", {dim: int(s), batch: b})
     return cases
 
 
@@ -446,8 +446,8 @@ def verify_model(
     else:  # a path lets OpenVINO use its compiled-model cache
         session = load_engine(str(model), engine)
     out_names = list(session.output_names)
-    spec = engine.engine if engine.precision == "fp32" else f"{engine.engine}:{engine.precision}"
-    where = spec if chosen is not None else ""
+    ran = engine.engine if engine.precision == "fp32" else f"{engine.engine}:{engine.precision}"
+    where = ran if chosen is not None else ""
     runtime_name = {"ort": "ONNX Runtime", "openvino": "OpenVINO"}.get(engine.engine, engine.engine)
     cases: list[CaseReport] = []
     for label, feed in make_cases(signature, example, config):
@@ -484,7 +484,7 @@ def verify_model(
     if chosen is not None:
         report.engines.append(
             {
-                "engine": spec,
+                "engine": ran,
                 "ran": session.info.to_dict(),
                 "atol": config.atol,
                 "rtol": config.rtol,
@@ -557,16 +557,17 @@ def verify_package(
         )
 
     notes = []
-    derived = [h.get("step") for h in package.history if h.get("step") != "convert"]
+    spec = package.spec
+    derived = [step for step in spec.steps if step != "convert"]
     if derived and stored is not None:
         # An optimized package differs from its source by design: its fidelity is in that
         # step's report. Here it is checked for integrity and batch consistency only.
         notes.append(
-            f"derived package ({', '.join(map(str, derived))}): not compared with the source's "
+            f"derived package ({', '.join(derived)}): not compared with the source's "
             "stored outputs; see the history's reports for fidelity"
         )
         stored = (stored[0], {})
-    want_sha = (package.manifest.get("files", {}).get("model.onnx") or {}).get("sha256")
+    want_sha = spec.model_sha256
     if want_sha and file_sha256(package.model_path) != want_sha:
         notes.append(
             "model.onnx does not match the sha256 in the manifest: it was changed after packaging"

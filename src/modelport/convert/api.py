@@ -6,15 +6,18 @@ through the same verification and atomic package writing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import VerificationError
+from ..manifest import Manifest, Step, Verification
 from ..package import base_manifest, opset_of, write_package
 from ..signature import Signature
 from ..verify import verify_model
-from .base import ConvertConfig, ConvertResult, Exported, Source
+from .base import ConvertConfig, Converter, ConvertResult, Exported, Source
 
 __all__ = ["CONVERTERS", "convert"]
 
@@ -79,12 +82,12 @@ CONVERTERS: dict[str, Callable[[Source, ConvertConfig], Exported]] = {
 }
 
 
-def _as_named(outputs, specs):
+def _as_named(outputs: Any, names: list[str]) -> dict[str, Any]:
     import numpy as np
 
     if isinstance(outputs, dict):
         return {k: np.asarray(v) for k, v in outputs.items()}
-    return {s["name"]: np.asarray(v) for s, v in zip(specs, outputs, strict=True)}
+    return {name: np.asarray(v) for name, v in zip(names, outputs, strict=True)}
 
 
 def convert(
@@ -127,22 +130,18 @@ def convert(
             report=report,
         )
     name = config.name or os.path.basename(os.path.normpath(os.fspath(out)))
-    manifest = base_manifest(
-        name, Signature.from_onnx(exported.model), opset_of(exported.model), exported.provenance
-    )
-    manifest["verification"] = report.to_dict()
-    manifest["history"] = [
-        {
-            "step": "convert",
-            "time": manifest["provenance"]["created"],
-            "source": source.describe(),
-            "exporter": exported.exporter,
-            "seconds": round(seconds, 3),
-            "export_seconds": round(export_seconds, 3),
-            "notes": exported.notes,
-            "verified": report.passed,
-        }
-    ]
+    signature = Signature.from_onnx(exported.model)
+    base = base_manifest(name, signature, opset_of(exported.model), exported.provenance)
+    step = {
+        "step": "convert",
+        "time": base["provenance"]["created"],
+        "source": source.describe(),
+        "exporter": exported.exporter,
+        "seconds": round(seconds, 3),
+        "export_seconds": round(export_seconds, 3),
+        "notes": exported.notes,  # notes added below are recorded too
+        "verified": report.passed,
+    }
     processing, files = exported.processing, dict(exported.processing_files)
     if config.processing is not None:
         from ..processing.build import configured_processing
@@ -151,21 +150,21 @@ def convert(
             config.processing, processing, files, exported, allow_mismatch=config.allow_mismatch
         )
         exported.notes.extend(more)
-    if processing is not None:
-        manifest["processing"] = processing.to_dict()
-        if processing.verification is not None:
-            manifest["history"][0]["processing_verified"] = bool(
-                processing.verification.get("passed")
-            )
+    if processing is not None and processing.verification is not None:
+        step["processing_verified"] = bool(processing.verification.get("passed"))
     samples = None
     try:
         if exported.samples:
-            ref_out = _as_named(
-                exported.reference(exported.example), manifest["signature"]["outputs"]
-            )
+            ref_out = _as_named(exported.reference(exported.example), signature.output_names)
             samples = (exported.example, ref_out)
     except Exception as exc:  # samples are a convenience; the conversion stands without them
         exported.notes.append(f"sample outputs not stored: {exc}")
+    manifest = dataclasses.replace(
+        Manifest.from_dict(base),
+        verification=Verification.from_dict(report.to_dict()),
+        history=(Step.from_dict(step, "history[0]"),),
+        processing=None if processing is None else processing.to_dict(),
+    )
     package = write_package(
         exported.model,
         manifest,

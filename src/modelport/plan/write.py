@@ -7,11 +7,12 @@ front's packages and the deployment artifact.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+from ..manifest import Step
 from ..package import ModelPackage, json_default, now_iso, write_package
 from .pareto import closest, pareto_front, verdicts
 
@@ -129,7 +130,7 @@ def write_chosen(row: dict[str, Any], dest: Path, config: Any, summary: dict[str
     """Write the package of ``row`` at ``dest`` (atomically replacing it) with the plan step in
     its history and its thread count in the serving config."""
     pkg = ModelPackage.load(row["package"])
-    manifest = copy.deepcopy(pkg.manifest)
+    spec = pkg.spec
     step: dict[str, Any] = {
         "step": "plan",
         "time": now_iso(),
@@ -156,10 +157,7 @@ def write_chosen(row: dict[str, Any], dest: Path, config: Any, summary: dict[str
             "measured with ONNX Runtime's parallel execution mode; set it in your runtime "
             "(modelport serve runs sequential)"
         )
-    manifest["history"] = [*manifest.get("history", []), step]
-    if getattr(config, "name", None):
-        manifest["name"] = config.name
-    serving = dict(manifest.get("serving") or {})
+    serving = dict(spec.serving)
     if row["setting"]["threads"]:
         serving["intra_op_threads"] = row["setting"]["threads"]
     else:
@@ -168,8 +166,13 @@ def write_chosen(row: dict[str, Any], dest: Path, config: Any, summary: dict[str
     serving["engine"] = row["setting"].get("engine", "ort")
     serving["precision"] = row["setting"].get("precision", "fp32")
     step["ran"] = row.get("ran")
-    manifest["serving"] = serving
-    manifest.pop("files", None)
+    manifest = dataclasses.replace(
+        spec,
+        history=(*spec.history, Step.from_dict(step, "step")),
+        name=getattr(config, "name", None) or spec.name,
+        serving=serving,
+        files=None,  # write_package records the files it writes
+    )
     has_samples = (pkg.path / "modelport.json").is_file()
     write_package(
         pkg.load_onnx(), manifest, dest, force=True, samples_from=pkg if has_samples else None
