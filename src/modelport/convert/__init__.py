@@ -8,6 +8,6 @@ through the same verification and atomic package writing.
 """
 
 from .api import CONVERTERS, convert
-from .base import ConvertConfig, ConvertResult, Source
+from .base import ConvertConfig, Converter, ConvertResult, Source
 
-__all__ = ["CONVERTERS", "ConvertConfig", "ConvertResult", "Source", "convert"]
+__all__ = ["CONVERTERS", "ConvertConfig", "ConvertResult", "Converter", "Source", "convert"]

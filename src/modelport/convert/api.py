@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 from ..errors import VerificationError
@@ -70,7 +69,7 @@ def _sklearn(source: Source, config: ConvertConfig) -> Exported:
     return convert_sklearn(source, config)
 
 
-CONVERTERS: dict[str, Callable[[Source, ConvertConfig], Exported]] = {
+CONVERTERS: dict[str, Converter] = {
     "torch": _torch,
     "torchscript": _torchscript,
     "exported_program": _exported_program,

@@ -1,17 +1,19 @@
-"""Types shared by the converters: what a source is, how to convert it, what a converter returns."""
+"""Types shared by the converters: what a source is, how to convert it, what a converter returns,
+and the ``Converter`` interface every entry of ``convert.CONVERTERS`` has."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..data import Feed
 from ..errors import UsageError
+from ..package import ModelPackage
 from ..signature import TensorSpec
 from ..verify import VerifyConfig, VerifyReport
 
-__all__ = ["ConvertConfig", "ConvertResult", "Exported", "Source", "DynamicAxes"]
+__all__ = ["ConvertConfig", "ConvertResult", "Converter", "Exported", "Source", "DynamicAxes"]
 
 # input (or output) name -> axis -> symbolic dim name
 DynamicAxes = Mapping[str, Mapping[int, str]]
@@ -164,9 +166,21 @@ class Exported:
     samples: bool = True  # store the example and the source's outputs on it as samples/
 
 
+class Converter(Protocol):
+    """Exports one kind of source to ONNX: ``CONVERTERS[source.kind](source, config)``.
+
+    A converter imports its framework itself (``import modelport.convert`` stays light), leaves
+    the source and ``config`` unchanged, never writes the package (``convert`` verifies the
+    returned model and writes it atomically), and raises ``ConversionError``, ``InputError`` or
+    ``UsageError`` with what to do for a source it cannot convert.
+    """
+
+    def __call__(self, source: Source, config: ConvertConfig, /) -> Exported: ...
+
+
 @dataclass
 class ConvertResult:
-    package: Any  # ModelPackage
+    package: ModelPackage
     report: VerifyReport
     exporter: str
     seconds: float

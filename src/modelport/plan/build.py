@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Feed
+from ..errors import UsageError
 from ..package import ModelPackage
 from .candidates import Candidate
 
@@ -75,6 +76,8 @@ def build_quantize(
     if opts.get("mode") in ("static", "partial") and ctx.calibration is not None:
         opts.setdefault("calibration", ctx.calibration)
     if opts.pop("mode") == "partial":  # the preset: its defaults (e.g. smoothing) included
+        if ctx.max_drop is None:  # generate_candidates offers partial int8 only with a budget
+            raise UsageError("partial int8 needs a drop budget: give max_drop (--max-drop)")
         config = QuantizeConfig.partial(max_drop=ctx.max_drop, evaluation=ctx.evaluation(), **opts)
     else:
         config = QuantizeConfig(mode=cand.options["mode"], **opts, evaluation=ctx.evaluation())

@@ -210,9 +210,10 @@ def _as_source(model: Any) -> Any:
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is an extra
-        torch = None
-    if torch is not None and isinstance(model, torch.nn.Module):
-        return Source.torch_module(copy.deepcopy(model))
+        pass
+    else:
+        if isinstance(model, torch.nn.Module):
+            return Source.torch_module(copy.deepcopy(model))
     raise UsageError(
         f"cannot plan for a {type(model).__name__}: give a package path, a ModelPackage, a "
         "convert.Source or an nn.Module"
@@ -347,11 +348,12 @@ def plan(
         # every package plan writes (chosen, front, --ship) is named like this
         config = dataclasses.replace(config, name=config.name or fp32.name)
         sig = fp32.signature
+        stored = fp32.samples() if config.eval_data is None else None
         if config.eval_data is not None:
             feed = take_feed(config.eval_data, sig, config.eval_samples)
             eval_source = "given data"
-        elif fp32.samples() is not None and fp32.samples()[0]:
-            feed = dict(fp32.samples()[0])
+        elif stored is not None and stored[0]:
+            feed = dict(stored[0])
             eval_source = "the package's stored samples"
             notes.append(
                 "no eval data given: fidelity is measured on the package's stored example "
