@@ -84,9 +84,9 @@ def align_output_batch_axes(
     """
     sig = Signature.from_onnx(model)
     first = {t.shape[0] if t.shape else None for t in sig.inputs}
-    if len(first) != 1 or not isinstance(next(iter(first)), str):
+    batch = next(iter(first)) if len(first) == 1 else None
+    if not isinstance(batch, str):
         return []
-    (batch,) = first
     used = {d for t in sig.inputs for d in t.shape if isinstance(d, str)}
     suspects = [
         t.name
@@ -173,12 +173,13 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
     notes = []
     model = original
     src_opset = opset_of(original)
-    converted = bool(config.opset and config.opset != src_opset)
-    if converted:
+    target = config.opset if config.opset and config.opset != src_opset else None
+    converted = target is not None
+    if target is not None:
         from onnx import version_converter
 
         try:
-            model = version_converter.convert_version(model, config.opset)
+            model = version_converter.convert_version(model, target)
         except Exception as exc:
             raise ConversionError(
                 f"cannot convert '{path}' from opset {src_opset} to {config.opset}: {exc}. "

@@ -154,7 +154,7 @@ def sklearn_reference(
         for name, method in outputs:
             value = np.asarray(getattr(est, method)(x))
             spec = specs.get(name)
-            shape = spec.shape if spec is not None else ()
+            shape: tuple[int | str, ...] = spec.shape if spec is not None else ()
             if value.ndim == 1 and len(shape) == 2:
                 if shape[1] == 2 and method == "decision_function":
                     value = np.stack([-value, value], axis=1)
