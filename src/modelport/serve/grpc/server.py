@@ -188,7 +188,8 @@ async def decode_infer_request(request: Any) -> InferenceRequest:
         return await off_loop(size, request_to_internal, request)
     data = bytes(request)
     message = await off_loop(len(data), _parse, data)
-    typed = len(data) - sum(len(r) for r in message.raw_input_contents)
+    # (not len() of raw_input_contents: reading them copies the bytes, under the GIL)
+    typed = sum(t.contents.ByteSize() for t in message.inputs)
     if typed > PROCESS_DECODE_BYTES:
         return await off_process(len(data), _parse_and_decode, data)
     return await off_loop(len(data), request_to_internal, message)
