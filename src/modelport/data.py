@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputError, ModelportError, UsageError
 from .signature import Signature, TensorSpec
+
+if TYPE_CHECKING:
+    from .package import ModelPackage
 
 __all__ = [
     "Feed",
@@ -386,7 +389,7 @@ def candidate_dims(signature: Signature, batch: int = 1) -> list[dict[str, int]]
 
 
 def package_feed(
-    package: Any,
+    package: ModelPackage,
     batch: int | None = None,
     dims: Mapping[str, int] | None = None,
     *,

@@ -33,7 +33,8 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Sentence embeddings: masked mean over the sequence axis, L2-normalized."""
     m = mask[..., None].astype(np.float64)
     emb = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    normalized: np.ndarray = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return normalized
 
 
 def fidelity(reference: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> dict[str, Any]:

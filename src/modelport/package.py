@@ -23,11 +23,15 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import PackageError, output_exists
 from .manifest import FORMAT_VERSION, FileRecord, Manifest, Parent, Provenance, Step
 from .signature import Signature
+
+if TYPE_CHECKING:  # for annotations only: `import modelport` stays light (tests/test_import.py)
+    import numpy as np
+    import onnx
 
 __all__ = [
     "MANIFEST_NAME",
@@ -166,7 +170,7 @@ class ModelPackage:
     def serving(self) -> dict[str, Any]:
         return dict(self.manifest.get("serving", {}))
 
-    def load_onnx(self, load_external_data: bool = True) -> Any:
+    def load_onnx(self, load_external_data: bool = True) -> onnx.ModelProto:
         import onnx
 
         try:
@@ -176,7 +180,7 @@ class ModelPackage:
                 f"cannot load {self.model_path}: {exc}", path=str(self.model_path)
             ) from exc
 
-    def samples(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    def samples(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
         """(example inputs, the source model's outputs on them), when the package stores them.
 
         Derived packages (quantized, pruned) keep the original source's outputs, so comparing
@@ -189,7 +193,7 @@ class ModelPackage:
             return None
         with np.load(d / "inputs.npz", allow_pickle=False) as zi:
             inputs = {k: zi[k] for k in zi.files}
-        outputs: dict[str, Any] = {}
+        outputs: dict[str, np.ndarray] = {}
         if (d / "outputs.npz").is_file():
             with np.load(d / "outputs.npz", allow_pickle=False) as zo:
                 outputs = {k: zo[k] for k in zo.files}
@@ -204,7 +208,7 @@ class ModelPackage:
         return total
 
 
-def opset_of(model: Any) -> int:
+def opset_of(model: onnx.ModelProto) -> int:
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
             return int(imp.version)
@@ -264,7 +268,7 @@ def atomic_output_dir(out: str | os.PathLike[str], force: bool = False) -> Itera
         raise
 
 
-def save_onnx(model: Any, path: Path, external_data: bool | None = None) -> None:
+def save_onnx(model: onnx.ModelProto, path: Path, external_data: bool | None = None) -> None:
     """Save a ModelProto, moving weights to ``model.onnx.data`` when large or asked to."""
     import onnx
 
@@ -285,7 +289,7 @@ def save_onnx(model: Any, path: Path, external_data: bool | None = None) -> None
 
 
 def write_package(
-    model: Any,
+    model: onnx.ModelProto,
     manifest: Manifest | Mapping[str, Any],
     out: str | os.PathLike[str],
     *,
@@ -368,7 +372,7 @@ def _write_processing_files(
             shutil.copyfile(content, dest)
 
 
-def stamp_metadata(model: Any, manifest: Manifest) -> None:
+def stamp_metadata(model: onnx.ModelProto, manifest: Manifest) -> None:
     """Write provenance and the last step into ``model.metadata_props`` (in place)."""
     prov = manifest.provenance or Provenance()
     props = {
@@ -394,7 +398,7 @@ def stamp_metadata(model: Any, manifest: Manifest) -> None:
 
 def derive_package(
     parent: ModelPackage,
-    model: Any,
+    model: onnx.ModelProto,
     out: str | os.PathLike[str],
     step: Mapping[str, Any],
     *,

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = [
     "Dim",
@@ -257,12 +260,12 @@ class Signature:
         )
 
     @classmethod
-    def from_onnx(cls, model: Any) -> Signature:
+    def from_onnx(cls, model: onnx.ModelProto) -> Signature:
         """Read the signature of an ``onnx.ModelProto`` (graph inputs that are not initializers)."""
         graph = model.graph
         inits = {i.name for i in graph.initializer}
 
-        def spec(vi: Any) -> TensorSpec:
+        def spec(vi: onnx.ValueInfoProto) -> TensorSpec:
             tt = vi.type.tensor_type
             dims: list[Dim] = []
             for axis, d in enumerate(tt.shape.dim):

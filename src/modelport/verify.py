@@ -20,13 +20,19 @@ import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .data import Feed
 from .errors import InputError, UsageError, VerificationError
 from .signature import Signature
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .package import ModelPackage
+    from .runtime import EngineConfig
 
 __all__ = [
     "PRECISION_TOLERANCES",
@@ -396,13 +402,13 @@ def _as_dict(
 
 
 def verify_model(
-    model: Any,
+    model: onnx.ModelProto | str,
     reference: Reference,
     example: Feed,
     config: VerifyConfig | None = None,
     *,
     declared_dynamic: Mapping[str, Mapping[int, str]] | None = None,
-    engine: Any = None,
+    engine: EngineConfig | None = None,
     compared_with: str = "the reference",
 ) -> VerifyReport:
     """Check ``model`` (ModelProto or path) and compare it with ``reference`` on several inputs.
@@ -515,12 +521,12 @@ def _refused_by_reference(reference: Reference, feed: Feed) -> str | None:
 
 
 def verify_package(
-    package: Any,
+    package: ModelPackage,
     config: VerifyConfig | None = None,
     reference: Reference | None = None,
     example: Feed | None = None,
     *,
-    engine: Any = None,
+    engine: EngineConfig | None = None,
 ) -> VerifyReport:
     """Verify a ModelPackage.
 

@@ -498,7 +498,7 @@ def _port_name(port: Any, graph_names: set[str]) -> str:
     "any" name can be one OpenVINO merged in (e.g. the output of a Cast right after the input,
     as in an fp16 model that keeps float32 inputs), which a caller's feed does not use."""
     names = set(port.get_names()) & graph_names
-    return min(names) if names else port.get_any_name()
+    return min(names) if names else str(port.get_any_name())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -11,11 +11,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError, ModelportError, UsageError, require
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["SessionConfig", "available_providers", "make_session", "run_session"]
 
@@ -91,8 +94,12 @@ def _resolve_providers(names: Sequence[str]) -> list[str]:
     return resolved
 
 
-def make_session(model: str | os.PathLike[str] | bytes | Any, config: SessionConfig | None = None):
-    """An ``onnxruntime.InferenceSession`` for a path, serialized bytes or a ModelProto."""
+def make_session(
+    model: str | os.PathLike[str] | bytes | onnx.ModelProto, config: SessionConfig | None = None
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` for a path, serialized bytes or a ModelProto.
+
+    Returned as ``Any``: onnxruntime ships no type information."""
     ort = require("onnxruntime", "all")
     config = config or SessionConfig()
     so = ort.SessionOptions()
@@ -147,7 +154,8 @@ def run_session(
     ``session`` may also be any engine's session (``runtime.load_engine``; ``run_options`` are
     ONNX Runtime's and do not apply to another engine)."""
     if not hasattr(session, "get_outputs") and hasattr(session, "output_names"):
-        return session.run(feed, output_names)
+        outputs: dict[str, np.ndarray] = session.run(feed, output_names)  # an EngineSession
+        return outputs
     names = list(output_names) if output_names else [o.name for o in session.get_outputs()]
     try:
         values = session.run(names, dict(feed), run_options)
