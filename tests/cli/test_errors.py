@@ -92,8 +92,11 @@ def test_library_output_is_captured_and_shown_with_verbose(boom, capsys):
     for leak in ("[torch.onnx]", "Collecting tensor data", "Axis 1", "library warning",
                  "DeprecationWarning"):  # fmt: skip
         assert leak not in out + err
-    # (pytest records the DeprecationWarning itself, so 4 or 5 lines)
-    assert re.search(r"\([45] lines of output from other libraries hidden; --verbose shows", err)
+    # at least the print, the stderr line and the root log record; how many more depends on the
+    # handlers and warning filters earlier tests left behind (a library that configured its own
+    # logger, pytest recording the DeprecationWarning), so the count is a lower bound
+    hidden = re.search(r"\((\d+) lines of output from other libraries hidden; --verbose shows", err)
+    assert hidden and int(hidden.group(1)) >= 3, err
     assert main(["boom", "--noisy", "--ok", "--verbose"]) == 0
     out, err = capsys.readouterr()
     assert "[torch.onnx] Obtain model graph" in out
