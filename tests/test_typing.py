@@ -30,6 +30,14 @@ STRICT_CORE = {
     "modelport.runtime.*",
     "modelport.verify",
     "modelport.describe",
+    # the serve data plane
+    "modelport.serve.contracts",
+    "modelport.serve.dataplane",
+    "modelport.serve.batcher",
+    "modelport.serve.names",
+    "modelport.serve.repository",
+    "modelport.serve.http.codec",
+    "modelport.serve.http.common",
 }
 STRICT_FLAGS = {
     "disallow_untyped_defs",

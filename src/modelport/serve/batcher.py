@@ -17,9 +17,8 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -37,7 +36,7 @@ Outputs = dict[str, np.ndarray]
 class _Item:
     feed: Feed
     rows: int
-    key: Any
+    key: object  # _batch_key's merge key: compared with ==
     future: asyncio.Future[Outputs]
     enqueued: float
 
@@ -80,7 +79,7 @@ class Batcher:
         self._closing = False
         self._wakeup = asyncio.Event()  # thread mode: work was queued (or closing)
         self._full = asyncio.Event()  # thread mode: a full batch is queued
-        self._workers: list[asyncio.Task] = []
+        self._workers: list[asyncio.Task[None]] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False  # inline: a flush is scheduled
@@ -248,7 +247,9 @@ class Batcher:
             self._running -= len(items)
         self._deliver(items, results, waits)
 
-    def _deliver(self, items: list[_Item], results: list, waits: list[float]) -> None:
+    def _deliver(
+        self, items: list[_Item], results: Sequence[Outputs | BaseException], waits: list[float]
+    ) -> None:
         for item, result in zip(items, results, strict=True):
             fut = item.future
             if fut.done():
@@ -303,7 +304,7 @@ class Batcher:
             return exc
 
 
-def _batch_key(feed: Feed) -> tuple[int, Any]:
+def _batch_key(feed: Feed) -> tuple[int, object]:
     """(rows, merge key) of a request: requests merge only when their keys are equal.
 
     The key holds every input's shape after axis 0 and its dtype. A request whose inputs do not

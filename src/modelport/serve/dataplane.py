@@ -224,7 +224,7 @@ class DataPlane:
         await self.repository.unload(name)
 
 
-def _expire(fut: asyncio.Future, timeout: float) -> None:
+def _expire(fut: asyncio.Future[Outputs], timeout: float) -> None:
     if not fut.done():
         fut.set_exception(
             RequestTimeoutError(

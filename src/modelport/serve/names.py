@@ -37,7 +37,7 @@ _HOST = re.compile(r"[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]{0
 _MAX_VERSION = 2**63 - 1
 
 
-def check_model_name(name: Any) -> str:
+def check_model_name(name: object) -> str:
     """``name`` if it is a valid model name, else InputError (400)."""
     if isinstance(name, str) and _NAME.fullmatch(name):
         return name
@@ -48,7 +48,7 @@ def check_model_name(name: Any) -> str:
     )
 
 
-def check_version(version: Any) -> int:
+def check_version(version: object) -> int:
     """A model version ("3" or 3) as an int, else InputError (400)."""
     if isinstance(version, int) and not isinstance(version, bool):
         text = str(version)
@@ -64,7 +64,7 @@ def check_version(version: Any) -> int:
     )
 
 
-def check_label(label: Any) -> str:
+def check_label(label: object) -> str:
     """``label`` if it is a valid version label, else InputError (400)."""
     if isinstance(label, str) and _LABEL.fullmatch(label):
         return label
@@ -74,7 +74,7 @@ def check_label(label: Any) -> str:
     )
 
 
-def check_version_labels(labels: Any) -> dict[str, int]:
+def check_version_labels(labels: object) -> dict[str, int]:
     """A ``version_labels`` setting as a plain dict; UsageError naming the bad entry."""
     if not isinstance(labels, Mapping):
         raise UsageError(
@@ -90,7 +90,7 @@ def check_version_labels(labels: Any) -> dict[str, int]:
     return out
 
 
-def check_url_host(host: Any) -> str:
+def check_url_host(host: object) -> str:
     """An allow-listed URL host: a lower-case DNS name or IP address, nothing else."""
     import ipaddress
 

@@ -20,14 +20,14 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InputError, ModelportError, UsageError
 from ..package import MANIFEST_NAME, MODEL_NAME, ModelPackage
 from ..processing import Processing
 from .batcher import Batcher
 from .config import ModelConfig
-from .contracts import ModelStatus, Repository
+from .contracts import ModelStatus, Repository, VersionStatus
 from .errors import ModelNotFoundError, ModelNotReadyError
 from .metrics import Metrics
 from .model import LoadedModel, load_model
@@ -37,6 +37,12 @@ from .processed import RAW_SUFFIX, ProcessedModel, with_processing
 __all__ = ["ModelEntry", "ModelRepository", "VersionState", "not_ready", "why_not_ready"]
 
 log = logging.getLogger("modelport.serve")
+
+Stat = tuple[str, int, int] | tuple[str, None]
+"""A file's (name, mtime_ns, size), or (name, None) when it cannot be read."""
+Fingerprint = tuple[object, ...]
+"""What a version was loaded from (its files' stats and its config file's): reload on change."""
+V = TypeVar("V", bound=VersionStatus)
 
 CONFIG_NAMES = ("config.json", "config.yaml", "config.yml")
 READY, LOADING, UNLOADING, UNAVAILABLE, FAILED = (
@@ -57,7 +63,7 @@ class VersionState:
     reason: str = ""
     model: LoadedModel | ProcessedModel | None = None
     batcher: Batcher | None = None
-    fingerprint: tuple = ()
+    fingerprint: Fingerprint = ()
     raw: VersionState | None = None  # the bare graph, when the package has processing
 
     @property
@@ -87,7 +93,7 @@ class ModelEntry:
         self.default = max(ready, key=lambda vs: vs.version) if ready else None
 
 
-def _stat(path: Path) -> tuple:
+def _stat(path: Path) -> Stat:
     try:
         st = path.stat()
     except OSError:
@@ -126,7 +132,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return dict(data.get("serving", data))
 
 
-def ready_version(name: str, versions: Mapping[int, Any], version: str) -> Any:
+def ready_version(name: str, versions: Mapping[int, V], version: str) -> V:
     """``versions[version]`` when it is READY; else the 404/503 error that says why.
 
     ``version`` is parsed strictly (int() would take "+1", " 1", "1_0"). Shared by the local
@@ -224,7 +230,7 @@ class ModelRepository:
         """The version directories of a model (``{1: path}`` when serving one package)."""
         return {1: path} if self.single else _version_dirs(path)
 
-    def model_settings(self, path: Path) -> tuple[dict[str, Any], tuple, str]:
+    def model_settings(self, path: Path) -> tuple[dict[str, Any], Fingerprint, str]:
         """The model's config file settings, the file's fingerprint and its path."""
         if not self.single:
             for name in CONFIG_NAMES:
@@ -246,7 +252,7 @@ class ModelRepository:
         return cfg.merged(settings, source=source)
 
     @staticmethod
-    def _fingerprint(version_dir: Path, config_fp: tuple) -> tuple:
+    def _fingerprint(version_dir: Path, config_fp: Fingerprint) -> Fingerprint:
         if version_dir.is_file():
             return (_stat(version_dir), config_fp)
         files = (MODEL_NAME, MANIFEST_NAME, MODEL_NAME + ".data")
@@ -303,7 +309,12 @@ class ModelRepository:
                 await self._unload_version(entry, v, reason="dropped by the version policy")
 
     async def _load_version(
-        self, entry: ModelEntry, version: int, path: Path, settings: tuple[dict, str], fp: tuple
+        self,
+        entry: ModelEntry,
+        version: int,
+        path: Path,
+        settings: tuple[dict[str, Any], str],
+        fp: Fingerprint,
     ) -> None:
         old = entry.versions.get(version)
         name, vstr = entry.name, str(version)

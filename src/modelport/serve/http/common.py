@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WATCH_DISCONNECT_AFTER_S",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
     "error_body",
     "header",
     "infer_watching",
@@ -42,10 +47,19 @@ log = logging.getLogger("modelport.serve")
 
 _JSON = [(b"content-type", b"application/json")]
 
+# ASGI's types: the server's dicts hold JSON-like values, so their values are Any at this boundary
+Scope = dict[str, Any]
+"""An ASGI connection scope (``type``, ``path``, ``headers`` as (name, value) byte pairs...)."""
+Message = dict[str, Any]
+"""An ASGI event (``{"type": "http.request", "body": ...}``)."""
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
-def header(scope: dict, name: bytes) -> bytes | None:
+
+def header(scope: Scope, name: bytes) -> bytes | None:
     """The first value of a (lower-case) request header."""
-    for k, v in scope["headers"]:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for k, v in headers:
         if k == name:
             return v
     return None
@@ -68,7 +82,7 @@ def strict_int(value: bytes, what: str) -> int:
     return int(value)
 
 
-async def read_body(scope: dict, receive, limit: int) -> bytes | bytearray:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | bytearray:
     """The request body (inflated when gzip/deflate), refusing more than ``limit`` bytes, before
     and after inflation. Inflation of large bodies runs off the event loop, in steps, and stops
     as soon as the output passes ``limit``."""
@@ -132,7 +146,7 @@ def _too_large(size: int, limit: int) -> RequestTooLargeError:
     )
 
 
-def require_loopback(scope: dict) -> None:
+def require_loopback(scope: Scope) -> None:
     """Management calls are accepted only from loopback peers."""
     client = scope.get("client")
     host = client[0] if client else None
@@ -146,7 +160,9 @@ def require_loopback(scope: dict) -> None:
         )
 
 
-async def send_bytes(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+async def send_bytes(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -157,7 +173,7 @@ async def send_bytes(send, status: int, body: bytes, headers: list[tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_json(send, data: Any, status: int = 200) -> None:
+async def send_json(send: Send, data: Any, status: int = 200) -> None:
     await send_bytes(send, status, orjson.dumps(data), _JSON)
 
 
@@ -168,7 +184,7 @@ def error_body(exc: BaseException) -> tuple[int, bytes]:
     return status, orjson.dumps({"error": message})
 
 
-async def send_error(send, exc: BaseException, request_id: str | None = None) -> None:
+async def send_error(send: Send, exc: BaseException, request_id: str | None = None) -> None:
     status, body = error_body(exc)
     if status >= 500:
         log.warning("request %s: %s %s", request_id or "-", status, body.decode(errors="replace"))
@@ -185,7 +201,7 @@ WATCH_DISCONNECT_AFTER_S = 0.1
 
 
 async def infer_watching(
-    plane: DataPlane, request: InferenceRequest, receive: Any
+    plane: DataPlane, request: InferenceRequest, receive: Receive
 ) -> InferenceResponse:
     """``plane.infer(request)`` for an HTTP request whose body has been read: if it waits longer
     than ``WATCH_DISCONNECT_AFTER_S``, listen for the client going away and then cancel it (work
