@@ -29,6 +29,24 @@ IDS = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
 V1, V2 = mlp_model(scale=1.0)[1], mlp_model(scale=2.0)[1]
 
 
+def answers(base: str, calls: list) -> list[tuple[int, bytes]]:
+    """(status, body) of each (method, path, json body) call against ``base``. Ray's proxy gives
+    every request an X-Request-Id (V2 answers carry it as "id"): it is fixed, so bodies compare."""
+    with httpx.Client(base_url=base, timeout=30, headers={"x-request-id": "r1"}) as client:
+        return [
+            (r.status_code, r.content)
+            for r in (client.request(m, p, json=body) for m, p, body in calls)
+        ]
+
+
+def wait_ready(base: str, model: str, seconds: float = 30) -> None:
+    """Until ``model`` answers ready through the proxy (the ingress re-reads the models every 2 s)."""
+    deadline = time.monotonic() + seconds
+    while httpx.get(f"{base}/v2/models/{model}/ready").status_code != 200:
+        assert time.monotonic() < deadline, f"{model} never became ready through Ray"
+        time.sleep(0.5)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -157,21 +175,13 @@ def test_answers_like_the_single_process_server(deployed, repo):
         ("POST", "/predictions/broken", [0.0]),
     ]  # fmt: skip
 
-    def answers(base: str) -> list[tuple[int, bytes]]:
-        # Ray's proxy gives every request an X-Request-Id (V2 answers carry it as "id"): fix it
-        with httpx.Client(base_url=base, timeout=30, headers={"x-request-id": "r1"}) as client:
-            return [
-                (r.status_code, r.content)
-                for r in (client.request(m, p, json=body) for m, p, body in calls)
-            ]
-
     from modelport.serve.config import ModelConfig
 
     # the replicas run ONNX Runtime on their reserved CPUs (1 thread); so does this server
     defaults = ModelConfig(intra_op_threads=1)
     with running_server(server_config(repo, model_defaults=defaults)) as single:
-        expected = answers(f"http://127.0.0.1:{single['http_port']}")
-    got = answers(info["http_url"])
+        expected = answers(f"http://127.0.0.1:{single['http_port']}", calls)
+    got = answers(info["http_url"], calls)
     for call, want, have in zip(calls, expected, got, strict=True):
         assert have == want, call[:2]
     assert [s for s, _ in got][:5] == [200, 200, 200, 400, 404]
@@ -352,22 +362,12 @@ def test_labels_and_the_raw_graph_like_the_single_process_server(deployed, repo,
         ("POST", "/v2/models/mlp_raw/infer", {"inputs": [x]}),
     ]  # fmt: skip
 
-    def answers(base: str) -> list[tuple[int, bytes]]:
-        with httpx.Client(base_url=base, timeout=30, headers={"x-request-id": "r1"}) as client:
-            return [
-                (r.status_code, r.content)
-                for r in (client.request(m, p, json=body) for m, p, body in calls)
-            ]
-
-    deadline = time.monotonic() + 20  # the ingress re-reads what the models say every 2 s
-    while httpx.get(info["http_url"] + "/v2/models/animals_raw/ready").status_code != 200:
-        assert time.monotonic() < deadline, "animals_raw never became ready through Ray"
-        time.sleep(0.5)
+    wait_ready(info["http_url"], "animals_raw")
     with running_server(
         server_config(new, model_defaults=ModelConfig(intra_op_threads=1))
     ) as single:
-        expected = answers(f"http://127.0.0.1:{single['http_port']}")
-    got = answers(info["http_url"])
+        expected = answers(f"http://127.0.0.1:{single['http_port']}", calls)
+    got = answers(info["http_url"], calls)
     for call, want, have in zip(calls, expected, got, strict=True):
         assert have == want, call[:2]
     assert [s for s, _ in got] == [200, 200, 200, 200, 200, 200, 200, 404]
@@ -417,22 +417,12 @@ def test_a_model_whose_warm_up_rejects_generated_inputs_serves_like_the_single_p
         ("POST", "/v2/models/mlp/infer", {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": X.ravel().tolist()}]}),
     ]  # fmt: skip
 
-    def answers(base: str) -> list[tuple[int, bytes]]:
-        with httpx.Client(base_url=base, timeout=30, headers={"x-request-id": "r1"}) as client:
-            return [
-                (r.status_code, r.content)
-                for r in (client.request(m, p, json=b) for m, p, b in calls)
-            ]
-
-    deadline = time.monotonic() + 30
-    while httpx.get(updated["http_url"] + "/v2/models/picky/ready").status_code != 200:
-        assert time.monotonic() < deadline, "picky never became ready through Ray"
-        time.sleep(0.5)
+    wait_ready(updated["http_url"], "picky")
     with running_server(
         server_config(new, model_defaults=ModelConfig(intra_op_threads=1))
     ) as single:
-        expected = answers(f"http://127.0.0.1:{single['http_port']}")
-    got = answers(updated["http_url"])
+        expected = answers(f"http://127.0.0.1:{single['http_port']}", calls)
+    got = answers(updated["http_url"], calls)
     assert got == expected
     assert [s for s, _ in got] == [200, 200, 200]
     y = json.loads(got[1][1])["outputs"][0]
