@@ -38,6 +38,12 @@ STRICT_CORE = {
     "modelport.serve.repository",
     "modelport.serve.http.codec",
     "modelport.serve.http.common",
+    "modelport.serve.types",
+    "modelport.serve.errors",
+    "modelport.serve.config",
+    "modelport.serve.offload",
+    "modelport.serve.model",
+    "modelport.serve.metrics",
 }
 STRICT_FLAGS = {
     "disallow_untyped_defs",

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 __all__ = ["Histogram", "MODEL_STATES", "Metrics"]
 
@@ -63,7 +67,7 @@ class Metrics:
         self._registry: Any = None  # a prometheus_client CollectorRegistry, made on first use
 
     def histogram(self, kind: str, model: str, version: str) -> Histogram:
-        table = getattr(self, kind)
+        table: dict[tuple[str, str], Histogram] = getattr(self, kind)  # duration, queue, batch
         h = table.get((model, version))
         if h is None:
             h = table[(model, version)] = Histogram(
@@ -71,7 +75,7 @@ class Metrics:
             )
         return h
 
-    def on_batch(self, model: str, version: str):
+    def on_batch(self, model: str, version: str) -> Callable[[int, list[float]], None]:
         """A Batcher ``on_batch`` hook recording batch sizes and queue times."""
         batch = self.histogram("batch", model, version)
         queue = self.histogram("queue", model, version)
@@ -111,7 +115,7 @@ class _Collector:
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import (
             CounterMetricFamily,
             GaugeMetricFamily,

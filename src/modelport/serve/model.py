@@ -86,7 +86,9 @@ class LoadedModel:
         self.output_types = {t.name: v2_datatype(t.dtype) for t in self.signature.outputs}
         self.output_names = list(self.session.output_names)
 
-    def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None):
+    def run(
+        self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Outputs by name. Bad inputs raise InputError, other ORT failures InferenceFailedError.
 
         A run larger than usual (more rows than a full merged batch, or over 1 MB of inputs)
