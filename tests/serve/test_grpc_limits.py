@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 
-from modelport.errors import UsageError
+from modelport.errors import InputError, UsageError
 from modelport.serve.config import GrpcLimits, ServerConfig
 from modelport.serve.grpc import server as grpc_server
 from modelport.serve.grpc.generated import grpc_service_pb2 as pb
@@ -171,9 +171,9 @@ async def test_large_requests_are_decoded_off_the_event_loop(repo, monkeypatch):
         where.append(("parse", len(data), threading.current_thread() is threading.main_thread()))
         return real_parse(data)
 
-    def decode(message):
+    def decode(*args):
         where.append(("decode", 0, threading.current_thread() is threading.main_thread()))
-        return real_decode(message)
+        return real_decode(*args)
 
     monkeypatch.setattr(grpc_server, "_parse", parse)
     monkeypatch.setattr(grpc_server, "request_to_internal", decode)
@@ -250,3 +250,24 @@ async def test_stream_infer_decodes_each_message(repo):
         # the generated stub (a parsed message on the client side) works as before
         stub_answers = [a async for a in s.stub.ModelStreamInfer(iter([mlp_request(1)]))]
         assert list(stub_answers[0].infer_response.outputs[0].shape) == [1, 3]
+
+
+def test_raw_contents_are_split_off_without_a_copy():
+    req = pb.ModelInferRequest(model_name="m", model_version="2", id="r")
+    req.parameters["timeout"].int64_param = 5
+    req.inputs.add(name="a", datatype="FP32", shape=[1, 2])
+    req.inputs.add(name="b", datatype="BYTES", shape=[1])
+    req.outputs.add(name="y")
+    req.raw_input_contents.extend([np.ones(2, np.float32).tobytes(), b""])
+    data = req.SerializeToString()
+    head, raw = grpc_server.split_raw_contents(data)
+    assert [bytes(r) for r in raw] == list(req.raw_input_contents)
+    assert all(r.obj is data for r in raw)  # views of the received bytes
+    rest = pb.ModelInferRequest.FromString(head)
+    expected = pb.ModelInferRequest()
+    expected.CopyFrom(req)
+    del expected.raw_input_contents[:]
+    assert rest == expected
+    for bad in (data[:-3], data + b"\x0b", b"\x3a\xff"):  # truncated, a group, a bad length
+        with pytest.raises(InputError, match="not a valid inference.ModelInferRequest"):
+            grpc_server._parse(bad)

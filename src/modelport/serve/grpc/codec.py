@@ -51,9 +51,11 @@ def _shape(t: Any) -> list[int]:
     return shape
 
 
-def request_to_internal(req: Any) -> InferenceRequest:
-    """Decode a ModelInferRequest; InputError for anything malformed."""
-    raw = req.raw_input_contents
+def request_to_internal(req: Any, raw: Any = None) -> InferenceRequest:
+    """Decode a ModelInferRequest; InputError for anything malformed. ``raw``: its
+    raw_input_contents when they were taken out of the message (views, not copies)."""
+    if raw is None:
+        raw = req.raw_input_contents
     if raw and len(raw) != len(req.inputs):
         raise InputError(
             f"the request has {len(req.inputs)} inputs but {len(raw)} raw_input_contents; "

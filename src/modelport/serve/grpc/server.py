@@ -18,7 +18,13 @@ from .codec import request_to_internal, response_from_internal
 from .generated import grpc_service_pb2 as pb
 from .generated import grpc_service_pb2_grpc as pb_grpc
 
-__all__ = ["GRPC_MAX_SEND", "build_grpc_server", "decode_infer_request", "new_server"]
+__all__ = [
+    "GRPC_MAX_SEND",
+    "build_grpc_server",
+    "decode_infer_request",
+    "new_server",
+    "split_raw_contents",
+]
 
 log = logging.getLogger("modelport.serve")
 
@@ -165,12 +171,69 @@ def new_server(
 
 def _parse_and_decode(data: bytes) -> InferenceRequest:
     """A serialized ModelInferRequest -> the internal request (runs in a decode process)."""
-    return request_to_internal(_parse(data))
+    return request_to_internal(*_parse(data))
 
 
-def _parse(data: bytes) -> Any:
+_RAW_FIELD = 7  # ModelInferRequest.raw_input_contents
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise InputError("the request is not a valid inference.ModelInferRequest: truncated")
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def split_raw_contents(data: bytes) -> tuple[bytes, list[memoryview]]:
+    """(the serialized ModelInferRequest without its raw_input_contents, those contents as
+    views of ``data``). Protobuf copies a bytes field when it parses it and again each time it
+    is read, under the GIL (about 100 ms each for 64 MB here); the top-level fields are few, so
+    they are walked here and the tensors' bytes are never copied."""
+    view = memoryview(data)
+    head = bytearray()
+    raw: list[memoryview] = []
+    i, n = 0, len(data)
+    while i < n:
+        start = i
+        key, i = _varint(data, i)
+        wire = key & 7
+        if wire == 0:
+            _, i = _varint(data, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            length, i = _varint(data, i)
+            if key >> 3 == _RAW_FIELD:
+                if i + length > n:
+                    break
+                raw.append(view[i : i + length])
+                i += length
+                continue
+            i += length
+        else:
+            raise InputError(
+                f"the request is not a valid inference.ModelInferRequest: wire type {wire}"
+            )
+        if i > n:
+            break
+        head += view[start:i]
+    if i != n:
+        raise InputError("the request is not a valid inference.ModelInferRequest: truncated")
+    return bytes(head), raw
+
+
+def _parse(data: bytes) -> tuple[Any, list[memoryview]]:
+    head, raw = split_raw_contents(data)
     try:
-        return pb.ModelInferRequest.FromString(data)
+        return pb.ModelInferRequest.FromString(head), raw
     except DecodeError as exc:
         raise InputError(f"the request is not a valid inference.ModelInferRequest: {exc}") from None
 
@@ -179,20 +242,19 @@ async def decode_infer_request(request: Any) -> InferenceRequest:
     """A ModelInfer request (its serialized bytes, or a parsed message) -> the internal request,
     off the event loop when it is large, as the HTTP side decodes bodies.
 
-    Parsing and turning raw_input_contents into numpy views run in the decode threads above
-    64 KB. Typed ``contents`` become numpy arrays value by value while holding the GIL, so a
-    request with more than 512 KB of them is parsed and converted in the decode processes
-    instead (as large JSON bodies are)."""
+    Parsing runs in the decode threads above 64 KB; raw_input_contents become numpy views of
+    the received bytes (``split_raw_contents``: no copy). Typed ``contents`` become numpy arrays
+    value by value while holding the GIL, so a request with more than 512 KB of them is parsed
+    and converted in the decode processes instead (as large JSON bodies are)."""
     if not isinstance(request, bytes | bytearray | memoryview):
         size = request.ByteSize()
         return await off_loop(size, request_to_internal, request)
     data = bytes(request)
-    message = await off_loop(len(data), _parse, data)
-    # (not len() of raw_input_contents: reading them copies the bytes, under the GIL)
+    message, raw = await off_loop(len(data), _parse, data)
     typed = sum(t.contents.ByteSize() for t in message.inputs)
     if typed > PROCESS_DECODE_BYTES:
         return await off_process(len(data), _parse_and_decode, data)
-    return await off_loop(len(data), request_to_internal, message)
+    return await off_loop(len(data), request_to_internal, message, raw)
 
 
 _RAW_METHODS = ("ModelInfer", "ModelStreamInfer")
