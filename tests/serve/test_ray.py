@@ -427,3 +427,82 @@ def test_a_model_whose_warm_up_rejects_generated_inputs_serves_like_the_single_p
     assert [s for s, _ in got] == [200, 200, 200]
     y = json.loads(got[1][1])["outputs"][0]
     assert y["shape"] == [2, 3, 7] and y["data"] == x.ravel().tolist()
+
+
+def test_engine_override_reaches_the_replicas_like_the_single_process_server(
+    deployed, repo, tmp_path
+):
+    """``serve --ray --engine SPEC``: every replica loads its model on that engine over the
+    serving section (a model whose config.json names an engine keeps its own, as in one process);
+    /v2/models/NAME/config says what ran and the answers are the single-process server's with
+    the same --engine, byte for byte. (Last in this file: it leaves the models on OpenVINO.)"""
+
+    pytest.importorskip("openvino")
+    from modelport.cli import main
+    from modelport.runtime import native_precisions
+    from modelport.serve.config import ModelConfig
+
+    precision = "bf16" if "bf16" in native_precisions("openvino") else "fp32"
+    spec = "openvino" if precision == "fp32" else "openvino:bf16"
+    config, info = deployed
+    new = tmp_path / "repo"
+    shutil.copytree(repo, new)
+    write(mlp_model(scale=2.0)[0], new / "pinned" / "1", "pinned")
+    (new / "pinned" / "config.json").write_text(json.dumps({"engine": "ort"}))
+    # through the command line, as a user runs it (an update in place, one replica each)
+    port = info["http_url"].rsplit(":", 1)[1]
+    argv = ["serve", str(new), "--ray", "--address", config.address, "--detach"]
+    argv += ["--http-port", port, "--replicas", "1", "--replica-cpus", "0.25", "--engine", spec]
+    assert main(argv) == 0
+
+    x = {"name": "x", "shape": [2, 4], "datatype": "FP32", "data": X.ravel().tolist()}
+    calls = [
+        ("POST", "/v2/models/mlp/infer", {"inputs": [x]}),
+        ("POST", "/v2/models/pinned/infer", {"inputs": [x]}),
+        ("POST", "/v1/models/mlp:predict", {"instances": X.tolist()}),
+        ("POST", "/predictions/mlp", X.tolist()),
+    ]
+
+    def answers(base: str) -> list[tuple[int, bytes]]:
+        with httpx.Client(base_url=base, timeout=30, headers={"x-request-id": "r1"}) as client:
+            return [
+                (r.status_code, r.content)
+                for r in (client.request(m, p, json=b) for m, p, b in calls)
+            ]
+
+    def engines(base: str) -> dict[str, dict]:
+        return {
+            name: httpx.get(f"{base}/v2/models/{name}/config", timeout=30).json()
+            for name in ("mlp", "pinned")
+        }
+
+    deadline = time.monotonic() + 20  # the ingress re-reads what the models say every 2 s
+    while True:
+        ray_configs = engines(info["http_url"])
+        if "pinned" in ray_configs and ray_configs["mlp"].get("backend") == "openvino":
+            break
+        assert time.monotonic() < deadline, f"the replicas do not run {spec}: {ray_configs}"
+        time.sleep(0.5)
+    ran = ray_configs["mlp"]["parameters"]["engine"]
+    assert ran["engine"] == "openvino" and ran["precision"] == precision and ran["threads"] == 1
+    assert ray_configs["pinned"]["parameters"]["engine"]["engine"] == "ort"
+    assert ray_configs["pinned"]["backend"] == "onnxruntime"
+    override = {"engine": "openvino", "precision": precision}
+    with running_server(
+        server_config(new, model_defaults=ModelConfig(intra_op_threads=1), engine=override)
+    ) as single:
+        base = f"http://127.0.0.1:{single['http_port']}"
+        expected, single_configs = answers(base), engines(base)
+    for name in ("mlp", "pinned"):
+        assert (
+            ray_configs[name]["parameters"]["engine"]
+            == single_configs[name]["parameters"]["engine"]
+        ), name
+        assert ray_configs[name]["backend"] == single_configs[name]["backend"], name
+    got = answers(info["http_url"])
+    for call, want, have in zip(calls, expected, got, strict=True):
+        assert have == want, call[:2]
+    assert [s for s, _ in got] == [200, 200, 200, 200]
+    # OpenVINO's answer, not ONNX Runtime's fp32 one (bf16 rounds; fp32 equals it closely)
+    y = np.asarray(json.loads(got[0][1])["outputs"][0]["data"], np.float32).reshape(2, 3)
+    np.testing.assert_allclose(y, V1(X), rtol=2e-2, atol=2e-2)

@@ -165,6 +165,61 @@ def test_ray_options_without_ray_are_refused(two_models, capsys, extra, words):
     assert words in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "spec, engine",
+    [("openvino", {"engine": "openvino", "precision": "fp32"}), ("package", {}), (None, {})],
+)
+def test_the_engine_flag_is_handed_to_the_ray_deploy(two_models, monkeypatch, capsys, spec, engine):
+    """``serve --ray --engine SPEC`` (refused before): the override reaches ``deploy``, which
+    binds it into every model deployment (tests/serve/test_ray.py runs it on a cluster)."""
+    from modelport.cli import main
+    from modelport.serve.ray import runner
+
+    seen: dict = {}
+
+    def deploy(repository, config, defaults=None, **kwargs):
+        seen.update(kwargs)
+        return {"http_url": "http://127.0.0.1:1", "models": ["ints", "mlp"], "failed": {}}
+
+    monkeypatch.setattr(runner, "connect", lambda config: False)
+    monkeypatch.setattr(runner, "deploy", deploy)
+    argv = ["serve", str(two_models), "--ray", "--address", "auto", "--detach"]
+    assert main(argv + (["--engine", spec] if spec else [])) == 0
+    assert seen["engine"] == engine
+    assert '"event": "ready"' in capsys.readouterr().out
+
+
+def test_app_builder_takes_an_engine_spec(two_models, monkeypatch):
+    """A Serve config file's ``args: {engine: openvino}``: the same override as --engine; an
+    unknown engine or a precision the engine lacks is a UsageError before anything deploys."""
+    from modelport.serve.ray import packages, runner
+
+    seen: dict = {}
+
+    def build_app(repository, config, defaults=None, apis=None, strict=frozenset(), engine=None):
+        seen["engine"] = engine
+        return "app", [], {}
+
+    monkeypatch.setattr(runner, "build_app", build_app)
+    monkeypatch.setattr(packages, "retain", lambda app, keys: None)
+    args = {"repository": str(two_models), "replica_cpus": 0.25}
+    assert runner.app_builder({**args, "engine": "openvino"}) == "app"
+    assert seen["engine"] == {"engine": "openvino", "precision": "fp32"}
+    assert runner.app_builder(args) == "app" and seen["engine"] == {}
+    with pytest.raises(UsageError, match="engine 'tpu' is not one of"):
+        runner.app_builder({**args, "engine": "tpu"})
+    with pytest.raises(UsageError, match="no bf16"):
+        runner.app_builder({**args, "engine": "ort:bf16"})
+    monkeypatch.undo()
+
+    def connect(config):
+        raise AssertionError("Ray must not be started")
+
+    monkeypatch.setattr(runner, "connect", connect)
+    with pytest.raises(UsageError, match="engine 'tpu' is not one of"):
+        runner.serve_on_ray(two_models, RayConfig(), engine={"engine": "tpu"})
+
+
 # --- waiting for the deployments ---------------------------------------------------------
 
 

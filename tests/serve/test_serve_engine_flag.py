@@ -86,7 +86,7 @@ async def test_the_repository_puts_the_engine_between_serving_section_and_config
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--engine", "openvino", "--ray"], "--engine cannot be used with --ray"),
+        (["--engine", "ort:bf16", "--ray"], "ONNX Runtime's CPU provider has no bf16"),
         (["--engine", "ort:bf16"], "ONNX Runtime's CPU provider has no bf16"),
         (["--engine", "ort,openvino"], "this command runs one engine"),
         (["--engine", "tpu"], "engine 'tpu' is not one of"),

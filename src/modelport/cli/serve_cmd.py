@@ -318,7 +318,7 @@ def serve(
         http["max_request_bytes"] = int(max_request_mb * 1024 * 1024)
         refused = {"tls_cert": tls_cert, "auth_token": auth_token, "poll": poll_s}
         refused["tfserving_grpc_port"] = tfserving_grpc_port
-        return serve_with_ray(repository, ray_settings, defaults, http, refused)
+        return serve_with_ray(repository, ray_settings, defaults, http, refused, engine)
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("give both --tls-cert and --tls-key, or neither")
     management = None

@@ -156,10 +156,12 @@ def serve_with_ray(
     defaults: Any,
     http: dict[str, Any],
     refused: dict[str, Any],
+    engine: dict[str, str] | None = None,
 ) -> int:
     """Run ``modelport serve --ray``. ``http``: host, http_port, max_request_bytes and
     shutdown_grace; ``refused``: single-process-only options that were given (an error; the
-    options given on the command line were already refused by ``check_options``)."""
+    options given on the command line were already refused by ``check_options``); ``engine``:
+    ``--engine`` for every replica (``{}``: each package's serving section)."""
     import json
 
     from ..errors import UsageError
@@ -199,6 +201,12 @@ def serve_with_ray(
         click.echo(message, err=True)
 
     serve_on_ray(
-        repository, config, defaults, on_ready, detach=settings["detach"], progress=progress
+        repository,
+        config,
+        defaults,
+        on_ready,
+        detach=settings["detach"],
+        progress=progress,
+        engine=engine,
     )
     return 0

@@ -26,6 +26,8 @@ __all__ = [
     "TLSConfig",
     "VersionPolicy",
     "available_cores",
+    "check_engine",
+    "engine_override",
 ]
 
 EXECUTION_MODES = ("auto", "inline", "thread")
@@ -431,6 +433,31 @@ _SERVER_FIELD_RANGES: dict[str, tuple[str, float, float]] = {
 }
 
 
+def engine_override(spec: str) -> dict[str, str]:
+    """One ``serve --engine`` spec (``ort``, ``openvino``, ``openvino:bf16``; ``package`` = each
+    package's serving section) -> the override every model loads with (``{}`` for package)."""
+    from ..runtime import PACKAGE_SPEC, engine_config
+
+    if spec.strip().lower() == PACKAGE_SPEC:
+        return {}
+    config = engine_config(spec)  # an unknown engine or precision: UsageError naming it
+    return {"engine": config.engine, "precision": config.precision}
+
+
+def check_engine(engine: Mapping[str, str]) -> None:
+    """UsageError unless ``engine`` (``serve --engine`` for every model: ``{"engine": ...,
+    "precision": ...}``) names an engine and precision that exist (``ort:bf16`` does not)."""
+    from ..runtime import EngineConfig
+
+    unknown = sorted(set(engine) - {"engine", "precision"})
+    if unknown:
+        raise UsageError(f"engine takes 'engine' and 'precision', not {unknown}")
+    # an unknown engine, ort + bf16: UsageError naming it
+    EngineConfig(
+        engine=str(engine.get("engine", "ort")), precision=str(engine.get("precision", "fp32"))
+    )
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """The server.
@@ -527,13 +554,4 @@ class ServerConfig:
         if not isinstance(self.grpc_limits, GrpcLimits):
             raise UsageError(f"grpc_limits must be a GrpcLimits, got {self.grpc_limits!r}")
         if self.engine:
-            from ..runtime import EngineConfig
-
-            unknown = sorted(set(self.engine) - {"engine", "precision"})
-            if unknown:
-                raise UsageError(f"engine takes 'engine' and 'precision', not {unknown}")
-            # an unknown engine, ort + bf16: UsageError naming it
-            EngineConfig(
-                engine=str(self.engine.get("engine", "ort")),
-                precision=str(self.engine.get("precision", "fp32")),
-            )
+            check_engine(self.engine)

@@ -32,8 +32,6 @@ NOT_WITH_RAY = {
     "keep_alive_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
     "max_connections": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
     "trust": "the replicas do not run custom processing handlers",
-    "engines": "the replicas run the engine each package's serving section or config.json names "
-    "(set it there; modelport plan writes it)",
 }
 
 

@@ -30,7 +30,9 @@ class ModelDeployment:
 
     The package arrives through the object store (``package``: its store reference), is unpacked
     into a temporary repository of this one model, loaded and warmed up before the replica
-    reports ready. A model that fails to load does not fail the replica (nor the application):
+    reports ready. ``engine``: ``serve --engine`` (``{"engine": ..., "precision": ...}``) over the
+    package's serving section, as in the single-process server (a config.json naming an engine
+    or precision keeps its own). A model that fails to load does not fail the replica (nor the application):
     the replica runs, describes the model as the single-process server would (its versions
     FAILED, with the reason) and serves nothing. Only in a rolling update of a model that works
     (``reconfigure({"strict": True})``, set by ``deploy``) does a failed load fail the replica, so
@@ -42,6 +44,7 @@ class ModelDeployment:
         name: str,
         package: PackageRef,
         defaults: ModelConfig,
+        engine: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.failure = ""
@@ -49,7 +52,7 @@ class ModelDeployment:
         self.origin: tuple[str, str] | None = None  # set by reconfigure
         try:
             self.root = unpack(await fetch(package), name)
-            self.repository = ModelRepository(self.root, defaults)
+            self.repository = ModelRepository(self.root, defaults, engine=engine)
             await self.repository.sync()
         except Exception as exc:  # noqa: BLE001 - reported, like the single-process server does
             message = (

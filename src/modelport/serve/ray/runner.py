@@ -10,12 +10,12 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ...errors import ModelportError, UsageError, require
-from ..config import ModelConfig
+from ..config import ModelConfig, check_engine, engine_override
 from ..repository import ModelRepository
 from .capacity import demand
 from .config import RayConfig
@@ -105,15 +105,22 @@ def build_app(
     defaults: ModelConfig | None = None,
     apis: tuple[str, ...] | None = None,
     strict: frozenset[str] | set[str] = frozenset(),
+    engine: Mapping[str, str] | None = None,
 ) -> tuple[Any, list[tuple[str, str]], dict[str, str]]:
     """The Ray Serve application for ``repository`` (its packages put into the object store),
     the package references it uses, and the models that could not be packed (name -> why; the
     ingress lists them as not ready, the others deploy). ``strict``: models whose replicas must
-    load or fail to start (a rolling update of a model that works). Needs ``connect``."""
+    load or fail to start (a rolling update of a model that works). ``engine``: the engine every
+    replica loads its model with (``serve --engine``: ``{"engine": ..., "precision": ...}``),
+    over the serving sections; a model's config.json naming engine or precision keeps its own.
+    Needs ``connect``."""
     from .deployments import Ingress, ModelDeployment
     from .packages import defaults_for_replica, pack_model, put
 
     defaults = defaults or ModelConfig()
+    engine = dict(engine or {})
+    if engine:
+        check_engine(engine)
     repo = ModelRepository(repository, defaults)
     names = _model_names(repository, defaults)
     disk = repo.on_disk()
@@ -142,7 +149,7 @@ def build_app(
             user_config={"strict": name in strict, "origin": origin},
             **common,
             **config.scaling(),
-        ).bind(name, key, replica_defaults)
+        ).bind(name, key, replica_defaults, engine or None)
     ingress = Ingress.options(
         name=INGRESS,
         **{**common, "ray_actor_options": {"num_cpus": config.ingress_cpus}},
@@ -239,6 +246,7 @@ def deploy(
     timeout_s: float | None = None,
     progress: Callable[[str], None] | None = None,
     cleanup: bool = True,
+    engine: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Deploy (or update in place: a rolling update) ``repository`` as the application
     ``config.app_name``; returns where it answers, its replicas and the models that failed to
@@ -248,12 +256,14 @@ def deploy(
     while waiting for the replicas, ``progress`` is told which deployments are not running yet
     every few seconds; after ``timeout_s`` (default ``config.deploy_timeout_s``) it gives up
     (UsageError), deleting the application if this call created it (unless not ``cleanup``:
-    the caller stops the whole Ray)."""
+    the caller stops the whole Ray). ``engine``: as ``build_app``'s (``serve --engine``)."""
     from ray import serve
 
     from .packages import retain
 
     timeout_s = timeout_s or config.deploy_timeout_s
+    if engine:  # before anything is started or deployed
+        check_engine(engine)
     names = _model_names(repository, defaults)
     running = _app_models(config.app_name)  # serve.status() starts nothing
     config = fit(config, len(names), updating=bool(running), progress=progress)
@@ -270,7 +280,7 @@ def deploy(
     if running:  # a rolling update: a broken package must not replace a model that works
         docs = _describe(config.app_name, [n for n in running if n in names])
         strict = {n for n, doc in docs.items() if doc is not None and not _why_failed(doc)}
-    app, keys, failed = build_app(repository, config, defaults, apis, strict)
+    app, keys, failed = build_app(repository, config, defaults, apis, strict, engine)
     hint = f"{demand(config, len(names))} requested, {cluster_cpus()[0]:g} CPUs were free"
     try:
         _submit(app, config.app_name)
@@ -414,12 +424,16 @@ def serve_on_ray(
     on_ready: Callable[[dict[str, Any]], None] | None = None,
     detach: bool = False,
     progress: Callable[[str], None] | None = None,
+    engine: Mapping[str, str] | None = None,
 ) -> None:
     """Deploy, then (unless ``detach``) serve until SIGINT/SIGTERM and delete the application.
     SIGHUP deploys the repository again: a rolling update to what is on disk now. ``progress``
-    hears what a deploy waits for (and warnings)."""
+    hears what a deploy waits for (and warnings). ``engine``: ``serve --engine`` for every
+    replica (``build_app``)."""
     if detach and config.address is None:
         raise UsageError("--detach needs --address: a local Ray stops when this command exits")
+    if engine:
+        check_engine(engine)
     if config.address is None:  # check before starting Ray: its start takes a while
         from .capacity import check_fits, resolve_cpus
 
@@ -430,7 +444,9 @@ def serve_on_ray(
     started = connect(config)
     try:
         # a local Ray of ours is stopped as a whole when the deploy fails (faster than deleting)
-        info = deploy(repository, config, defaults, progress=progress, cleanup=not started)
+        info = deploy(
+            repository, config, defaults, progress=progress, cleanup=not started, engine=engine
+        )
         if on_ready is not None:
             on_ready({"event": "ready", **info})
         if detach:
@@ -449,7 +465,7 @@ def serve_on_ray(
                 reload.clear()
                 log.info("SIGHUP: deploying %s again (rolling update)", repository)
                 try:
-                    info = deploy(repository, config, defaults, progress=progress)
+                    info = deploy(repository, config, defaults, progress=progress, engine=engine)
                     if on_ready is not None:
                         on_ready({"event": "updated", **info})
                 except Exception as exc:  # keep serving what runs
@@ -470,8 +486,10 @@ def app_builder(args: dict[str, Any]) -> Any:
         args: {repository: /models, replicas: 2, replica_cpus: 1, max_batch_size: 32, ...}
 
     ``repository`` is read where Serve builds the application; the replicas get the packages
-    through the object store. Other keys are RayConfig fields (``autoscale`` as "MIN:MAX") or
-    serving defaults (ModelConfig fields)."""
+    through the object store. ``engine``: one spec as ``serve --engine`` takes it (``ort``,
+    ``openvino``, ``openvino:bf16``, ``package``) for every model over the serving sections. Other
+    keys are RayConfig fields (``autoscale`` as "MIN:MAX") or serving defaults (ModelConfig
+    fields)."""
     import dataclasses
 
     from .config import parse_autoscale
@@ -480,6 +498,7 @@ def app_builder(args: dict[str, Any]) -> Any:
     repository = args.pop("repository", None)
     if not repository:
         raise UsageError("the Ray Serve config's args need 'repository: PATH'")
+    engine = engine_override(str(args.pop("engine", None) or "package"))
     ray_fields = {f.name for f in dataclasses.fields(RayConfig)} - {"address"}
     ray_args = {k: args.pop(k) for k in list(args) if k in ray_fields}
     if isinstance(ray_args.get("autoscale"), str):
@@ -490,7 +509,7 @@ def app_builder(args: dict[str, Any]) -> Any:
         from .capacity import resolve_cpus
 
         config = resolve_cpus(config, len(_model_names(repository, defaults)), cluster_cpus()[1])
-    app, keys, _ = build_app(repository, config, defaults)
+    app, keys, _ = build_app(repository, config, defaults, engine=engine)
     from .packages import retain
 
     retain(f"config:{config.app_name}", keys)  # replicas of the previous build have theirs
