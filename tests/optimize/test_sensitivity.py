@@ -252,3 +252,33 @@ def test_lean_sessions_run_in_priority_order(tiny_onnx):
     assert not lean.enable_cpu_mem_arena
     default = make_session(tiny_onnx).get_session_options()
     assert default.execution_order == ort.ExecutionOrder.DEFAULT
+
+
+def test_prune_dead_qdq_after_revert():
+    """What a reverted node no longer reads (its input's DequantizeLinear, its int8 weight) is
+    removed from the final static partial model; what others still read stays."""
+    from onnx import numpy_helper
+
+    from modelport.optimize.quantize.sensitivity import prune_dead_qdq
+
+    w = numpy_helper.from_array(np.ones((2, 2), np.float32), "w")
+    wq = numpy_helper.from_array(np.ones((2, 2), np.int8), "w_q")
+    s = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    z = numpy_helper.from_array(np.array(0, np.int8), "z")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
+        helper.make_node("DequantizeLinear", ["w_q", "s", "z"], ["wd"], name="wdq"),
+        helper.make_node("MatMul", ["x", "w"], ["a"], name="float_mm"),  # reverted
+        helper.make_node("Relu", ["xd"], ["b"], name="still_quantized"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", T.FLOAT, [2, 2])],
+        [helper.make_tensor_value_info(o, T.FLOAT, [2, 2]) for o in ("a", "b")],
+        [w, wq, s, z],
+    )
+    m = prune_dead_qdq(helper.make_model(graph))
+    assert [n.name for n in m.graph.node] == ["q", "dq", "float_mm", "still_quantized"]
+    assert sorted(t.name for t in m.graph.initializer) == ["s", "w", "z"]

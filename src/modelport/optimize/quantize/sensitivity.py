@@ -34,6 +34,7 @@ __all__ = [
     "eval_batch_rows",
     "group_nodes",
     "node_scopes",
+    "prune_dead_qdq",
     "revert_nodes",
     "search_kept",
     "simulate_dynamic",
@@ -228,6 +229,30 @@ def revert_nodes(quantized: Any, fp32: Any, names: Iterable[str]) -> Any:
         node.input.extend(inputs)
     sources.finish()
     return m
+
+
+def prune_dead_qdq(model: Any) -> Any:
+    """Remove (in place) QuantizeLinear/DequantizeLinear nodes nothing reads any more (after
+    ``revert_nodes``) and the initializers only they used; returns ``model``."""
+    graph_outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {i for n in model.graph.node for i in n.input} | graph_outputs
+        dead = [
+            n
+            for n in model.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+            and not any(o in used for o in n.output)
+        ]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    used = {i for n in model.graph.node for i in n.input} | graph_outputs
+    keep = [t for t in model.graph.initializer if t.name in used]
+    if len(keep) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+    return model
 
 
 _LAYER = re.compile(r"(.*?(?:layer|layers|block|blocks|h)[._/]?\d+)")
