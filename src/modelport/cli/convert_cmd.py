@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -415,7 +415,7 @@ def convert(ctx: click.Context, **kw: Any) -> int:
     for n in result.notes:
         console.print(f"[yellow]note:[/] {n}")
     pkg = result.package
-    _print_processing(pkg.manifest.get("processing"))
+    _print_processing(pkg.spec.processing)
     status = (
         "[green]verified[/]" if result.report.passed else "[red]NOT verified (--allow-mismatch)[/]"
     )
@@ -443,7 +443,7 @@ def _dynamic(pairs: tuple[tuple[str, dict[int, str]], ...]) -> dict[str, dict[in
     return out
 
 
-def _print_processing(proc: dict[str, Any] | None) -> None:
+def _print_processing(proc: Mapping[str, Any] | None) -> None:
     if not proc:
         return
     sig_in = [s.get("input") for s in proc.get("pre", [])]
@@ -531,7 +531,7 @@ def _convert_savedmodel_repo(kw: dict[str, Any], config: Any) -> int:
 def _self_check(pkg: Any, example: Any, engine: Any = None) -> Callable[[Any], str]:
     """What each case of a source-less verification was compared with (verify_package)."""
     stored = pkg.samples()
-    derived = any(h.get("step") != "convert" for h in pkg.history)
+    derived = any(step != "convert" for step in pkg.spec.steps)
     has_stored = stored is not None and bool(stored[1]) and not derived and example is None
     own = engine is None or engine.engine == "ort"
 

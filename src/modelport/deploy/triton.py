@@ -64,7 +64,7 @@ def target_triton(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> 
         if serving["batchable"]
         else [f"max_batch_size 0 (no batching): {serving['why_not_batched']}"]
     )
-    processing = pkg.manifest.get("processing")
+    processing = pkg.spec.processing
     if processing and not processing.get("handler"):
         from .triton_ensemble import target_ensemble
 
