@@ -38,6 +38,7 @@ STRICT_CORE = {
     "modelport.serve.repository",
     "modelport.serve.http.codec",
     "modelport.serve.http.common",
+    "modelport.serve.http.v2",
     "modelport.serve.types",
     "modelport.serve.errors",
     "modelport.serve.config",

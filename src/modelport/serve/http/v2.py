@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute, Route
 
@@ -19,6 +19,9 @@ from ..errors import ClientDisconnected, ForbiddenError
 from ..offload import PROCESS_DECODE_BYTES, off_loop, off_process
 from .codec import decode_request, encode_response
 from .common import (
+    Receive,
+    Scope,
+    Send,
     header,
     infer_watching,
     read_body,
@@ -29,22 +32,27 @@ from .common import (
     strict_int,
 )
 
+if TYPE_CHECKING:
+    from .app import HttpSettings
+
 __all__ = ["routes"]
 
 log = logging.getLogger("modelport.serve")
 
-Handler = Callable[[dict, Any, Any], Awaitable[None]]
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class Endpoint:
     """An ASGI endpoint that answers errors as ``{"error": ...}``, or with ``on_error`` (other API
     families' error shapes). Starlette mounts class instances as raw ASGI apps."""
 
-    def __init__(self, handler: Handler, on_error: Callable[..., Awaitable[None]] = send_error):
+    def __init__(
+        self, handler: Handler, on_error: Callable[..., Awaitable[None]] = send_error
+    ) -> None:
         self.handler = handler
         self.on_error = on_error
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self.handler(scope, receive, send)
         except (ConnectionResetError, ClientDisconnected):
@@ -56,37 +64,38 @@ class Endpoint:
             await self.on_error(send, exc)
 
 
-def _version(scope) -> str | None:
-    return scope["path_params"].get("version")
+def _version(scope: Scope) -> str | None:
+    version: str | None = scope["path_params"].get("version")
+    return version
 
 
-async def _empty(send, ok: bool) -> None:
+async def _empty(send: Send, ok: bool) -> None:
     await send_bytes(send, 200 if ok else 400, b"", [])
 
 
-def routes(plane: DataPlane, settings) -> list[BaseRoute]:
+def routes(plane: DataPlane, settings: HttpSettings) -> list[BaseRoute]:
     """The V2 routes for ``plane``; ``settings`` carries ``max_request_bytes``."""
     limit = settings.max_request_bytes
 
-    async def live(scope, receive, send):
+    async def live(scope: Scope, receive: Receive, send: Send) -> None:
         await _empty(send, plane.live())
 
-    async def ready(scope, receive, send):
+    async def ready(scope: Scope, receive: Receive, send: Send) -> None:
         await _empty(send, plane.ready())
 
-    async def server_metadata(scope, receive, send):
+    async def server_metadata(scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, plane.server_metadata())
 
-    async def model_metadata(scope, receive, send):
+    async def model_metadata(scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, plane.model_metadata(scope["path_params"]["name"], _version(scope)))
 
-    async def model_ready(scope, receive, send):
+    async def model_ready(scope: Scope, receive: Receive, send: Send) -> None:
         await _empty(send, plane.model_ready(scope["path_params"]["name"], _version(scope)))
 
-    async def model_config(scope, receive, send):
+    async def model_config(scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, plane.model_config(scope["path_params"]["name"], _version(scope)))
 
-    def require_control(scope) -> None:
+    def require_control(scope: Scope) -> None:
         require_loopback(scope)
         if settings.control_token is not None and not bearer_ok(
             header(scope, b"authorization"), settings.control_token.encode()
@@ -96,18 +105,18 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
                 "<token>' (the token file path is printed at start)"
             )
 
-    async def repository_index(scope, receive, send):
+    async def repository_index(scope: Scope, receive: Receive, send: Send) -> None:
         require_control(scope)
         await read_body(scope, receive, limit)
         await send_json(send, plane.repository_index())
 
-    async def load(scope, receive, send):
+    async def load(scope: Scope, receive: Receive, send: Send) -> None:
         require_control(scope)
         _check_load_body(await read_body(scope, receive, limit))
         await plane.load(scope["path_params"]["name"])
         await send_bytes(send, 200, b"", [])
 
-    async def unload(scope, receive, send):
+    async def unload(scope: Scope, receive: Receive, send: Send) -> None:
         require_control(scope)
         await read_body(scope, receive, limit)
         await plane.unload(scope["path_params"]["name"])
@@ -158,7 +167,7 @@ def _check_load_body(body: bytes | bytearray) -> None:
 
 
 def _infer_handler(plane: DataPlane, limit: int) -> Handler:
-    async def infer(scope, receive, send) -> None:
+    async def infer(scope: Scope, receive: Receive, send: Send) -> None:
         params = scope["path_params"]
         body = await read_body(scope, receive, limit)
         hl = header(scope, b"inference-header-content-length")
