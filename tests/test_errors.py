@@ -116,3 +116,38 @@ def test_exit_codes_come_from_the_cli_table_only(cls):
     expected = next(EXIT_CODES[c] for c in cls.__mro__ if c in EXIT_CODES)
     assert exit_code(err) == expected
     assert exit_code(core.VerificationError("x")) == 1 and exit_code(core.InputError("x")) == 2
+
+
+def test_every_raise_site_passes_only_declared_fields():
+    """An undeclared keyword is a TypeError at the raise site, which would turn a clear error into
+    a traceback on a path no test happens to take: every ``SomeError(..., name=...)`` in the
+    source is read with ``ast`` and checked against the class's signature."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    import modelport.errors as errors_module
+    from modelport.serve import errors as serve_errors
+
+    classes = {
+        name: obj
+        for module in (errors_module, serve_errors)
+        for name, obj in vars(module).items()
+        if isinstance(obj, type) and issubclass(obj, core.ModelportError)
+    }
+    src = Path(errors_module.__file__).parent
+    bad = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name not in classes:
+                continue
+            params = inspect.signature(classes[name]).parameters
+            takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+            for kw in node.keywords:
+                if kw.arg is not None and kw.arg not in params and not takes_any:
+                    bad.append(f"{path.relative_to(src)}:{node.lineno} {name}({kw.arg}=...)")
+    assert bad == [], "declare these fields on the error class, or drop them: " + ", ".join(bad)
