@@ -39,6 +39,8 @@ STRICT_CORE = {
     "modelport.serve.http.codec",
     "modelport.serve.http.common",
     "modelport.serve.http.v2",
+    "modelport.serve.http.tfserving",
+    "modelport.serve.http.torchserve",
     "modelport.serve.types",
     "modelport.serve.errors",
     "modelport.serve.config",

@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -30,8 +31,11 @@ from ..names import check_model_name, check_version, version_for_label
 from ..offload import off_process
 from ..repository import FAILED, LOADING, READY, UNLOADING
 from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
-from .common import infer_watching, read_body, send_bytes, send_json
+from .common import Receive, Scope, Send, infer_watching, read_body, send_bytes, send_json
 from .v2 import Endpoint
+
+if TYPE_CHECKING:
+    from .app import HttpSettings
 
 __all__ = [
     "SIGNATURE_NAME",
@@ -147,7 +151,7 @@ def model_status(plane: DataPlane, name: str, version: str | None) -> list[dict[
     return rows
 
 
-def _tensor_info(name: str, datatype: str, shape) -> dict[str, Any]:
+def _tensor_info(name: str, datatype: str, shape: Sequence[int | str]) -> dict[str, Any]:
     return {
         "dtype": TF_DTYPES[datatype],
         "tensor_shape": {
@@ -161,7 +165,9 @@ def _tensor_info(name: str, datatype: str, shape) -> dict[str, Any]:
     }
 
 
-def signature_def_map(plane: DataPlane, name: str, version: str | None) -> tuple[str, dict]:
+def signature_def_map(
+    plane: DataPlane, name: str, version: str | None
+) -> tuple[str, dict[str, Any]]:
     """(the version that answered, a SignatureDefMap in its JSON form) for the model."""
     vs = plane.repository.get(name, version)
     model, _ = serving(vs)
@@ -268,7 +274,7 @@ def _tensors(values: dict[str, Any], specs: InputSpecs) -> list[Tensor]:
 
 
 def decode_predict_body(
-    specs: dict, name: str, version: str | None, body: bytes
+    specs: InputSpecs, name: str, version: str | None, body: bytes
 ) -> tuple[InferenceRequest, int | None]:
     """``decode_predict`` from the raw body and the model's input specs (picklable, so that
     large bodies can be decoded in another process)."""
@@ -432,7 +438,7 @@ def _loads(body: bytes | bytearray) -> Any:
 # --- routes ---------------------------------------------------------------------------------
 
 
-async def send_tfs_error(send, exc: BaseException) -> None:
+async def send_tfs_error(send: Send, exc: BaseException) -> None:
     """``{"error": message}`` with TF Serving's status for the error."""
     status = TFS_HTTP_STATUS.get(status_of(exc).grpc, 500)
     message = exc.message if isinstance(exc, ModelportError) else f"internal error: {exc}"
@@ -443,21 +449,21 @@ async def send_tfs_error(send, exc: BaseException) -> None:
     )
 
 
-def _which(plane: DataPlane, scope) -> tuple[str, str | None]:
+def _which(plane: DataPlane, scope: Scope) -> tuple[str, str | None]:
     p = scope["path_params"]
     name = p["name"]
     return name, resolve_version(plane, name, p.get("version"), p.get("label"))
 
 
-def routes(plane: DataPlane, settings) -> list[BaseRoute]:
+def routes(plane: DataPlane, settings: HttpSettings) -> list[BaseRoute]:
     """The TF Serving REST routes for ``plane``; ``settings`` carries ``max_request_bytes``."""
     limit = settings.max_request_bytes
 
-    async def status(scope, receive, send):
+    async def status(scope: Scope, receive: Receive, send: Send) -> None:
         name, version = _which(plane, scope)
         await send_json(send, {"model_version_status": model_status(plane, name, version)})
 
-    async def metadata(scope, receive, send):
+    async def metadata(scope: Scope, receive: Receive, send: Send) -> None:
         name, version = _which(plane, scope)
         answered, sigs = signature_def_map(plane, name, version)
         await send_json(
@@ -468,7 +474,7 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
             },
         )
 
-    async def verb(scope, receive, send):
+    async def verb(scope: Scope, receive: Receive, send: Send) -> None:
         name, version = _which(plane, scope)
         action = scope["path_params"]["verb"]
         body = await read_body(scope, receive, limit)
@@ -494,7 +500,7 @@ def routes(plane: DataPlane, settings) -> list[BaseRoute]:
             send, 200, encode_predict(response, rows), [(b"content-type", b"application/json")]
         )
 
-    async def listing(scope, receive, send):
+    async def listing(scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, {"models": sorted(plane.repository.models)})
 
     m = "/v1/models/{name}"

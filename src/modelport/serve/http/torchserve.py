@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -28,9 +28,12 @@ from ..errors import status_of
 from ..names import check_model_name, check_version
 from ..offload import off_loop, off_process
 from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
-from .common import header, infer_watching, read_body, send_bytes
+from .common import Receive, Scope, Send, header, infer_watching, read_body, send_bytes
 from .tfserving import to_array
 from .v2 import Endpoint
+
+if TYPE_CHECKING:
+    from .app import HttpSettings
 
 __all__ = [
     "ERROR_TYPES",
@@ -69,7 +72,7 @@ def torchserve_error(exc: BaseException) -> tuple[int, bytes]:
     return row.http, orjson.dumps(body)
 
 
-async def send_torchserve_error(send, exc: BaseException) -> None:
+async def send_torchserve_error(send: Send, exc: BaseException) -> None:
     status, body = torchserve_error(exc)
     if status >= 500:
         log.warning("TorchServe API: %s %s", status, body.decode(errors="replace"))
@@ -121,7 +124,7 @@ def _load_npy(body: bytes | bytearray) -> np.ndarray:
 
 
 def decode_predictions_body(
-    specs: dict, name: str, version: str | None, body: bytes, content_type: bytes | None
+    specs: InputSpecs, name: str, version: str | None, body: bytes, content_type: bytes | None
 ) -> tuple[InferenceRequest, bool]:
     """``decode_predictions`` from the raw body and the model's input specs (picklable)."""
     raw = _raw_file(specs, body)
@@ -129,7 +132,7 @@ def decode_predictions_body(
     return _decode_predictions(specs, name, version, value)
 
 
-def _raw_file(specs: dict, body: bytes) -> Any:
+def _raw_file(specs: InputSpecs, body: bytes) -> Any:
     """The body itself as one example, for a model whose only input is BYTES (an image file or
     a text, as TorchServe's handlers take them: ``curl -T digit.png .../predictions/m``); None
     when the body is JSON or .npy, or the model takes tensors."""
@@ -209,16 +212,16 @@ def encode_predictions(response: InferenceResponse, one_example: bool) -> bytes:
     return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def routes(plane: DataPlane, settings) -> list[BaseRoute]:
+def routes(plane: DataPlane, settings: HttpSettings) -> list[BaseRoute]:
     """The TorchServe inference routes; ``settings`` carries ``max_request_bytes``."""
     limit = settings.max_request_bytes
 
-    async def ping(scope, receive, send):
+    async def ping(scope: Scope, receive: Receive, send: Send) -> None:
         ok = plane.ready()
         body = orjson.dumps({"status": "Healthy" if ok else "Unhealthy"})
         await send_bytes(send, 200 if ok else 500, body, _JSON)
 
-    async def predictions(scope, receive, send):
+    async def predictions(scope: Scope, receive: Receive, send: Send) -> None:
         p = scope["path_params"]
         name = check_model_name(p["name"])
         version = p.get("version")
