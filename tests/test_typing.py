@@ -41,6 +41,8 @@ STRICT_CORE = {
     "modelport.serve.http.v2",
     "modelport.serve.http.tfserving",
     "modelport.serve.http.torchserve",
+    "modelport.serve.http.app",
+    "modelport.serve.ray.remote",
     "modelport.serve.types",
     "modelport.serve.errors",
     "modelport.serve.config",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from starlette.routing import Route, Router
 
 from ..dataplane import DataPlane
-from .common import send_bytes, send_json
+from .common import Receive, Scope, Send, send_bytes, send_json
 
 __all__ = ["HTTP_APIS", "HttpSettings", "build_app"]
 
@@ -49,7 +49,7 @@ def build_app(
         routes.extend(getattr(importlib.import_module(module_name), attr)(plane, settings))
 
     class Metrics:
-        async def __call__(self, scope, receive, send) -> None:
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             body, content_type = plane.metrics.render()
             await send_bytes(send, 200, body, [(b"content-type", content_type.encode())])
 
@@ -58,7 +58,7 @@ def build_app(
     class OpenAPI:
         body: bytes | None = None
 
-        async def __call__(self, scope, receive, send) -> None:
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             if OpenAPI.body is None:
                 import orjson
 
@@ -71,7 +71,7 @@ def build_app(
     return Router(routes=routes, default=_not_found)
 
 
-async def _not_found(scope, receive, send) -> None:
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":  # no WebSocket API: refuse the handshake (403)
         await send({"type": "websocket.close", "code": 1008})
         return

@@ -7,10 +7,12 @@ import asyncio
 import ipaddress
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+# ASGI's types (Starlette's): the server's dicts hold JSON-like values, Any at this boundary
+from starlette.types import Message, Receive, Scope, Send
 
 from ...errors import InputError, ModelportError
 from ..errors import (
@@ -46,14 +48,6 @@ __all__ = [
 log = logging.getLogger("modelport.serve")
 
 _JSON = [(b"content-type", b"application/json")]
-
-# ASGI's types: the server's dicts hold JSON-like values, so their values are Any at this boundary
-Scope = dict[str, Any]
-"""An ASGI connection scope (``type``, ``path``, ``headers`` as (name, value) byte pairs...)."""
-Message = dict[str, Any]
-"""An ASGI event (``{"type": "http.request", "body": ...}``)."""
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from ...runtime.engines import EngineInfo
     from ...signature import Signature
     from ..config import ModelConfig
+    from ..repository import ModelRepository
 
 __all__ = ["RemoteCall", "RemoteRepository", "describe", "remote_infer", "replica_infer"]
 
@@ -194,9 +196,12 @@ class RemoteCall:
             fut.set_result(payload)
 
 
-async def remote_infer(handle: Any, version: str | None, feed, attempts: int = 2):
+async def remote_infer(
+    handle: Any, version: str | None, feed: Mapping[str, Any], attempts: int = 2
+) -> tuple[int | None, Any]:
     """(served version, outputs) or (None, ModelportError) from a model deployment; a replica
-    that died under the request (e.g. replaced by a rolling update) is retried once."""
+    that died under the request (e.g. replaced by a rolling update) is retried once. The payload
+    is what Ray unpickled (Any at this boundary)."""
     from ray import exceptions as rex
     from ray.serve.exceptions import BackPressureError, RequestCancelledError
 
@@ -226,7 +231,7 @@ async def remote_infer(handle: Any, version: str | None, feed, attempts: int = 2
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def describe(repository, name: str) -> dict[str, Any]:
+def describe(repository: ModelRepository, name: str) -> dict[str, Any]:
     """What a model deployment tells the ingress about its model (plain, picklable data)."""
     entry = repository.models.get(name)
     if entry is None:
@@ -284,7 +289,9 @@ async def _forward_inputs(inputs: list[Tensor]) -> dict[str, Any]:
     return {PREPARE: list(inputs)}
 
 
-async def replica_infer(repository: Any, name: str, version: str | None, feed: dict[str, Any]):
+async def replica_infer(
+    repository: Any, name: str, version: str | None, feed: dict[str, Any]
+) -> tuple[str | None, Outputs | ModelportError]:
     """What a model replica does with a forwarded request: (served version, outputs), or
     (None, error) for errors that are the request's."""
     try:
