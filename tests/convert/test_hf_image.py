@@ -171,3 +171,25 @@ def test_top_k_answers_the_best_classes_and_keeps_the_check(tmp_path, vit_dir):
     assert [row[0].decode() for row in got["label"]] == want_labels
     np.testing.assert_allclose(got["score"][:, 0], want_scores, atol=1e-4)
     assert (np.diff(got["score"], axis=1) <= 0).all()  # best first
+
+
+def test_cli_top_k_takes_the_labels_from_id2label(tmp_path, vit_dir, capsys):
+    """``convert --hf VIT --top-k 3`` needs no --label-file (the labels are the model's
+    id2label); more than its classes is refused before exporting (exit 2, nothing written)."""
+    from modelport.cli import main
+
+    over = tmp_path / "over"
+    too_many = str(len(LABELS) + 1)
+    assert main(["convert", "--hf", str(vit_dir), "-o", str(over), "--top-k", too_many]) == 2
+    err = capsys.readouterr().err
+    assert f"--top-k {too_many} is more than the model's {len(LABELS)} classes" in err
+    assert not over.exists()
+    out = tmp_path / "top3"
+    assert main(["convert", "--hf", str(vit_dir), "-o", str(out), "--top-k", "3"]) == 0
+    capsys.readouterr()
+    images = _images(3, seed=5)
+    got = modelport.load(out)({"image": _encoded(images, "PNG")})
+    assert got["label"].shape == (3, 3)
+    want_labels, want_scores = _transformers(vit_dir, images)
+    assert [row[0].decode() for row in got["label"]] == want_labels
+    np.testing.assert_allclose(got["score"][:, 0], want_scores, atol=1e-4)

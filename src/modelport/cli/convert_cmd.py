@@ -342,7 +342,12 @@ def print_report(
     help="Class names, one per line (or a JSON list): the package answers label/score.",
 )
 @click.option(
-    "--top-k", type=int, default=1, show_default=True, help="Classes to answer with --label-file."
+    "--top-k",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Classes to answer (the k best, best first): with --label-file, or an --hf text or image "
+    "classifier (labels from its id2label).",
 )
 @click.option(
     "--no-softmax",
@@ -467,9 +472,17 @@ def _processing_config(kw: dict[str, Any]) -> Any:
 
     given = kw.get("image_preprocess") or kw.get("label_file") or kw.get("handler")
     if not given:
-        if kw.get("top_k", 1) != 1 or kw.get("no_softmax"):
-            raise UsageError("--top-k and --no-softmax go with --label-file")
-        return None
+        if kw.get("no_softmax"):
+            raise UsageError("--no-softmax goes with --label-file")
+        if kw.get("top_k", 1) == 1:
+            return None
+        if not kw.get("hf_dir"):  # an --hf classifier's labels are its id2label (convert/hf.py)
+            raise UsageError(
+                f"--top-k {kw['top_k']} needs class labels and this model has none: give "
+                "--label-file (one class name per line); an --hf text or image classifier "
+                "brings its own (id2label)"
+            )
+        return ProcessingConfig(top_k=kw["top_k"])
     return ProcessingConfig(
         image=parse_image_spec(kw["image_preprocess"]) if kw.get("image_preprocess") else None,
         labels=read_label_file(kw["label_file"]) if kw.get("label_file") else None,

@@ -79,6 +79,7 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
     if task not in TASKS:
         raise UsageError(f"task '{task}' is not supported; choose one of {sorted(TASKS)}")
     auto_name, output_name = TASKS[task]
+    _top_k(config, task, hf_config)  # --top-k on a model without classes: refused before exporting
     if task == "image-classification":
         return _convert_image_classifier(path, hf_config, config)
     try:
@@ -161,6 +162,35 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
         processing=processing,
         processing_files=files,
     )
+
+
+def _class_labels(hf_config: Any) -> list[str]:
+    """The classifier's class names from ``id2label`` (``LABEL_i`` where it names none)."""
+    id2label = dict(getattr(hf_config, "id2label", None) or {})
+    n = int(getattr(hf_config, "num_labels", len(id2label)) or len(id2label))
+    return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+
+
+def _top_k(config: ConvertConfig, task: str, hf_config: Any) -> int:
+    """How many classes the package answers (``--top-k``; 1 by default). UsageError when the
+    model has no classes to rank (feature extraction without --label-file) or fewer than k."""
+    pconf = config.processing
+    k = int(pconf.top_k) if pconf is not None else 1
+    if k == 1 or (pconf is not None and pconf.labels is not None):
+        return k  # the labels file's own check (ProcessingConfig) covers k
+    if task not in ("text-classification", "image-classification"):
+        raise UsageError(
+            f"--top-k {k} needs class labels, and this model (task {task}) has none: it answers "
+            "embeddings or hidden states, not classes. Leave --top-k out, give --label-file "
+            "for a classifier's output, or --task text-classification for a classifier"
+        )
+    n = len(_class_labels(hf_config))
+    if k > n:
+        raise UsageError(
+            f"--top-k {k} is more than the model's {n} classes (its config.json's id2label); "
+            f"give at most {n}"
+        )
+    return k
 
 
 def _example(
@@ -299,11 +329,10 @@ def _text_processing(
     post: tuple[Any, ...] = ()
     outputs: tuple[str, ...] = ()
     if task == "text-classification":
-        id2label = dict(getattr(hf_config, "id2label", None) or {})
-        n = int(getattr(hf_config, "num_labels", len(id2label)) or len(id2label))
-        labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+        labels = _class_labels(hf_config)
         files[LABELS_FILE] = "\n".join(labels).encode("utf-8")
-        post = (Softmax("logits", "probabilities"), TopK(LABELS_FILE, "probabilities"))
+        k = _top_k(config, task, hf_config)
+        post = (Softmax("logits", "probabilities"), TopK(LABELS_FILE, "probabilities", k=k))
         outputs = ("label", "score")
     elif st is not None and not st.get("why"):
         pool = {"mean": MeanPool, "cls": ClsPool, "max": MaxPool}[st["pooling"]]()
@@ -387,7 +416,8 @@ def _check_classifier(
     reference: tuple[Any, list[str]],
     labels: list[str],
 ) -> dict[str, Any]:
-    """The source model on the transformers tokenizer's padded batch, softmax, argmax."""
+    """The source model on the transformers tokenizer's padded batch, softmax: the best class
+    equal, the k best scores (top-k answers) within 1e-4."""
     from ..processing.verify import compare_labels
 
     run, input_names = reference
@@ -399,8 +429,13 @@ def _check_classifier(
     logits = np.asarray(run(feed)[0], dtype=np.float32)
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs = e / e.sum(axis=1, keepdims=True)
-    ref_labels = [labels[int(i)] for i in probs.argmax(axis=1)]
-    report = compare_labels(ours["label"], ref_labels, ours["score"], probs.max(axis=1))
+    ours_labels, ours_scores = np.asarray(ours["label"]), np.asarray(ours["score"])
+    k = 1 if ours_labels.ndim == 1 else ours_labels.shape[1]
+    best = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    ref_scores = np.take_along_axis(probs, best, axis=1)
+    ref_labels = [labels[int(i)] for i in best[:, 0]]
+    top = ours_labels if k == 1 else ours_labels[:, 0]
+    report = compare_labels(top, ref_labels, ours_scores.reshape(len(texts), k), ref_scores)
     report["reference"] = "transformers tokenizer + source model + softmax"
     if report.get("max_abs_score_diff", 0.0) > 1e-4:
         report["passed"] = False
@@ -534,11 +569,9 @@ def _image_processing(
     from ..processing.verify import compare_labels, failure_message, staged_pipeline
     from ..signature import Signature
 
-    id2label = dict(getattr(hf_config, "id2label", None) or {})
-    n = int(getattr(hf_config, "num_labels", len(id2label)) or len(id2label))
-    labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+    labels = _class_labels(hf_config)
     files = {LABELS_FILE: "\n".join(labels).encode("utf-8")}
-    k = min(config.processing.top_k if config.processing else 1, n)
+    k = _top_k(config, "image-classification", hf_config)
     processing = Processing(
         pre=(step,),
         post=(Softmax("logits", "probabilities"), TopK(LABELS_FILE, "probabilities", k=k)),
