@@ -7,7 +7,10 @@ import click
 from .options import engine_option
 from .serve_ray import RAY_OPTIONS, ray_options
 
-LAYOUT = "REPO/<model>/<version>/ (e.g. models/digits/1/model.onnx), or one package directory"
+LAYOUT = (
+    "REPO/<model>/<version>/ (e.g. models/digits/1/model.onnx), one model's folder "
+    "(models/digits, served as model 'digits' with its versions), or one package directory"
+)
 
 
 def refuse_empty_repository(repository: str) -> None:
@@ -285,7 +288,8 @@ def serve(
     strict_readiness: bool,
     **model_options,
 ) -> int:
-    """Serve REPOSITORY (REPO/<model>/<version>/ packages, or one package) over KServe V2 HTTP
+    """Serve REPOSITORY (REPO/<model>/<version>/ packages, one model's folder REPO/<model> as
+    that model with its versions, or one package) over KServe V2 HTTP
     and gRPC, tritonclient-compatible, plus TF Serving REST and TorchServe's inference API on the
     HTTP port and a management API on its own port (docs/serve-compat.md). Per-model settings in REPO/<model>/config.json or the
     manifest's "serving" section win over these defaults. Prints one JSON line when ready."""

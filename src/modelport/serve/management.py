@@ -221,6 +221,12 @@ class Management:
                 "the server serves one package, not a repository; start it with a directory "
                 "laid out as REPO/<model>/<version>/ to register, scale or unregister models"
             )
+        if self.repository.model_folder:
+            raise UsageError(
+                "the server serves one model folder (its numbered versions), not a repository; "
+                "start it with the directory above it, laid out as REPO/<model>/<version>/, to "
+                "register, scale or unregister models"
+            )
         return self.repository.root
 
     # --- read -------------------------------------------------------------------------------

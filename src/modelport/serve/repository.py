@@ -4,6 +4,9 @@
     REPO/<model>/config.json     optional per-model serving config (or config.yaml)
 
 A single package directory (or .onnx file) is served as a repository of one model, version 1.
+A model folder (``<model>/<version>/`` packages, no model folders inside: TF Serving's model base
+path) is served as a repository of that one model, named after the folder, with its versions and
+its ``config.json``.
 
 Loading happens in a worker thread, so the models already serving keep serving. A new or changed
 version is loaded and warmed up before it takes traffic; the version it replaces (or one the
@@ -34,7 +37,14 @@ from .model import LoadedModel, load_model
 from .names import check_model_name, check_version
 from .processed import RAW_SUFFIX, ProcessedModel, with_processing
 
-__all__ = ["ModelEntry", "ModelRepository", "VersionState", "not_ready", "why_not_ready"]
+__all__ = [
+    "ModelEntry",
+    "ModelRepository",
+    "VersionState",
+    "is_model_folder",
+    "not_ready",
+    "why_not_ready",
+]
 
 log = logging.getLogger("modelport.serve")
 
@@ -112,6 +122,21 @@ def _version_dirs(model_dir: Path) -> dict[int, Path]:
         if name.isdigit() and (name == "0" or not name.startswith("0")) and child.is_dir():
             found[int(name)] = child
     return found
+
+
+def is_model_folder(path: Path) -> bool:
+    """``path`` is one model's folder (``path/<version>/model.onnx``) rather than a repository
+    of models (``path/<model>/<version>/``): a numbered folder holds a package, and no folder in
+    it has numbered versions of its own."""
+    versions = _version_dirs(path)
+    if not any((v / MODEL_NAME).is_file() for v in versions.values()):
+        return False
+    try:
+        children = [c for c in path.iterdir() if c.is_dir() and not c.name.startswith(".")]
+    except OSError:
+        return False
+    numbered = {v.name for v in versions.values()}
+    return not any(c.name not in numbered and _version_dirs(c) for c in children)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -208,6 +233,8 @@ class ModelRepository:
         self.engine = dict(engine or {})
         self.metrics = metrics or Metrics()
         self.single = self.root.is_file() or (self.root / MODEL_NAME).is_file()
+        # REPO/<model> given instead of REPO: that one model with its numbered versions
+        self.model_folder = not self.single and is_model_folder(self.root)
         self.models: dict[str, ModelEntry] = {}
         self._closed = False
 
@@ -218,6 +245,8 @@ class ModelRepository:
         if self.single:
             name = self.root.stem if self.root.is_file() else self.root.name
             return {name: self.root}
+        if self.model_folder:
+            return {self.root.resolve().name: self.root} if _version_dirs(self.root) else {}
         if not self.root.is_dir():
             return {}
         return {

@@ -183,6 +183,13 @@ async def serve_async(
     repository = ModelRepository(
         config.repository, config.model_defaults, metrics, trust=config.trust, engine=config.engine
     )
+    if repository.model_folder:  # REPO/<model> given: one model, its versions (TF Serving's way)
+        log.info(
+            "serving %s as one model, '%s', with its numbered versions (a model folder); give "
+            "the directory above it to serve a repository of models",
+            config.repository,
+            next(iter(repository.on_disk()), config.repository.name),
+        )
     plane = DataPlane(repository, metrics)
     plane.strict_readiness = config.strict_readiness
 
