@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 
 import pytest
@@ -112,6 +113,22 @@ def test_kserve_manifest_validates_against_the_real_crd(tmp_path, pkg):
     for bad in bad_docs:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.Draft7Validator(schema).validate(bad)
+
+
+def test_kserve_annotates_the_source_sha256(tmp_path, pkg):
+    def annotation(sha: str | None, out: str) -> str:
+        copy = tmp_path / f"{out}-pkg"
+        shutil.copytree(pkg.path, copy)
+        manifest = json.loads((copy / "modelport.json").read_text())
+        manifest.setdefault("provenance", {})["source_sha256"] = sha
+        (copy / "modelport.json").write_text(json.dumps(manifest, indent=2))
+        r = package_for(ModelPackage.load(copy), "kserve", tmp_path / out)
+        doc = yaml.safe_load((r.path / "inferenceservice.yaml").read_text())
+        return doc["metadata"]["annotations"]["modelport/source-sha256"]
+
+    assert annotation("ab" * 32, "ks") == "ab" * 32
+    # a source without a hash (an HF folder without weight files writes null) annotates "", not "None"
+    assert annotation(None, "ks2") == ""
 
 
 def test_kserve_check_refuses_an_invalid_manifest(tmp_path):

@@ -86,6 +86,8 @@ def target_kserve(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> 
     serving = serving_settings(pkg, config)
     storage = config.storage_uri or f"pvc://modelport-models/{name}"
     image = default_image(pkg, config)
+    provenance = pkg.spec.provenance
+    source_sha256 = (provenance.source_sha256 if provenance else None) or ""
     doc = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -93,9 +95,7 @@ def target_kserve(pkg: ModelPackage, config: PackageTargetConfig, out: Path) -> 
             "name": name,
             "annotations": {
                 "modelport/model-name": model,
-                "modelport/source-sha256": str(
-                    pkg.manifest.get("provenance", {}).get("source_sha256", "")
-                ),
+                "modelport/source-sha256": source_sha256,
             },
         },
         "spec": {
