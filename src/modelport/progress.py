@@ -16,11 +16,14 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # rich is imported when a bar is shown (`import modelport` stays light)
+    from rich.progress import Progress, TaskID
 
 __all__ = ["Bar", "progress", "progress_enabled"]
 
-_live: Any = None  # the rich Progress on screen, while any bar is open
+_live: Progress | None = None  # the rich Progress on screen, while any bar is open
 _open = 0
 
 
@@ -36,16 +39,16 @@ class Bar:
     """One task of the display: ``advance()``, ``update(description=..., total=...)``;
     ``done`` counts what was advanced (also when nothing is shown)."""
 
-    def __init__(self, live: Any, task: Any) -> None:
+    def __init__(self, live: Progress | None, task: TaskID | None) -> None:
         self._live, self._task, self.done = live, task, 0
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        if self._live is not None:
+        if self._live is not None and self._task is not None:
             self._live.advance(self._task, n)
 
     def update(self, **fields: Any) -> None:
-        if self._live is not None:
+        if self._live is not None and self._task is not None:
             self._live.update(self._task, **fields)
 
 
