@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import InputError, ModelportError, UsageError, require
 from .cpu import read_cpuinfo
-from .session import SessionConfig, make_session, run_session
+from .session import ModelSource, SessionConfig, make_session, run_session
 
 __all__ = [
     "ENGINES",
@@ -287,7 +287,7 @@ def _graph_precision(model: Any) -> str:
 class OrtSession:
     """ONNX Runtime through ``runtime.session`` (spinning off, the thread count given)."""
 
-    def __init__(self, model: Any, config: EngineConfig) -> None:
+    def __init__(self, model: ModelSource, config: EngineConfig) -> None:
         import dataclasses
 
         ort = require("onnxruntime", "all")
@@ -361,7 +361,7 @@ _OV_HEAVY_OPS = ("FullyConnected", "MatMul", "Convolution", "GroupConvolution", 
 class OpenVINOSession:
     """OpenVINO's CPU plugin reading the ONNX model; one infer request per calling thread."""
 
-    def __init__(self, model: Any, config: EngineConfig) -> None:
+    def __init__(self, model: ModelSource, config: EngineConfig) -> None:
         ov = _openvino()
         core = _core(ov)
         if config.precision != "fp32" and config.precision not in native_precisions("openvino"):
@@ -515,15 +515,13 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-ENGINE_LOADERS: dict[str, Callable[[Any, EngineConfig], EngineSession]] = {
+ENGINE_LOADERS: dict[str, Callable[[ModelSource, EngineConfig], EngineSession]] = {
     "ort": OrtSession,
     "openvino": OpenVINOSession,
 }
 
 
-def load_engine(
-    model: str | os.PathLike[str] | bytes | Any, config: EngineConfig | None = None
-) -> EngineSession:
+def load_engine(model: ModelSource, config: EngineConfig | None = None) -> EngineSession:
     """Load ``model`` (a path, serialized bytes or a ModelProto) with ``config``'s engine."""
     config = config or EngineConfig()
     return ENGINE_LOADERS[config.engine](model, config)

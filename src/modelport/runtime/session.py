@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -20,7 +20,10 @@ from ..errors import InputError, ModelportError, UsageError, require
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["SessionConfig", "available_providers", "make_session", "run_session"]
+__all__ = ["ModelSource", "SessionConfig", "available_providers", "make_session", "run_session"]
+
+ModelSource: TypeAlias = "str | os.PathLike[str] | bytes | onnx.ModelProto"
+"""What an engine loads: a model file's path, its serialized bytes or an ONNX ModelProto."""
 
 _GRAPH_LEVELS = {"disable": 0, "basic": 1, "extended": 2, "all": 99}
 
@@ -94,9 +97,7 @@ def _resolve_providers(names: Sequence[str]) -> list[str]:
     return resolved
 
 
-def make_session(
-    model: str | os.PathLike[str] | bytes | onnx.ModelProto, config: SessionConfig | None = None
-) -> Any:
+def make_session(model: ModelSource, config: SessionConfig | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` for a path, serialized bytes or a ModelProto.
 
     Returned as ``Any``: onnxruntime ships no type information."""
