@@ -353,6 +353,7 @@ def _write_samples(
         return
     (tmp / SAMPLES_DIR).mkdir()
     for name, arrays in (("inputs.npz", inputs), ("outputs.npz", outputs)):
+        # numpy's stub types savez's **kwds against its allow_pickle: bool, hence the ignore
         np.savez(tmp / SAMPLES_DIR / name, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
 
 

@@ -96,7 +96,9 @@ class VerifyConfig:
         return dataclasses.replace(self, atol=atol, rtol=rtol)
 
     def tolerance(self, output: str) -> tuple[float, float]:
-        return tuple(self.output_tolerances.get(output, (self.atol, self.rtol)))  # type: ignore[return-value]
+        # a pair, also when the config came from JSON/YAML as a list
+        atol, rtol = self.output_tolerances.get(output, (self.atol, self.rtol))
+        return atol, rtol
 
 
 @dataclass
