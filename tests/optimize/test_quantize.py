@@ -184,6 +184,26 @@ def test_eval_data_mismatch_is_an_input_error(digits_package, tmp_path):
         quantize(digits_package, tmp_path / "o", cfg)
 
 
+def test_bad_data_fails_before_any_slow_step(digits_package, tmp_path, monkeypatch):
+    """A wrong calibration or evaluation file is reported before pre-processing runs (which
+    takes tens of seconds on a real model), not after it."""
+    from modelport.optimize.quantize import core
+
+    def slow_step(*args, **kwargs):
+        raise AssertionError("pre-processing ran before the data was checked")
+
+    monkeypatch.setattr(core, "preprocess", slow_step)
+    np.savez(tmp_path / "bad.npz", image=np.zeros((4, 1, 8, 8), np.float32))
+    with pytest.raises(InputError, match="image"):
+        quantize(digits_package, tmp_path / "o1", QuantizeConfig.static(tmp_path / "bad.npz"))
+    cfg = QuantizeConfig.dynamic(
+        evaluation=EvalConfig(data=tmp_path / "bad.npz", measure_latency=False)
+    )
+    with pytest.raises(InputError, match="image"):
+        quantize(digits_package, tmp_path / "o2", cfg)
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
 def test_config_validation():
     with pytest.raises(UsageError, match="calibration"):
         QuantizeConfig(mode="static")

@@ -19,7 +19,7 @@ from ..data import Feed, conform_feed, load_feed, split_batches
 from ..errors import InputError, OptimizationError, UsageError
 from ..signature import Signature
 
-__all__ = ["DataSource", "calibrate_ranges", "iter_batches", "take_feed"]
+__all__ = ["DataSource", "calibrate_ranges", "check_data", "iter_batches", "take_feed"]
 
 DataSource = str | os.PathLike[str] | Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]]
 
@@ -37,6 +37,17 @@ def iter_batches(
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1 (got {batch_size})")
     yield from _split(_feeds(data, signature), batch_size, limit)
+
+
+def check_data(data: DataSource | None, signature: Signature) -> None:
+    """Check path ``data`` against ``signature`` now (its first file only), so that a wrong name,
+    dtype or shape is reported before slow steps (pre-processing, quantization, timing) run.
+
+    In-memory feeds and iterables are left to the step that reads them (an iterable may be
+    one-shot). Raises InputError naming the input, as reading the data later would.
+    """
+    if isinstance(data, str | os.PathLike):
+        next(_feeds(data, signature), None)
 
 
 def _split(feeds: Iterable[Feed], batch_size: int, limit: int | None) -> Iterator[Feed]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ...errors import OptimizationError, UsageError, output_exists
 from ...package import ModelPackage, derive_package
-from ..calibration import CALIBRATION_METHODS, DataSource
+from ..calibration import CALIBRATION_METHODS, DataSource, check_data
 from ..report import EvalConfig, OptimizeReport
 
 __all__ = [
@@ -327,6 +327,9 @@ def quantize(
         raise output_exists(out)
     model = pkg.load_onnx()
     refuse_quantized(model, config.mode)
+    # bad data fails now, not after pre-processing and quantization
+    check_data(config.calibration, pkg.signature)
+    check_data(config.evaluation.data, pkg.signature)
     cpu = detect_cpu()
     report = OptimizeReport(step="quantize", config=config.describe())
     report.details["cpu"] = cpu.to_dict()
