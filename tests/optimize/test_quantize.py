@@ -94,6 +94,8 @@ def test_dynamic_on_cnn_quantizes_only_the_dense_layers(digits_package, tmp_path
     assert "ConvInteger" not in counts  # slow / unsupported on CPU: convs stay float
     assert report.float_ops.get("Conv") == 2
     assert report.fidelity["output"]["top1_agreement"] >= 0.98
+    # the user is told why the convolutions stayed float and what quantizes them
+    assert any("2 convolution(s) stay float" in c and "--mode static" in c for c in report.choices)
 
 
 def test_fp16_keeps_float32_io(digits_package, tmp_path):

@@ -357,6 +357,12 @@ def quantize(
                 result = quantize_dynamic_int8(
                     pre, work / "dynamic.onnx", opts, list(config.exclude)
                 )
+                convs = sum(n.op_type in ("Conv", "ConvTranspose") for n in model.graph.node)
+                if convs:
+                    report.choices.append(
+                        f"{convs} convolution(s) stay float: dynamic int8 does not quantize Conv "
+                        "(ConvInteger is slow on CPU); --mode static --calibration DATA quantizes them"
+                    )
             elif config.mode == "static":
                 if config.smoothing is not None:
                     report.choices.append(
