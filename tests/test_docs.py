@@ -37,6 +37,7 @@ def test_the_docs_setup_is_readmes_first_block():
 # pages whose curl commands (and tritonclient example) run against a real server in
 # test_serving_pages_curls_answer_as_shown
 SERVED = {"serve-compat.md", "serve.md"}
+# docs/processing.md runs where the README leaves its packages: tests/test_readme.py
 
 
 def test_pages_with_runnable_examples():

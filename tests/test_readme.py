@@ -1,13 +1,21 @@
 """The README's examples run as written: every code block after a `<!-- readme-test -->` marker,
 in order, in one fresh directory; blocks marked `<!-- readme-test: slow -->` (MiniLM quantization)
-run after them in the same directory, in a test marked slow. docs/ pages: tests/test_docs.py."""
+run after them in the same directory, in a test marked slow. docs/ pages: tests/test_docs.py.
+
+A block may start a server in the background (`modelport serve REPO &`, stopped by `kill %1`):
+the test gives it free ports (the block's localhost:8000 becomes its HTTP port; gRPC on any free
+port; no management API), its curl calls fail on an HTTP error, and whatever the block started is
+stopped when it ends, failed or not."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +34,25 @@ def marked_blocks(path: Path, slow: bool = False) -> list[tuple[str, str]]:
     ]
 
 
+SERVE = re.compile(r"^(modelport serve \S+)(?=[^\n]*&[ \t]*(#[^\n]*)?$)", re.M)
+# curl fails on an HTTP error (and shows the body) unless the block's own -f says so already
+CURL_FAILS = (
+    'curl() { case " $* " in *" -f "*|*" -sf "*|*" --fail "*) command curl "$@";; '
+    '*) command curl --fail-with-body "$@";; esac; }\n'
+)
+
+
+def local_server(code: str) -> str:
+    """``code`` with a background ``modelport serve REPO &`` on free ports (see the docstring)."""
+    if not SERVE.search(code):
+        return code
+    from tests.serve_process import free_port
+
+    port = free_port()
+    code = SERVE.sub(rf"\1 --http-port {port} --grpc-port 0 --no-management", code)
+    return CURL_FAILS + re.sub(r"\blocalhost:8000\b", f"localhost:{port}", code)
+
+
 def run_blocks(blocks: list[tuple[str, str]], cwd: Path, what: str) -> None:
     env = {
         **os.environ,
@@ -34,10 +61,25 @@ def run_blocks(blocks: list[tuple[str, str]], cwd: Path, what: str) -> None:
     }
     for lang, code in blocks:
         if lang == "bash":
-            cmd = ["bash", "-euo", "pipefail", "-c", code]
+            cmd = ["bash", "-euo", "pipefail", "-c", local_server(code)]
         else:
             cmd = [sys.executable, "-c", code]
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+        # its own process group: a server the block left running is stopped with it; output
+        # to files, which a background server holding them open cannot block
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            popen = subprocess.Popen(
+                cmd, cwd=cwd, env=env, text=True, start_new_session=True, stdout=out, stderr=err
+            )
+            try:
+                popen.wait(timeout=1800)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(popen.pid, signal.SIGTERM)
+                popen.wait()
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        proc = subprocess.CompletedProcess(cmd, popen.returncode, stdout, stderr)
         assert proc.returncode == 0, (
             f"{what} {lang} block failed:\n{code}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         )
@@ -74,3 +116,20 @@ def test_readme_slow_examples_run(readme_run):
     assert (readme_run / "sentences.npz").is_file()
     for out in ("minilm-int8", "minilm-partial", "minilm-fused"):
         assert (readme_run / "out" / out / "model.onnx").is_file()
+
+
+def test_processing_page_runs_in_the_readme_directory(readme_run):
+    """docs/processing.md's Python example and curl commands, where the README leaves them
+    (out/minilm, out/digits-images, digit.png, repo/), against one server of that repo."""
+    page = (ROOT / "docs" / "processing.md").read_text()
+    (python,) = [c for c in re.findall(r"```python\n(.*?)```", page, re.S) if "load(" in c]
+    (curls,) = [c for c in re.findall(r"```bash\n(.*?)```", page, re.S) if "curl " in c]
+    server = (
+        "modelport serve repo &\n"
+        "curl -sf --retry 120 --retry-all-errors --retry-delay 1 localhost:8000/v2/health/ready\n"
+    )
+    run_blocks(
+        [("python", python), ("bash", server + curls + "kill %1\n")],
+        readme_run,
+        "docs/processing.md",
+    )
