@@ -74,6 +74,17 @@ def test_verify_without_a_source_says_what_it_compared(tiny_onnx, tmp_path, caps
     assert main(["verify", str(pkg.path), "--onnx", str(tiny_onnx)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "against the source" in out and "(vs the source)" in out
+    assert "stores no samples" not in out
+
+
+def test_verify_of_a_package_without_samples_says_nothing_was_compared(tiny_onnx, tmp_path, capsys):
+    from modelport.convert import ConvertConfig, Source, convert
+
+    pkg = convert(Source.onnx(str(tiny_onnx)), tmp_path / "p", ConvertConfig()).package
+    assert not pkg.samples()  # generated inputs are never stored
+    assert main(["verify", str(pkg.path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "this package stores no samples" in out and "--example-inputs" in out
 
 
 @pytest.mark.parametrize("command", ["quantize", "optimize"])

@@ -662,6 +662,13 @@ def verify(ctx: click.Context, package: str, **kw: Any) -> int:
             )
             + "[/]"
         )
+        if example is None and not pkg.samples():
+            console.print(
+                "[dim]this package stores no samples (converted without --example-inputs), so no "
+                "outputs were compared with reference outputs: the cases ran on generated inputs "
+                "and were checked only for batch consistency; pass --example-inputs X.npz, or "
+                "the source, for a parity check[/]"
+            )
     if kw["json_out"]:
         write_json(kw["json_out"], report.to_dict())
     if report.passed:
