@@ -242,8 +242,11 @@ def test_structured_onnx_rejects_grouped_conv(tmp_path):
         helper.make_node("MatMul", ["f", "w3"], ["y"]),
     ]
     path = _save(tmp_path, nodes, inits, ["batch", 1, 8, 8], ["batch", 3], "grouped")
-    with pytest.raises(OptimizationError, match="grouped convolution"):
+    with pytest.raises(OptimizationError, match="grouped convolution") as exc:
         prune(str(path), tmp_path / "out", PruneConfig.structured(0.5, **FAST))
+    # both blocked layers are named in one error, with the excludes that get past them
+    assert exc.value.layer == "w1" and "'w2'" in str(exc.value)
+    assert "--exclude w1 --exclude w2" in str(exc.value)
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, 1.5, float("nan")])

@@ -390,7 +390,25 @@ def structured_prune_onnx(
     targets = [by_name[layer.name] for layer in layers]
     layers_by_node = {layer.index: layer for layer in all_layers}
     shapes = _static_shapes(model)
-    traced = [_trace(model, layer, layers_by_node, shapes) for layer in targets]
+    traced: list[_Chain | None] = []
+    blocked: list[tuple[OnnxLayer, OptimizationError]] = []
+    for layer in targets:
+        try:
+            traced.append(_trace(model, layer, layers_by_node, shapes))
+        except OptimizationError as exc:
+            blocked.append((layer, exc))
+    if len(blocked) == 1:
+        raise blocked[0][1]
+    if blocked:  # name every blocked layer at once, not one per run
+        first = blocked[0][1]
+        raise OptimizationError(
+            f"{first.message}. {len(blocked) - 1} more layer(s) are blocked too: "
+            + ", ".join(f"'{layer.name}'" for layer, _ in blocked[1:])
+            + "; to prune the others, exclude all of them: "
+            + " ".join(f"--exclude {layer.name}" for layer, _ in blocked),
+            layer=first.layer,
+            op=first.op,
+        )
     chains = [c for c in traced if c is not None]
     if not chains:
         raise UsageError("structured pruning: every layer left to prune produces a model output")
