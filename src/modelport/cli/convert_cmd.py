@@ -662,7 +662,7 @@ def verify(ctx: click.Context, package: str, **kw: Any) -> int:
             )
             + "[/]"
         )
-        if example is None and not pkg.samples():
+        if example is None and not pkg.samples() and not engines:  # engines: vs ORT fp32
             console.print(
                 "[dim]this package stores no samples (converted without --example-inputs), so no "
                 "outputs were compared with reference outputs: the cases ran on generated inputs "
