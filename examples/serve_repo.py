@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 
-def mlp(scale: float = 1.0):
+def mlp(scale: float = 1.0, seed: int = 0):
     """x -> relu(x @ w1 + b1) @ (w2 * scale), seeded weights."""
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     w1 = rng.standard_normal((4, 8)).astype(np.float32)
     b1 = rng.standard_normal(8).astype(np.float32)
     w2 = (rng.standard_normal((8, 3)) * scale).astype(np.float32)

@@ -20,47 +20,29 @@ def _model(nodes, inputs, outputs, inits=()):
 
 
 def mlp_model(seed: int = 0, scale: float = 1.0):
-    """x FP32 [batch, 4] -> y FP32 [batch, 3]: MatMul, Add, Relu, MatMul (times ``scale``)."""
-    from onnx import TensorProto, helper, numpy_helper
+    """x FP32 [batch, 4] -> y FP32 [batch, 3]: MatMul, Add, Relu, MatMul (times ``scale``); the
+    docs' example repository (examples/serve_repo.py) is built from the same function."""
+    import onnx
+    from onnx import numpy_helper
 
-    rng = np.random.default_rng(seed)
-    w1 = rng.standard_normal((4, 8)).astype(np.float32)
-    b1 = rng.standard_normal(8).astype(np.float32)
-    w2 = (rng.standard_normal((8, 3)) * scale).astype(np.float32)
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h0"]),
-        helper.make_node("Add", ["h0", "b1"], ["h1"]),
-        helper.make_node("Relu", ["h1"], ["h2"]),
-        helper.make_node("MatMul", ["h2", "w2"], ["y"]),
-    ]
-    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))]
-    model = _model(
-        nodes,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
-        inits,
-    )
-    return model, lambda x: np.maximum(x @ w1 + b1, 0) @ w2
+    from examples.serve_repo import mlp
+
+    model = mlp(scale=scale, seed=seed)
+    onnx.checker.check_model(model)
+    w = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return model, lambda x: np.maximum(x @ w["w1"] + w["b1"], 0) @ w["w2"]
 
 
 def int64_model():
-    """ids INT64 [batch, 3] -> doubled INT64 [batch, 3] and total INT64 [batch, 1]."""
-    from onnx import TensorProto, helper, numpy_helper
+    """ids INT64 [batch, 3] -> doubled INT64 [batch, 3] and total INT64 [batch, 1] (the docs'
+    example repository's ``ints``)."""
+    import onnx
 
-    axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")
-    nodes = [
-        helper.make_node("Add", ["ids", "ids"], ["doubled"]),
-        helper.make_node("ReduceSum", ["ids", "axes"], ["total"], keepdims=1),
-    ]
-    return _model(
-        nodes,
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 3])],
-        [
-            helper.make_tensor_value_info("doubled", TensorProto.INT64, ["batch", 3]),
-            helper.make_tensor_value_info("total", TensorProto.INT64, ["batch", 1]),
-        ],
-        [axes],
-    )
+    from examples.serve_repo import ints
+
+    model = ints()
+    onnx.checker.check_model(model)
+    return model
 
 
 def bool_model():
