@@ -44,6 +44,21 @@ def test_load_errors(tmp_path):
         load_feed(tmp_path / "x.csv", SIG)
 
 
+def test_batch_fixed_at_one_says_one_sample_per_file(tmp_path):
+    # a recurrent state input fixed at batch 1 (silero VAD's h/c): 16 rows in one file cannot work
+    sig = Signature(inputs=(TensorSpec("h", "float32", (1, 1, 4)),), outputs=())
+    np.savez(tmp_path / "many.npz", h=np.zeros((16, 1, 4), np.float32))
+    with pytest.raises(InputError, match="expected 1") as exc:
+        load_feed(tmp_path / "many.npz", sig)
+    assert "directory of .npz files holding one sample each" in str(exc.value)
+    assert exc.value.input == "h"
+    # other fixed sizes keep the plain message
+    np.savez(tmp_path / "shape.npz", x=np.ones((3, 5), np.float32))
+    with pytest.raises(InputError) as exc:
+        load_feed(tmp_path / "shape.npz", SIG)
+    assert "one sample each" not in str(exc.value)
+
+
 def test_pickled_arrays_are_refused(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="cannot read"):

@@ -97,6 +97,19 @@ def conform_feed(feed: Mapping[str, np.ndarray], signature: Signature, source: s
         signature.check_feed(out)
     except InputError as exc:
         where = f" in {source}" if source else ""
+        expected, got = exc.fields.get("expected"), exc.fields.get("got")
+        if (
+            source.endswith((".npz", ".npy"))  # a data file (not a request, not an in-memory feed)
+            and isinstance(expected, list)
+            and isinstance(got, list)
+            and len(expected) == len(got) >= 1
+            and expected[0] == 1
+            and got[0] != 1
+        ):  # a model fixed at batch 1 (a recurrent state, say): one sample per file
+            where += (
+                f"; the model takes one sample at a time on '{exc.fields.get('input')}' (its axis 0 "
+                "is fixed at 1): give a directory of .npz files holding one sample each"
+            )
         raise InputError(f"{exc.message}{where}", **exc.fields) from None
     return out
 
