@@ -211,8 +211,9 @@ class QuantizeConfig:
                 raise UsageError(f"{name}={v!r} is not one of {list(WEIGHT_TYPES)}")
         if self.mode == "static" and self.calibration is None:
             raise UsageError(
-                "static quantization needs calibration data: pass calibration=... "
-                "(--calibration DATA), e.g. a few hundred representative inputs"
+                "static quantization needs calibration data: --calibration DATA on the command "
+                "line (QuantizeConfig.static(DATA) in Python), e.g. a few hundred "
+                "representative inputs in an .npz by input name or a directory of .npz files"
             )
         if self.mode == "partial" and self.max_drop is None:
             raise UsageError(
@@ -648,8 +649,9 @@ def calibrate_to_file(
 
     if config.calibration is None:
         raise UsageError(
-            "static quantization needs calibration data: pass calibration=... "
-            "(--calibration DATA), e.g. a few hundred representative inputs"
+            "static quantization needs calibration data: --calibration DATA on the command "
+            "line (QuantizeConfig.static(DATA) in Python), e.g. a few hundred "
+            "representative inputs in an .npz by input name or a directory of .npz files"
         )
     t0 = time.perf_counter()
     ranges, n = calibrate_ranges(
