@@ -32,6 +32,9 @@ SLOW_MODULES = {
     "tests/serve/test_ray.py",
     "tests/serve/test_tritonclient.py",
     "tests/test_readme.py",
+    "tests/deploy/test_handlers.py",  # handlers run on real packages
+    "tests/serve/test_fuzz.py",  # hypothesis: hundreds of generated requests
+    "tests/serve/test_connections.py",  # waits for header/body deadlines; a server process
 }
 
 
