@@ -57,6 +57,24 @@ def _infer_task(config: Any) -> str:
     return "feature-extraction"
 
 
+def _provenance(
+    path: Path, hf_config: Any, exporter: str, task: str, **extra: Any
+) -> dict[str, Any]:
+    """The manifest's provenance of an HF directory: its weights' sha256, the frameworks, the
+    exporter, the task and architecture, then ``extra`` (what the task adds)."""
+    weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
+    return {
+        "source_kind": "hf",
+        "source_path": str(path),
+        "source_sha256": file_sha256(path / weights[0]) if weights else None,
+        "frameworks": torch_versions(),
+        "exporter": exporter,
+        "task": task,
+        "architecture": (getattr(hf_config, "architectures", None) or ["?"])[0],
+        **extra,
+    }
+
+
 def convert_hf(source: Source, config: ConvertConfig) -> Exported:
     require("torch", "torch")
     transformers = require("transformers", "torch")
@@ -137,18 +155,14 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
         (torch_reference(copy.deepcopy(reference_module), input_names), input_names),
     )
     notes.extend(more_notes)
-    weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
-    prov = {
-        "source_kind": "hf",
-        "source_path": str(path),
-        "source_sha256": file_sha256(path / weights[0]) if weights else None,
-        "frameworks": torch_versions(),
-        "exporter": exporter,
-        "task": task,
-        "architecture": (getattr(hf_config, "architectures", None) or ["?"])[0],
-        "vocab_size": int(getattr(hf_config, "vocab_size", 0) or 0),
-        "max_sequence_length": max_len,
-    }
+    prov = _provenance(
+        path,
+        hf_config,
+        exporter,
+        task,
+        vocab_size=int(getattr(hf_config, "vocab_size", 0) or 0),
+        max_sequence_length=max_len,
+    )
     return Exported(
         proto,
         torch_reference(reference_module, input_names),
@@ -532,17 +546,9 @@ def _convert_image_classifier(path: Path, hf_config: Any, config: ConvertConfig)
         config,
         torch_reference(copy.deepcopy(reference_module), names),
     )
-    weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
-    prov = {
-        "source_kind": "hf",
-        "source_path": str(path),
-        "source_sha256": file_sha256(path / weights[0]) if weights else None,
-        "frameworks": torch_versions(),
-        "exporter": exporter,
-        "task": "image-classification",
-        "architecture": (getattr(hf_config, "architectures", None) or ["?"])[0],
-        "image_size": list(step.crop or step.size),
-    }
+    prov = _provenance(
+        path, hf_config, exporter, "image-classification", image_size=list(step.crop or step.size)
+    )
     return Exported(
         proto,
         torch_reference(reference_module, names),
