@@ -69,6 +69,23 @@ class DataPlane:
         """The model that serves ``name`` (at ``version``); 404/503 errors that say why not."""
         return serving(self.repository.get(name, version))[0]
 
+    def resolve(self, name: str, version: str | None = None) -> ServedModel:
+        """``served_model`` for an inference request whose body is not read yet: the HTTP
+        routes call it first, so a request for a model (or version) that is not served is
+        answered 404 (503: not ready) whatever its body holds. A refusal is counted in the
+        request metrics as ``infer`` counts it."""
+        try:
+            return self.served_model(name, version)
+        except Exception as exc:
+            self._count_refusal(name, version or "", status_of(exc).label)
+            raise
+
+    def _count_refusal(self, name: str, version: str, status: str) -> None:
+        if status == "not_found":  # bounded label values: not every name a client sends
+            name = _UNKNOWN if name not in self.repository.models else name
+            version = ""
+        self.metrics.requests[(name, version, status)] += 1
+
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         model, _ = serving(self.repository.get(name, version))
         entry = self.repository.entry(name)

@@ -477,6 +477,8 @@ def routes(plane: DataPlane, settings: HttpSettings) -> list[BaseRoute]:
     async def verb(scope: Scope, receive: Receive, send: Send) -> None:
         name, version = _which(plane, scope)
         action = scope["path_params"]["verb"]
+        # the model first: a request for one that is not served is a 404 whatever its body
+        plane.resolve(name, version)
         body = await read_body(scope, receive, limit)
         if action == "classify":
             request = decode_classify(plane, name, version, _loads(body))
@@ -491,7 +493,7 @@ def routes(plane: DataPlane, settings: HttpSettings) -> list[BaseRoute]:
             )
         if action != "predict":
             raise UnsupportedError(f"unknown method :{action}; use :predict")
-        specs = plane.served_model(name, version).input_specs
+        specs = plane.served_model(name, version).input_specs  # the one serving now
         request, rows = await off_process(
             len(body), decode_predict_body, dict(specs), name, version, body
         )

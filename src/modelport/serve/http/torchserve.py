@@ -226,9 +226,11 @@ def routes(plane: DataPlane, settings: HttpSettings) -> list[BaseRoute]:
         name = check_model_name(p["name"])
         version = p.get("version")
         version = str(check_version(version)) if version else None
+        # the model first: a request for one that is not served is a 404 whatever its body
+        plane.resolve(name, version)
         body = await read_body(scope, receive, limit)
         content_type = header(scope, b"content-type")
-        specs = dict(plane.served_model(name, version).input_specs)
+        specs = dict(plane.served_model(name, version).input_specs)  # the one serving now
         decode = off_loop if body.startswith(_NPY_MAGIC) else off_process  # .npy: no parsing
         request, one_example = await decode(
             len(body), decode_predictions_body, specs, name, version, body, content_type

@@ -169,6 +169,8 @@ def _check_load_body(body: bytes | bytearray) -> None:
 def _infer_handler(plane: DataPlane, limit: int) -> Handler:
     async def infer(scope: Scope, receive: Receive, send: Send) -> None:
         params = scope["path_params"]
+        # the model first: a request for one that is not served is a 404 whatever its body
+        plane.resolve(params["name"], params.get("version"))
         body = await read_body(scope, receive, limit)
         hl = header(scope, b"inference-header-content-length")
         header_length = None if hl is None else strict_int(hl, "Inference-Header-Content-Length")
