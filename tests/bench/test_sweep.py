@@ -13,7 +13,7 @@ from modelport.bench.sweep import make_feed
 from modelport.errors import UsageError
 from modelport.signature import Signature, TensorSpec
 
-FAST = LatencyConfig(warmup=1, repeats=4)
+FAST = LatencyConfig(warmup=1, repeats=4, block_ms=0)  # one run per turn: exact counts
 
 
 def test_two_models_two_batch_sizes(tiny_onnx, tmp_path):
@@ -37,6 +37,7 @@ def test_two_models_two_batch_sizes(tiny_onnx, tmp_path):
         assert r["speedup_vs_first"] == pytest.approx(base["p50_ms"] / r["p50_ms"])
     assert [(g["batch_size"], g["rounds"]) for g in d["groups"]] == [(1, 4), (4, 4)]
     assert d["groups"][0]["order"] == ["tiny", "other", "other", "tiny"] * 2
+    assert d["groups"][0]["blocks"] == {"tiny": 1, "other": 1}
     assert [(x["variant"], x["threads"]) for x in d["loads"]] == [("tiny", 1), ("other", 1)]
     assert list(d["config"]["batch_sizes"]) == [1, 4]
     assert d["machine"]["cpu_count"] >= 1

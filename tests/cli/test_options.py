@@ -19,7 +19,7 @@ from modelport.errors import UsageError
 # a value to give each option in the tables (flags: None)
 VALUES = {
     # bench
-    "batch_sizes": "1,2", "threads": "1", "providers": "cpu", "engines": "ort", "warmup": "1", "repeats": "2",
+    "batch_sizes": "1,2", "threads": "1", "providers": "cpu", "engines": "ort", "warmup": "1", "repeats": "2", "block_ms": "5",
     "shapes": "seq=4", "data": "{onnx}", "plot": "{tmp}/p.png", "report": "{tmp}/r.md",
     "model": "m", "model_version": "1", "protocol": "grpc", "requests": "5", "rate": "10",
     "batch_size": "8", "package": "{onnx}", "timeout": "3", "no_ceiling": None,

@@ -114,6 +114,12 @@ def _notes(result: Mapping[str, Any]) -> list[str]:
             f"Models ran interleaved (order alternating every round), {lat.get('warmup')} warm-up "
             f"runs then at least {lat.get('repeats')} timed runs each"
             + (f" and {lat.get('min_seconds')} s" if lat.get("min_seconds") else "")
+            + (
+                f"; a model faster than {lat['block_ms']:g} ms ran that long in a row per turn "
+                "(every run timed), as a server runs it"
+                if lat.get("block_ms")
+                else "; one run per turn"
+            )
             + "; speed-up is the first model's p50 over this one's, in the same group."
         )
         notes.append(

@@ -183,7 +183,8 @@ def bench_models(
                 first_run = {n: measure_memory(fn)[1] for n, fn in runners}
                 run = interleave(runners, config.latency)
                 groups.append({**where, "batch_size": b, "variants": list(names),
-                               "rounds": run.rounds, "order": run.order})  # fmt: skip
+                               "rounds": run.rounds, "blocks": run.blocks,
+                               "order": run.order})  # fmt: skip
                 stats = [LatencyStats(n, b, run.times_ms[n]) for n in names]
                 for st, v in zip(stats, variants, strict=True):
                     row = _row(st, stats[0], v, variants[0], load_of[st.name], first_run[st.name])

@@ -24,6 +24,7 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "engines": ("inprocess",),
     "warmup": ("inprocess",),
     "repeats": ("inprocess",),
+    "block_ms": ("inprocess",),
     "shapes": ("inprocess", "server"),
     "data": ("inprocess", "server"),
     "plot": ("inprocess", "server"),
@@ -79,7 +80,15 @@ HINTS = {
     "--data", type=click.Path(exists=True), help="Inputs (.npz/.npy/dir) instead of generated ones."
 )
 @click.option("--warmup", default=5, help="In-process: untimed runs per model first.")
-@click.option("--repeats", default=30, help="In-process: timed runs per model.")
+@click.option("--repeats", default=30, help="In-process: timed runs per model (at least).")
+@click.option(
+    "--block-ms",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    help="In-process: a model faster than this runs this long in a row per turn (every run "
+    "timed; sub-ms models alternating run by run measure cold starts). 0: alternate every run.",
+)
 @click.option(
     "--seconds",
     type=float,
@@ -188,9 +197,13 @@ def _inprocess(models: tuple[str, ...], opts: dict[str, Any]):
     from ..bench import LatencyConfig, SweepConfig, bench_models
 
     if opts["seconds"] is not None:
-        latency = LatencyConfig.timed(opts["seconds"], warmup=opts["warmup"])
+        latency = LatencyConfig.timed(
+            opts["seconds"], warmup=opts["warmup"], block_ms=opts["block_ms"]
+        )
     else:
-        latency = LatencyConfig(warmup=opts["warmup"], repeats=opts["repeats"])
+        latency = LatencyConfig(
+            warmup=opts["warmup"], repeats=opts["repeats"], block_ms=opts["block_ms"]
+        )
     config = SweepConfig(
         batch_sizes=opts["batch_sizes"],
         threads=opts["threads"] or (),

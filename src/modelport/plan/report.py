@@ -93,7 +93,8 @@ def _header(summary: dict[str, Any]) -> list[tuple[str, str]]:
             f"p50 at batch {cfg['batch_size']}, inputs "
             + ", ".join(f"{k} {v}" for k, v in summary["latency_inputs"].items())
             + f"; interleaved with the fp32 baseline ({_f(summary['baseline_ms'])} ms), "
-            f"{cfg['repeats']} runs per setting",
+            f"at least {cfg['repeats']} runs per setting (sub-ms models in ~20 ms blocks of "
+            "consecutive runs, as a server runs them)",
         ),
         ("session settings", "; ".join(summary["settings"])),
         (
