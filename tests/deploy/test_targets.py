@@ -74,7 +74,32 @@ def test_torchserve_mar_handler_runs(tmp_path, pkg):
         manifest = json.loads(z.read("MAR-INF/MANIFEST.json"))
     assert {"handler.py", "model.onnx", "modelport.json"} <= names
     assert manifest["model"]["modelName"] == "digits-cnn"
-    assert any("handler ran on a sample: outputs match" in c for c in r.checks)
+    # the digits package stores 16 test images and the source's outputs on them
+    (check,) = r.checks
+    assert "handler ran on the package's stored sample inputs (x [16, 1, 8, 8] float32)" in check
+    assert "outputs match the stored sample outputs (output; atol/rtol 1e-3)" in check
+
+
+def test_torchserve_check_says_when_it_ran_on_generated_inputs(tmp_path, tiny_onnx, capsys):
+    # a bare model stores no samples: the check runs on generated inputs and says so, and that
+    # nothing was compared (it used to say "ran on a sample: outputs match")
+    out = tmp_path / "store"
+    assert main(["package", str(tiny_onnx), "--target", "torchserve", "-o", str(out)]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert "its handler ran on generated inputs (x [2, 4] float32): it answered y" in text
+    assert "the package stores no samples: values not compared" in text
+    assert "a sample" not in text and "outputs match" not in text
+
+
+def test_torchserve_check_with_stored_inputs_but_no_outputs(tmp_path, pkg):
+    copy = tmp_path / "digits"
+    shutil.copytree(pkg.path, copy)
+    (copy / "samples" / "outputs.npz").unlink()
+    r = package_for(ModelPackage.load(copy), "torchserve", tmp_path / "store")
+    (check,) = r.checks
+    assert "ran on the package's stored sample inputs (x [16, 1, 8, 8] float32)" in check
+    assert "it answered output (the package stores no sample outputs: values not compared)" in check
+    assert "outputs match" not in check
 
 
 def test_kserve_manifest_validates_against_the_real_crd(tmp_path, pkg):

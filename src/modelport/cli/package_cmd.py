@@ -72,7 +72,8 @@ def package(
     json_out: str | None,
 ) -> int:
     """Package PACKAGE for a deployment target, then validate the artifact as far as this machine
-    allows (config parses, the .mar's handler runs on a sample, YAML against the schema, the
+    allows (config parses, the .mar's handler runs on the package's stored samples, or on
+    generated inputs when it stores none, YAML against the schema, the
     Dockerfile lints)."""
     from ..deploy import PackageTargetConfig, package_for
 
