@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import click
+import math
+from collections.abc import Callable
+from typing import Any
 
+import click
+from click.core import ParameterSource
+
+from ..serve.config import GRPC_LIMIT_RANGES, GrpcLimits
 from .options import engine_option
 from .serve_ray import RAY_OPTIONS, ray_options
 
@@ -51,6 +57,99 @@ def refuse_empty_repository(repository: str) -> None:
             f"{dirs[0]}/1/{later}"
         )
     raise UsageError(f"{why}. '{root}' is empty{later}")
+
+
+# GrpcLimits field -> (flag, help): the gRPC ports' counterparts of the HTTP connection flags
+# (seconds for times, as --header-timeout); the parameter is "grpc_" + the field
+GRPC_LIMIT_FLAGS: dict[str, tuple[str, str]] = {
+    "max_concurrent_rpcs": (
+        "--grpc-max-concurrent-rpcs",
+        "gRPC calls in progress per gRPC port; a call beyond it is refused at once "
+        "(RESOURCE_EXHAUSTED).",
+    ),
+    "max_streams_per_connection": (
+        "--grpc-max-streams-per-connection",
+        "Calls one gRPC connection may have open at once (HTTP/2 max concurrent streams); a "
+        "client's further calls wait on its side.",
+    ),
+    "handshake_timeout_s": (
+        "--grpc-handshake-timeout",
+        "Seconds a new gRPC connection has to finish its (TLS and) HTTP/2 handshake.",
+    ),
+    "idle_timeout_s": (
+        "--grpc-idle-timeout",
+        "Seconds a gRPC connection without calls stays open (then GOAWAY; clients reconnect).",
+    ),
+    "max_connection_age_s": (
+        "--grpc-max-connection-age",
+        "Seconds after which a gRPC connection is asked to reconnect (0 = never).",
+    ),
+    "age_grace_s": (
+        "--grpc-max-connection-age-grace",
+        "Seconds the calls in flight get when a connection reaches --grpc-max-connection-age.",
+    ),
+    "keepalive_time_s": (
+        "--grpc-keepalive-time",
+        "Seconds of quiet after which the server pings a gRPC connection.",
+    ),
+    "keepalive_timeout_s": (
+        "--grpc-keepalive-timeout",
+        "Seconds a ping has to be answered before the gRPC connection is closed.",
+    ),
+}
+
+
+class _Count(click.IntRange):
+    name = "integer"  # click's IntRange says "'1.5' is not a valid integer range"
+
+
+class _Seconds(click.FloatRange):
+    """click.FloatRange that also refuses nan (which compares false with both bounds)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
+
+
+def grpc_limit_options(command: Callable) -> Callable:
+    """The --grpc-* limit options (``GRPC_LIMIT_FLAGS``): defaults and ranges from GrpcLimits
+    (out of range: exit 2 naming the flag, the value and the range)."""
+    for field, (flag, help) in reversed(GRPC_LIMIT_FLAGS.items()):
+        kind, low, high = GRPC_LIMIT_RANGES[field]
+        command = click.option(
+            flag,
+            "grpc_" + field,
+            type=_Count(int(low), int(high)) if kind == "int" else _Seconds(low, high),
+            metavar="INTEGER" if kind == "int" else "SECONDS",
+            default=getattr(GrpcLimits, field),
+            show_default=True,
+            help=help,
+        )(command)
+    return command
+
+
+def grpc_limits(
+    ctx: click.Context, values: dict[str, Any], no_grpc: bool, tfserving_grpc_port: int | None
+) -> GrpcLimits:
+    """GrpcLimits from the --grpc-* values; UsageError for limits given with no gRPC port."""
+    from ..errors import UsageError
+
+    given = [
+        GRPC_LIMIT_FLAGS[f][0]
+        for f in GRPC_LIMIT_FLAGS
+        if ctx.get_parameter_source("grpc_" + f) is ParameterSource.COMMANDLINE
+    ]
+    if given and no_grpc and tfserving_grpc_port is None:
+        raise UsageError(
+            f"{', '.join(given)} {'sets a limit' if len(given) == 1 else 'set limits'} of the "
+            "gRPC ports, and --no-grpc turns gRPC off (there is no --tfserving-grpc-port "
+            "either): leave out --no-grpc, or the gRPC limits"
+        )
+    return GrpcLimits(**values)
 
 
 @click.command()
@@ -179,6 +278,7 @@ def refuse_empty_repository(repository: str) -> None:
     show_default=True,
     help="Open HTTP connections per port; beyond it the longest-idle one is closed.",
 )
+@grpc_limit_options
 @click.option(
     "--strict-readiness/--no-strict-readiness",
     default=True,
@@ -293,8 +393,6 @@ def serve(
     and gRPC, tritonclient-compatible, plus TF Serving REST and TorchServe's inference API on the
     HTTP port and a management API on its own port (docs/serve-compat.md). Per-model settings in REPO/<model>/config.json or the
     manifest's "serving" section win over these defaults. Prints one JSON line when ready."""
-    import math
-
     from ..errors import UsageError
     from ..serve.config import ManagementConfig, ModelConfig, ServerConfig, TLSConfig
     from ..serve.server import serve as run_server
@@ -305,6 +403,7 @@ def serve(
     if poll_s is None:
         refuse_empty_repository(repository)
     ray_settings = {k: model_options.pop(k) for k in RAY_OPTIONS}
+    grpc_values = {f: model_options.pop("grpc_" + f) for f in GRPC_LIMIT_FLAGS}
     engines = model_options.pop("engines") or ()
     engine: dict[str, str] = {}
     if engines and engines[0] != "package":  # package: each serving section, the default
@@ -323,6 +422,7 @@ def serve(
         refused = {"tls_cert": tls_cert, "auth_token": auth_token, "poll": poll_s}
         refused["tfserving_grpc_port"] = tfserving_grpc_port
         return serve_with_ray(repository, ray_settings, defaults, http, refused, engine)
+    limits = grpc_limits(click.get_current_context(), grpc_values, no_grpc, tfserving_grpc_port)
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("give both --tls-cert and --tls-key, or neither")
     management = None
@@ -354,6 +454,7 @@ def serve(
         keep_alive_timeout_s=keep_alive_timeout_s,
         max_connections=max_connections,
         strict_readiness=strict_readiness,
+        grpc_limits=limits,
         engine=engine,
     )
     setup_logging(log_level, log_json)

@@ -19,6 +19,7 @@ from ..errors import UsageError
 
 __all__ = [
     "EXECUTION_MODES",
+    "GRPC_LIMIT_RANGES",
     "GrpcLimits",
     "ManagementConfig",
     "ModelConfig",
@@ -350,7 +351,8 @@ class ManagementConfig:
             raise UsageError("max_download_bytes must be >= 1")
 
 
-_GRPC_FIELD_RANGES: dict[str, tuple[str, float, float]] = {
+# GrpcLimits field -> (kind, lowest, highest); `modelport serve`'s --grpc-* flags take the same ranges
+GRPC_LIMIT_RANGES: dict[str, tuple[str, float, float]] = {
     "max_concurrent_rpcs": ("int", 1, 1_000_000),
     "max_streams_per_connection": ("int", 1, 1_000_000),
     "handshake_timeout_s": ("float", 0.1, 3600),
@@ -393,7 +395,7 @@ class GrpcLimits:
     keepalive_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
-        _check_types(self, _GRPC_FIELD_RANGES)
+        _check_types(self, GRPC_LIMIT_RANGES)
 
     def server_options(self, max_message_bytes: int) -> list[tuple[str, int]]:
         """grpc server options (channel arguments) for these limits."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import UsageError
+from ..config import GRPC_LIMIT_RANGES
 
 __all__ = ["NOT_WITH_RAY", "RayConfig", "parse_autoscale"]
 
@@ -32,6 +33,11 @@ NOT_WITH_RAY = {
     "keep_alive_timeout_s": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
     "max_connections": "HTTP connections are Ray Serve's proxy's (its settings are Ray's)",
     "trust": "the replicas do not run custom processing handlers",
+    # modelport serve's --grpc-* limit flags (parameters "grpc_" + a GrpcLimits field)
+    **{
+        "grpc_" + name: "gRPC is not served through Ray; run the single-process server for gRPC"
+        for name in GRPC_LIMIT_RANGES
+    },
 }
 
 
