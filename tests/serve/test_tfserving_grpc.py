@@ -246,3 +246,97 @@ def test_without_the_package_the_port_stays_closed_and_the_log_says_why(
         assert info["http_port"]
     assert "TF Serving gRPC API is off" in caplog.text
     assert "modelport[tensorflow]" in caplog.text
+
+
+# --- decoding off the event loop -----------------------------------------------------------
+
+BIG_TEXT = np.array([[b"t" * 64, b"u" * 64]] * 1000, dtype=object)  # ~130 KB: over 64 KB
+
+
+def _decode_thread() -> bool:
+    import threading
+
+    return threading.current_thread().name.startswith("modelport-decode")
+
+
+def test_large_requests_are_parsed_and_decoded_off_the_event_loop(stub, monkeypatch):
+    from modelport.serve.grpc import tfserving
+
+    where = []
+    real_parse, real_tensors = tfserving.parse_request, tfserving.predict_tensors
+
+    def parse(message_type, data):
+        where.append(("parse", _decode_thread()))
+        return real_parse(message_type, data)
+
+    def tensors(inputs, stubs):
+        where.append(("tensors", _decode_thread()))
+        return real_tensors(inputs, stubs)
+
+    monkeypatch.setattr(tfserving, "parse_request", parse)
+    monkeypatch.setattr(tfserving, "predict_tensors", tensors)
+    small = stub.Predict(predict_request("mlp", x=X), timeout=30)  # 48 bytes: on the loop
+    big = stub.Predict(predict_request("text", text=BIG_TEXT), timeout=30)
+    assert list(small.outputs["y"].tensor_shape.dim)[0].size == 3
+    assert list(big.outputs["same"].string_val) == list(BIG_TEXT.ravel())
+    assert where == [("parse", False), ("tensors", False), ("parse", True), ("tensors", True)]
+
+
+def test_a_small_request_is_answered_while_a_big_one_decodes(stub, monkeypatch):
+    """The big request's decode waits (in the decode thread) until the small request has been
+    answered: were it on the event loop, the small one could not be."""
+    import threading
+
+    from modelport.serve.grpc import tfserving
+
+    started, released = threading.Event(), threading.Event()
+    real_tensors = tfserving.predict_tensors
+
+    def tensors(inputs, stubs):
+        if "text" in inputs:  # the big one
+            started.set()
+            released.wait(60)
+        return real_tensors(inputs, stubs)
+
+    monkeypatch.setattr(tfserving, "predict_tensors", tensors)
+    answers: list = []
+    big = threading.Thread(
+        target=lambda: answers.append(
+            stub.Predict(predict_request("text", text=BIG_TEXT), timeout=90)
+        )
+    )
+    big.start()
+    try:
+        assert started.wait(60), "the big request's decode did not start"
+        small = stub.Predict(predict_request("mlp", x=X), timeout=30)
+        assert not released.is_set()  # answered while the big one was still decoding
+        assert list(small.outputs["y"].tensor_shape.dim)[0].size == 3
+    finally:
+        released.set()
+        big.join(90)
+    (reply,) = answers
+    assert list(reply.outputs["same"].string_val) == list(BIG_TEXT.ravel())
+
+
+def test_bytes_that_are_not_a_request_and_unknown_models_first(channel):
+    predict = channel.unary_unary(
+        "/tensorflow.serving.PredictionService/Predict",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        predict(b"\xff\xff\xff\xff", timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid tensorflow.serving.PredictRequest" in info.value.details()
+    # a model that is not served is NOT_FOUND whatever its inputs hold (as the HTTP routes)
+    bad = predict_request("nope", x=X)
+    bad.inputs["x"].tensor_content = b"123"
+    with pytest.raises(grpc.RpcError) as info:
+        grpc_stub(channel).Predict(bad, timeout=30)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def grpc_stub(channel):
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -20,6 +20,7 @@ from .generated import grpc_service_pb2_grpc as pb_grpc
 
 __all__ = [
     "GRPC_MAX_SEND",
+    "RawRequests",
     "build_grpc_server",
     "decode_infer_request",
     "new_server",
@@ -260,38 +261,47 @@ async def decode_infer_request(request: Any) -> InferenceRequest:
 _RAW_METHODS = ("ModelInfer", "ModelStreamInfer")
 
 
-def _raw(name: str, handler: Any) -> Any:
-    """ModelInfer/ModelStreamInfer take the request's bytes (``decode_infer_request`` parses
-    them off the event loop); other methods are left as generated."""
-    if handler is not None and name.rsplit("/", 1)[-1] in _RAW_METHODS:
+def _raw(name: str, handler: Any, methods: tuple[str, ...]) -> Any:
+    """The handler of a method in ``methods`` takes the request's bytes (its servicer parses
+    them off the event loop, e.g. ``decode_infer_request``); other methods are left as
+    generated."""
+    if handler is not None and name.rsplit("/", 1)[-1] in methods:
         return handler._replace(request_deserializer=None)
     return handler
 
 
 class _RawGeneric(grpc.GenericRpcHandler):
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, methods: tuple[str, ...]) -> None:
         self.inner = inner
+        self.methods = methods
 
     def service(self, handler_call_details: Any) -> Any:
-        return _raw(handler_call_details.method, self.inner.service(handler_call_details))
+        return _raw(
+            handler_call_details.method, self.inner.service(handler_call_details), self.methods
+        )
 
     def service_name(self) -> str:
         return self.inner.service_name()
 
 
-class _Registrar:
-    """What the generated ``add_..._to_server`` calls, forwarding to the server with ``_raw``
-    applied to the method handlers."""
+class RawRequests:
+    """What a generated ``add_..._to_server`` takes in place of the server: it forwards to the
+    server, and the ``methods`` named get the request's serialized bytes instead of a parsed
+    message (ModelInfer/ModelStreamInfer by default), so that large requests are parsed off the
+    event loop by the servicer."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, methods: tuple[str, ...] = _RAW_METHODS) -> None:
         self.server = server
+        self.methods = methods
 
     def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
-        self.server.add_generic_rpc_handlers(tuple(_RawGeneric(h) for h in generic_handlers))
+        self.server.add_generic_rpc_handlers(
+            tuple(_RawGeneric(h, self.methods) for h in generic_handlers)
+        )
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
         self.server.add_registered_method_handlers(
-            service, {name: _raw(name, h) for name, h in handlers.items()}
+            service, {name: _raw(name, h, self.methods) for name, h in handlers.items()}
         )
 
 
@@ -331,7 +341,7 @@ def build_grpc_server(
     connection and stream limits (``GrpcLimits()`` by default)."""
     server = new_server(max_message_bytes, limits, interceptors)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        Servicer(plane, control_token), _Registrar(server)
+        Servicer(plane, control_token), RawRequests(server)
     )
     return server, listen(server, host, port, credentials)
 

@@ -37,18 +37,23 @@ from ..http.tfserving import (
     TF_DTYPES,
     check_signature_name,
     classify_result,
-    decode_classify,
+    decode_classify_doc,
     model_status,
     resolve_version,
     signature_def_map,
 )
+from ..offload import off_loop
 from ..types import InferenceRequest, RequestedOutput, Tensor, numpy_dtype
 
 __all__ = [
+    "RAW_METHODS",
     "build_tfserving_server",
+    "classify_request",
     "examples_to_json",
     "load_stubs",
     "numpy_to_tensor",
+    "parse_request",
+    "predict_tensors",
     "tensor_to_numpy",
 ]
 
@@ -122,16 +127,17 @@ def tensor_to_numpy(tp: Any, name: str, stubs: SimpleNamespace) -> tuple[str, np
         raise InputError(f"input '{name}' has a negative dimension in {shape}", input=name)
     count = math.prod(shape)
     dtype = numpy_dtype(datatype)
-    if tp.tensor_content:
+    content = tp.tensor_content  # protobuf copies a bytes field at each read: read it once
+    if content:
         if datatype == "BYTES":
             raise InputError(f"string input '{name}' must use string_val, not tensor_content")
-        if len(tp.tensor_content) != count * dtype.itemsize:
+        if len(content) != count * dtype.itemsize:
             raise InputError(
-                f"input '{name}' has {len(tp.tensor_content)} bytes of tensor_content; shape "
+                f"input '{name}' has {len(content)} bytes of tensor_content; shape "
                 f"{shape} of {dt_name} needs {count * dtype.itemsize}",
                 input=name,
             )
-        return datatype, np.frombuffer(tp.tensor_content, dtype.newbyteorder("<")).reshape(shape)
+        return datatype, np.frombuffer(content, dtype.newbyteorder("<")).reshape(shape)
     values = getattr(tp, _VALUE_FIELD[datatype])
     try:
         if datatype == "BYTES":
@@ -214,6 +220,46 @@ def examples_to_json(request_input: Any, specs: Any) -> dict[str, Any]:
     raise InputError("the ClassificationRequest has no input examples")
 
 
+# --- decoding (in the decode threads for large requests, as the V2 gRPC servicer does) -------
+
+# PredictionService methods whose handlers take the request's bytes (grpc.server.RawRequests):
+# they are parsed and converted off the event loop when large (``off_loop``)
+RAW_METHODS = ("Predict", "Classify")
+
+
+def parse_request(message_type: Any, data: bytes) -> Any:
+    """A serialized request -> the message; InputError when it is not one."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        return message_type.FromString(data)
+    except DecodeError as exc:
+        raise InputError(
+            f"the request is not a valid {message_type.DESCRIPTOR.full_name}: {exc}"
+        ) from None
+
+
+def predict_tensors(inputs: Any, stubs: SimpleNamespace) -> list[Tensor]:
+    """A PredictRequest's ``inputs`` (name -> TensorProto) as tensors."""
+    tensors = []
+    for key, tp in inputs.items():
+        datatype, arr = tensor_to_numpy(tp, key, stubs)
+        tensors.append(Tensor(key, datatype, list(arr.shape), arr))
+    return tensors
+
+
+def classify_request(
+    request_input: Any,
+    specs: Any,
+    output_types: Any,
+    name: str,
+    version: str | None,
+) -> InferenceRequest:
+    """A ClassificationRequest's ``input`` -> the request, as the REST ``:classify`` decodes."""
+    doc = examples_to_json(request_input, specs)
+    return decode_classify_doc(specs, output_types, name, version, doc)
+
+
 # --- the servicers --------------------------------------------------------------------------
 
 
@@ -245,12 +291,14 @@ def _servicers(plane: DataPlane, stubs: SimpleNamespace) -> tuple[Any, Any]:
     class PredictionService(stubs.prediction_grpc.PredictionServiceServicer):
         async def Predict(self, request, context):  # noqa: N802
             try:
+                data = bytes(request)  # its bytes (RAW_METHODS): parsed here, off the loop
+                request = await off_loop(
+                    len(data), parse_request, stubs.predict_pb2.PredictRequest, data
+                )
                 name, version = which(request.model_spec)
                 check_signature_name(request.model_spec.signature_name)
-                tensors = []
-                for key, tp in request.inputs.items():
-                    datatype, arr = tensor_to_numpy(tp, key, stubs)
-                    tensors.append(Tensor(key, datatype, list(arr.shape), arr))
+                plane.resolve(name, version)  # a model not served: NOT_FOUND, whatever the inputs
+                tensors = await off_loop(len(data), predict_tensors, request.inputs, stubs)
                 outputs = [RequestedOutput(n) for n in request.output_filter] or None
                 response = await plane.infer(
                     InferenceRequest(name, tensors, version, None, outputs)
@@ -284,11 +332,18 @@ def _servicers(plane: DataPlane, stubs: SimpleNamespace) -> tuple[Any, Any]:
 
         async def Classify(self, request, context):  # noqa: N802
             try:
+                data = bytes(request)  # its bytes (RAW_METHODS): parsed here, off the loop
+                request = await off_loop(
+                    len(data), parse_request, stubs.classification_pb2.ClassificationRequest, data
+                )
                 name, version = which(request.model_spec)
                 check_signature_name(request.model_spec.signature_name)
-                specs = plane.served_model(name, version).input_specs
-                doc = examples_to_json(request.input, specs)
-                response = await plane.infer(decode_classify(plane, name, version, doc))
+                model = plane.resolve(name, version)
+                specs, types = dict(model.input_specs), dict(model.output_types)
+                decoded = await off_loop(
+                    len(data), classify_request, request.input, specs, types, name, version
+                )
+                response = await plane.infer(decoded)
                 reply = stubs.classification_pb2.ClassificationResponse()
                 answered_spec(reply.model_spec, name, response.model_version)
                 for row in classify_result(response):
@@ -341,7 +396,7 @@ async def build_tfserving_server(
 ) -> tuple[Any, int | None]:
     """A grpc.aio server (not started) with TF Serving's services and its port; (None, None)
     when tensorflow-serving-api is not installed (logged). ``limits``: as the V2 gRPC port's."""
-    from .server import listen, new_server
+    from .server import RawRequests, listen, new_server
 
     try:
         stubs = await asyncio.get_running_loop().run_in_executor(None, load_stubs)
@@ -353,6 +408,8 @@ async def build_tfserving_server(
         return None, None
     server = new_server(max_message_bytes, limits, interceptors)
     prediction, model = _servicers(plane, stubs)
-    stubs.prediction_grpc.add_PredictionServiceServicer_to_server(prediction, server)
+    stubs.prediction_grpc.add_PredictionServiceServicer_to_server(
+        prediction, RawRequests(server, RAW_METHODS)
+    )
     stubs.model_grpc.add_ModelServiceServicer_to_server(model, server)
     return server, listen(server, host, port, credentials, "--tfserving-grpc-port")

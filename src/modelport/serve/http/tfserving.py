@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +42,8 @@ __all__ = [
     "TF_DTYPES",
     "TFS_HTTP_STATUS",
     "check_signature_name",
+    "decode_classify",
+    "decode_classify_doc",
     "decode_predict",
     "encode_predict",
     "model_status",
@@ -384,8 +386,16 @@ def encode_predict(response: InferenceResponse, rows: int | None) -> bytes:
 def decode_classify(plane: DataPlane, name: str, version: str | None, doc: Any) -> InferenceRequest:
     """A TF Serving classify body (``{"examples": [{feature: value}, ...]}``) for a model that
     answers ``label``/``score`` (a package with class labels) -> the request."""
-    outputs = plane.served_model(name, version).output_types
-    if "label" not in outputs or "score" not in outputs:
+    model = plane.served_model(name, version)
+    return decode_classify_doc(model.input_specs, model.output_types, name, version, doc)
+
+
+def decode_classify_doc(
+    specs: InputSpecs, output_types: Mapping[str, str], name: str, version: str | None, doc: Any
+) -> InferenceRequest:
+    """``decode_classify`` from the model's input specs and output types (no data plane, so
+    that it can run in the decode threads)."""
+    if "label" not in output_types or "score" not in output_types:
         raise UnsupportedError(
             ":classify needs a model that answers class labels (convert it with --label-file, "
             "or a Hugging Face text classifier); use :predict for this one"
@@ -395,7 +405,7 @@ def decode_classify(plane: DataPlane, name: str, version: str | None, doc: Any) 
     context = doc.get("context") or {}
     examples = [{**context, **e} if isinstance(e, dict) else e for e in doc["examples"]]
     predict = {"instances": examples, "signature_name": doc.get("signature_name")}
-    request, _ = decode_predict(plane, name, version, predict)
+    request, _ = _decode_predict(specs, name, version, predict)
     return request
 
 
