@@ -49,6 +49,13 @@ STRICT_CORE = {
     "modelport.serve.offload",
     "modelport.serve.model",
     "modelport.serve.metrics",
+    # the orchestrators and what they package
+    "modelport.plan",
+    "modelport.plan.*",
+    "modelport.optimize",
+    "modelport.optimize.*",
+    "modelport.deploy",
+    "modelport.deploy.*",
 }
 STRICT_FLAGS = {
     "disallow_untyped_defs",

@@ -38,7 +38,7 @@ def kserve_schema() -> dict[str, Any]:
     from importlib.resources import files
 
     raw = files("modelport.deploy").joinpath("schemas").joinpath(KSERVE_SCHEMA_FILE).read_bytes()
-    schema = _strict(json.loads(gzip.decompress(raw)))
+    schema: dict[str, Any] = _strict(json.loads(gzip.decompress(raw)))
     schema["required"] = sorted({*schema.get("required", []), "apiVersion", "kind", "metadata"})
     props = schema["properties"]
     props["apiVersion"] = {"type": "string", "const": "serving.kserve.io/v1beta1"}

@@ -195,7 +195,7 @@ def calibrate_ranges(
         _lean_session(calibrator, first, batch_size)
     count = 0
 
-    class _ListReader(CalibrationDataReader):
+    class _ListReader(CalibrationDataReader):  # type: ignore[misc]  # ORT ships no types
         def __init__(self, items: list[Feed]) -> None:
             self.items = iter(items)
 

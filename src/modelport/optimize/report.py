@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -97,7 +97,7 @@ def load_metric(metric: str | Metric | None) -> Metric:
         ) from exc
     if not callable(fn):
         raise UsageError(f"metric '{metric}' is not a function")
-    return fn
+    return cast("Metric", fn)
 
 
 def resolve_metric(config: EvalConfig, labels: np.ndarray | None) -> Metric:
@@ -253,7 +253,7 @@ class OptimizeReport:
     def speedup(self, batch_size: int | None = None) -> float | None:
         for row in self.latency:
             if batch_size is None or row["batch_size"] == batch_size:
-                return row["speedup"]
+                return float(row["speedup"])
         return None
 
     def to_dict(self) -> dict[str, Any]:

@@ -95,7 +95,9 @@ class SessionSetting:
         }
 
 
-def settings_for(cand: Candidate, ort_settings: list[SessionSetting], cores: int) -> list:
+def settings_for(
+    cand: Candidate, ort_settings: list[SessionSetting], cores: int
+) -> list[SessionSetting]:
     """The settings a candidate is measured with: ORT's for ORT candidates; for another engine,
     its precision at 1 thread and all cores (OpenVINO has no parallel mode to choose)."""
     if cand.engine == "ort":

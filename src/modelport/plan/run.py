@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import Feed
 from ..errors import InputError, UsageError, output_exists
 from ..package import ModelPackage
 
@@ -245,7 +246,9 @@ def _load_labels(labels: Any, n: int) -> np.ndarray | None:
     return arr[:n]
 
 
-def _latency_feed(pkg: ModelPackage, feed: dict, batch: int, dims: Mapping | None) -> dict:
+def _latency_feed(
+    pkg: ModelPackage, feed: Feed, batch: int, dims: Mapping[str, int] | None
+) -> Feed:
     from ..data import feed_batch_size, generate_feed
 
     sig = pkg.signature
@@ -473,6 +476,7 @@ def plan(
             on_update=on_update,
             log=log,
         )
-        return finish(out, config, meta, state, ev, log)
+        result: PlanResult = finish(out, config, meta, state, ev, log)
+        return result
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -19,7 +19,9 @@ from .pareto import closest, pareto_front, verdicts
 __all__ = ["explain", "finish", "summarize", "write_chosen", "write_state"]
 
 
-def summarize(config: Any, meta: dict[str, Any], state: Any, ev: Any, final: bool) -> dict:
+def summarize(
+    config: Any, meta: dict[str, Any], state: Any, ev: Any, final: bool
+) -> dict[str, Any]:
     """plan.json: the configuration, what was considered, every row with its verdict."""
     budget = config.budget()
     rows = [dict(r) for r in state.rows]
@@ -181,7 +183,13 @@ def write_chosen(row: dict[str, Any], dest: Path, config: Any, summary: dict[str
 
 
 def write_state(
-    out: Path, config: Any, meta: dict, state: Any, ev: Any, changed: bool, final: bool
+    out: Path,
+    config: Any,
+    meta: dict[str, Any],
+    state: Any,
+    ev: Any,
+    changed: bool,
+    final: bool,
 ) -> dict[str, Any]:
     from .report import write_markdown
 
@@ -195,7 +203,7 @@ def write_state(
     return summary
 
 
-def finish(out: Path, config: Any, meta: dict, state: Any, ev: Any, log: Any) -> Any:
+def finish(out: Path, config: Any, meta: dict[str, Any], state: Any, ev: Any, log: Any) -> Any:
     """The final reports, the front's packages, the deployment artifact; returns PlanResult."""
     from .report import plot_front, write_html, write_markdown
     from .run import PlanResult

@@ -76,7 +76,8 @@ def inference(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The requests merged into one batch (tokens padded to the longest), the graph, the
     post-processing."""
     merged = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
-    return _pipe.run_batch(merged)
+    outputs: dict[str, np.ndarray] = _pipe.run_batch(merged)
+    return outputs
 
 
 def postprocess(outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:

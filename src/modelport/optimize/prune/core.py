@@ -215,7 +215,7 @@ def _as_torch_source(model: Any) -> Any:
 
 def _eval_feed(
     pkg_or_sig: Any, eval_data: Mapping[str, np.ndarray] | None, report: OptimizeReport
-) -> dict:
+) -> dict[str, np.ndarray]:
     """The eval inputs; ``report.eval_source`` says where they came from (as quantize's do)."""
     from ...data import conform_feed, generate_feed, guess_dims
 
@@ -325,10 +325,10 @@ def _describe(config: PruneConfig) -> dict[str, Any]:
 
 def _finish(
     config: PruneConfig,
-    rows: list,
+    rows: list[dict[str, Any]],
     report: OptimizeReport,
     *,
-    excluded: list,
+    excluded: list[str],
     head: str | None,
     finetune: str | None,
     source: str,

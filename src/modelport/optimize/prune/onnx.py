@@ -251,7 +251,10 @@ def _blocked(layer: OnnxLayer, node: Any, why: str) -> OptimizationError:
 
 
 def _trace(
-    model: Any, layer: OnnxLayer, layers_by_node: dict[int, OnnxLayer], shapes: dict[str, list]
+    model: Any,
+    layer: OnnxLayer,
+    layers_by_node: dict[int, OnnxLayer],
+    shapes: dict[str, list[int | str]],
 ) -> _Chain | None:
     consumers: dict[str, list[tuple[int, Any]]] = {}
     for idx, node in enumerate(model.graph.node):
@@ -296,7 +299,7 @@ def _trace(
                     "reshapes a tensor whose channel/spatial dims are not known statically",
                 )
             out_shape = shapes.get(node.output[0])
-            per_channel = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+            per_channel = int(np.prod([int(d) for d in shape[2:]])) if len(shape) > 2 else 1
             if out_shape is not None and (
                 len(out_shape) != 2 or out_shape[-1] != shape[1] * per_channel
             ):
@@ -328,14 +331,14 @@ def _trace(
         raise _blocked(layer, node, "is not a channel-wise op between two prunable layers")
 
 
-def _static_shapes(model: Any) -> dict[str, list]:
+def _static_shapes(model: Any) -> dict[str, list[int | str]]:
     import onnx
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # shape inference is a help, not a requirement
         inferred = model
-    shapes: dict[str, list] = {}
+    shapes: dict[str, list[int | str]] = {}
     for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         dims = vi.type.tensor_type.shape.dim
         shapes[vi.name] = [
@@ -346,7 +349,8 @@ def _static_shapes(model: Any) -> dict[str, list]:
 
 def _channel_importance(w: np.ndarray, out_axis: int, p: int) -> np.ndarray:
     moved = np.moveaxis(np.abs(w.astype(np.float64)), out_axis, 0).reshape(w.shape[out_axis], -1)
-    return (moved**p).sum(1) ** (1.0 / p)
+    importance: np.ndarray = (moved**p).sum(1) ** (1.0 / p)
+    return importance
 
 
 def _keep_counts(

@@ -187,7 +187,9 @@ def _weights(model: Any, names: Sequence[str]) -> dict[str, Any]:
 
 def _magnitude(model: Any, names: Sequence[str], config: Any, finetune: FineTune | None) -> Any:
     torch = require("torch", "torch")
-    from torch.nn.utils import prune as tprune
+    from torch.nn.utils import prune
+
+    tprune: Any = prune  # torch's pruning helpers are untyped
 
     modules = [model.get_submodule(n) for n in names]
     for step in range(1, config.steps + 1):

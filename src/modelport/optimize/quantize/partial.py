@@ -133,15 +133,14 @@ def smoothed_base(
             )
 
         def loss(model: Any) -> float:
-            return evaluate(
-                simulate_dynamic(
-                    model,
-                    nodes,
-                    per_channel=types.per_channel,
-                    reduce_range=types.reduce_range,
-                    weight_type=types.weight_type,
-                )
+            simulated = simulate_dynamic(
+                model,
+                nodes,
+                per_channel=types.per_channel,
+                reduce_range=types.reduce_range,
+                weight_type=types.weight_type,
             )
+            return float(evaluate(simulated))
 
         alpha, losses = choose_alpha(fp32, maxima, loss, alphas=(0.5, 0.6, 0.7, 0.8), nodes=nodes)
         info["losses_by_alpha"] = {str(k): v for k, v in losses.items()}

@@ -61,7 +61,10 @@ def _fake_quant(
     levels = 127 if reduce_range else 255
     scale = (hi - lo) / levels or 1.0
     zp = np.round(-lo / scale)
-    return ((np.clip(np.round(w64 / scale) + zp, 0, levels) - zp) * scale).astype(w.dtype)
+    fake: np.ndarray = ((np.clip(np.round(w64 / scale) + zp, 0, levels) - zp) * scale).astype(
+        w.dtype
+    )
+    return fake
 
 
 def simulate_dynamic(
