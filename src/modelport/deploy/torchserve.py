@@ -11,6 +11,7 @@ import sys
 import zipfile
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError, VerificationError
 from ..package import ModelPackage
@@ -155,7 +156,7 @@ def check_mar(mar: Path, pkg: ModelPackage) -> str:
     )
 
 
-def _shapes(feed: dict) -> str:
+def _shapes(feed: dict[str, Any]) -> str:
     """``x [2, 4] float32, mask [2, 7] int64``."""
     import numpy as np
 
