@@ -26,6 +26,7 @@ import numpy as np
 
 from .data import Feed
 from .errors import InputError, UsageError, VerificationError
+from .progress import Listener, Phase, listening, phase
 from .signature import Signature
 
 if TYPE_CHECKING:
@@ -412,6 +413,7 @@ def verify_model(
     declared_dynamic: Mapping[str, Mapping[int, str]] | None = None,
     engine: EngineConfig | None = None,
     compared_with: str = "the reference",
+    progress: Listener | None = None,
 ) -> VerifyReport:
     """Check ``model`` (ModelProto or path) and compare it with ``reference`` on several inputs.
 
@@ -419,8 +421,24 @@ def verify_model(
     an axis the exporter fixed anyway is reported as a failure of its own. ``engine`` (a
     ``runtime.EngineConfig``) runs the model on that engine instead of ONNX Runtime's default, at
     the tolerances of its precision (``VerifyConfig.for_precision``); the report's ``engines``
-    says what ran and, with ``compared_with``, against what.
+    says what ran and, with ``compared_with``, against what. ``progress`` receives the phases
+    (``modelport.progress.Event``): "check", then "verify" counted over the cases.
     """
+    with listening(progress):
+        return _verify_model(
+            model, reference, example, config, declared_dynamic, engine, compared_with
+        )
+
+
+def _verify_model(
+    model: onnx.ModelProto | str,
+    reference: Reference,
+    example: Feed,
+    config: VerifyConfig | None,
+    declared_dynamic: Mapping[str, Mapping[int, str]] | None,
+    engine: EngineConfig | None,
+    compared_with: str,
+) -> VerifyReport:
     import onnx
 
     from .runtime import EngineConfig, load_engine
@@ -431,9 +449,10 @@ def verify_model(
     if chosen is not None:
         config = config.for_precision(engine.precision)
     t0 = time.perf_counter()
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    checker = check_model(proto if proto.ByteSize() < 2_000_000_000 else str(model))
-    signature = Signature.from_onnx(proto)
+    with phase("check"):
+        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+        checker = check_model(proto if proto.ByteSize() < 2_000_000_000 else str(model))
+        signature = Signature.from_onnx(proto)
     notes: list[str] = []
     specialized = []
     for inp, axes in (declared_dynamic or {}).items():
@@ -449,39 +468,17 @@ def verify_model(
                 )
     notes.extend(specialized)
     small = proto.ByteSize() < 2_000_000_000
-    if engine.engine == "ort" or isinstance(model, onnx.ModelProto):
-        session = load_engine(proto if small else str(model), engine)
-    else:  # a path lets OpenVINO use its compiled-model cache
-        session = load_engine(str(model), engine)
-    out_names = list(session.output_names)
+    todo = make_cases(signature, example, config)
     ran = engine.engine if engine.precision == "fp32" else f"{engine.engine}:{engine.precision}"
     where = ran if chosen is not None else ""
     runtime_name = {"ort": "ONNX Runtime", "openvino": "OpenVINO"}.get(engine.engine, engine.engine)
-    cases: list[CaseReport] = []
-    for label, feed in make_cases(signature, example, config):
-        shapes = {k: list(np.shape(v)) for k, v in feed.items()}
-        try:
-            got = session.run(feed)
-        except Exception as exc:
-            refused = _refused_by_reference(reference, feed) if label != "example" else None
-            if refused is not None:  # not a conversion fault: the model cannot take these sizes
-                why = f"the reference fails on these sizes too: {refused}"
-                cases.append(CaseReport(label, shapes, [], engine=where, skipped=why))
-                continue
-            cases.append(
-                CaseReport(label, shapes, [], error=f"{runtime_name} failed: {exc}", engine=where)
-            )
-            continue
-        try:
-            ref = _as_dict(reference(feed), out_names)
-        except VerificationError:
-            raise
-        except Exception as exc:
-            cases.append(
-                CaseReport(label, shapes, [], error=f"reference model failed: {exc}", engine=where)
-            )
-            continue
-        cases.append(CaseReport(label, shapes, compare_outputs(got, ref, config), engine=where))
+    with phase("verify", total=len(todo)) as step:
+        step.describe(f"loading {runtime_name}")
+        if engine.engine == "ort" or isinstance(model, onnx.ModelProto):
+            session = load_engine(proto if small else str(model), engine)
+        else:  # a path lets OpenVINO use its compiled-model cache
+            session = load_engine(str(model), engine)
+        cases = _run_cases(session, reference, todo, config, where, runtime_name, step)
     skipped = [c for c in cases if c.skipped]
     if skipped:
         notes.append(
@@ -507,6 +504,53 @@ def verify_model(
     if specialized:
         cases.append(CaseReport("declared dynamic axes", {}, [], error="; ".join(specialized)))
     return report
+
+
+def _run_cases(
+    session: Any,
+    reference: Reference,
+    todo: Sequence[tuple[str, Feed]],
+    config: VerifyConfig,
+    where: str,
+    runtime_name: str,
+    step: Phase,
+) -> list[CaseReport]:
+    """Run each case on ``session`` and on ``reference`` and compare; ``step`` counts them."""
+    out_names = list(session.output_names)
+    cases: list[CaseReport] = []
+    for label, feed in todo:
+        step.describe(label)
+        shapes = {k: list(np.shape(v)) for k, v in feed.items()}
+        try:
+            got = session.run(feed)
+        except Exception as exc:
+            refused = _refused_by_reference(reference, feed) if label != "example" else None
+            if refused is not None:  # not a conversion fault: the model cannot take these sizes
+                why = f"the reference fails on these sizes too: {refused}"
+                cases.append(CaseReport(label, shapes, [], engine=where, skipped=why))
+            else:
+                cases.append(
+                    CaseReport(
+                        label, shapes, [], error=f"{runtime_name} failed: {exc}", engine=where
+                    )
+                )
+            step.advance()
+            continue
+        try:
+            ref = _as_dict(reference(feed), out_names)
+        except VerificationError:
+            raise
+        except Exception as exc:
+            cases.append(
+                CaseReport(label, shapes, [], error=f"reference model failed: {exc}", engine=where)
+            )
+            step.advance()
+            continue
+        cases.append(CaseReport(label, shapes, compare_outputs(got, ref, config), engine=where))
+        step.advance()
+    failed = sum(not c.passed for c in cases)
+    step.describe(f"{failed} failed" if failed else "")
+    return cases
 
 
 def _refused_by_reference(reference: Reference, feed: Feed) -> str | None:

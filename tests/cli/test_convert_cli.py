@@ -51,6 +51,59 @@ def test_convert_verify_inspect_roundtrip(tmp_path, capsys):
     assert "Provenance" in capsys.readouterr().out
 
 
+MLP = ["--torch", "tests.convert.torch_models:build_mlp", "--input", "x:batch,4:float32"]
+
+
+def test_convert_writes_one_plain_line_per_phase_off_a_terminal(tmp_path, capsys, monkeypatch):
+    """CI logs and pipes: each phase as it starts, one line, no colours or carriage returns;
+    the report still goes to stdout."""
+    monkeypatch.delenv("MODELPORT_PROGRESS", raising=False)
+    assert main(["convert", *MLP, "-o", str(tmp_path / "mlp")]) == 0
+    captured = capsys.readouterr()
+    phases = [ln for ln in captured.err.splitlines() if ln.startswith("convert: ")]
+    cases = json.loads((tmp_path / "mlp" / "modelport.json").read_text())["verification"]
+    n = len(cases["cases"])
+    assert phases == [
+        "convert: load source",
+        "convert: run the source on the example",
+        "convert: export (dynamo)",
+        "convert: check (onnx.checker, shape inference)",
+        f"convert: verify ({n} cases)",
+        "convert: write package",
+    ]
+    assert "\x1b" not in captured.err and "\r" not in captured.err
+    assert "verified" in captured.out and "convert:" not in captured.out
+    monkeypatch.setenv("MODELPORT_PROGRESS", "0")
+    assert main(["convert", *MLP, "-o", str(tmp_path / "quiet")]) == 0
+    assert "convert:" not in capsys.readouterr().err
+
+
+def test_progress_reaches_the_terminal_while_library_output_is_captured(
+    tmp_path, capsys, monkeypatch
+):
+    """The live display draws on the command's stderr, not into the capture of other libraries'
+    output: conversion phases as rows with their counts, and quantize's calibration bar."""
+    monkeypatch.setenv("MODELPORT_PROGRESS", "1")
+    assert main(["convert", *MLP, "-o", str(tmp_path / "mlp")]) == 0
+    err = capsys.readouterr().err
+    n = len(json.loads((tmp_path / "mlp" / "modelport.json").read_text())["verification"]["cases"])
+    rows = [ln for ln in err.splitlines() if ln.startswith("✓")]
+    assert [r.split()[1] for r in rows] == ["load", "run", "export", "check", "verify", "write"]
+    assert f"{n}/{n}" in rows[4]
+    np.savez(tmp_path / "cal.npz", x=np.random.default_rng(0).random((32, 4), dtype=np.float32))
+    args = [
+        "quantize",
+        str(tmp_path / "mlp"),
+        "--mode",
+        "static",
+        "--max-drop",
+        "1",
+        "--calibration",
+    ]
+    assert main([*args, str(tmp_path / "cal.npz"), "-o", str(tmp_path / "q")]) == 0
+    assert "calibration (minmax), samples" in capsys.readouterr().err
+
+
 def test_verify_against_the_source(tmp_path):
     out = tmp_path / "mlp"
     assert (

@@ -221,7 +221,8 @@ def test_savedmodel_version_cli(tmp_path, trained, digits):
     )
 
 
-def test_savedmodel_repo_cli(tmp_path, trained, digits):
+def test_savedmodel_repo_cli(tmp_path, trained, digits, capsys, monkeypatch):
+    monkeypatch.delenv("MODELPORT_PROGRESS", raising=False)
     _, _, x_test, _ = digits
     repo = tmp_path / "repo"
     code = main(
@@ -236,6 +237,13 @@ def test_savedmodel_repo_cli(tmp_path, trained, digits):
         ]
     )
     assert code == 0
+    # progress off a terminal: one line per phase, each version's phases named by its version
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("convert")]
+    assert lines[0] == "convert: versions (2 versions)"
+    for v in ("1", "2"):
+        mine = [ln.split(": ", 1)[1] for ln in lines if ln.startswith(f"convert version {v}: ")]
+        assert mine[0] == "load source" and mine[-1] == "write package"
+        assert "export (tf2onnx)" in mine and any(m.startswith("verify (") for m in mine)
     assert sorted(os.listdir(repo)) == ["digits"]  # no temporary directories left behind
     assert sorted(os.listdir(repo / "digits")) == ["1", "2"]
     probs = {}

@@ -16,6 +16,7 @@ import logging
 import sys
 from collections.abc import Iterator
 
+from ..progress import set_stream
 from . import ui
 
 __all__ = ["Captured", "library_output"]
@@ -63,6 +64,8 @@ def library_output(verbose: bool) -> Iterator[Captured | None]:
     root = logging.getLogger()
     saved = sys.stdout, sys.stderr, dict(ui._REAL)
     ui._REAL.update(stdout=sys.stdout, stderr=sys.stderr)
+    # modelport's progress bars and phase lines go to the terminal, not into the capture
+    saved_progress = set_stream(sys.stderr)
     root.addHandler(handler)
     logging.captureWarnings(True)
     sys.stdout = sys.stderr = captured
@@ -72,5 +75,6 @@ def library_output(verbose: bool) -> Iterator[Captured | None]:
         sys.stdout, sys.stderr = saved[0], saved[1]
         ui._REAL.clear()
         ui._REAL.update(saved[2])
+        set_stream(saved_progress)
         logging.captureWarnings(False)
         root.removeHandler(handler)

@@ -371,6 +371,7 @@ def convert(ctx: click.Context, **kw: Any) -> int:
     from ..convert import ConvertConfig
     from ..convert import convert as do_convert
     from ..data import load_feed
+    from ..progress import display
 
     sources = given_sources(kw) + (["savedmodel_repo"] if kw.get("savedmodel_repo") else [])
     if len(sources) == 1:
@@ -408,8 +409,8 @@ def convert(ctx: click.Context, **kw: Any) -> int:
         return _convert_savedmodel_repo(kw, config)
     console.print(f"converting {source.describe()} -> {kw['out']}")
     try:
-        with console.status("exporting and verifying..."):
-            result = do_convert(source, kw["out"], config, force=kw["force"])
+        with display("convert") as shown:  # each phase as it happens (stderr)
+            result = do_convert(source, kw["out"], config, force=kw["force"], progress=shown)
     except VerificationError as exc:
         if getattr(exc, "report", None) is not None:
             print_report(exc.report)
@@ -495,12 +496,13 @@ def _processing_config(kw: dict[str, Any]) -> Any:
 def _convert_savedmodel_repo(kw: dict[str, Any], config: Any) -> int:
     """``--savedmodel-repo BASE -o REPO/NAME``: every version, all or nothing."""
     from ..convert.tensorflow import convert_savedmodel_repo
+    from ..progress import display
 
     if given_sources(kw):
         raise UsageError("--savedmodel-repo is a source of its own; drop the other source options")
     console.print(f"converting TF Serving model base {kw['savedmodel_repo']} -> {kw['out']}")
     try:
-        with console.status("exporting and verifying every version..."):
+        with display("convert") as shown:
             results = convert_savedmodel_repo(
                 kw["savedmodel_repo"],
                 kw["out"],
@@ -508,6 +510,7 @@ def _convert_savedmodel_repo(kw: dict[str, Any], config: Any) -> int:
                 force=kw["force"],
                 signature_name=kw.get("signature_name") or "serving_default",
                 tag=kw.get("tag") or "serve",
+                progress=shown,
             )
     except VerificationError as exc:
         if getattr(exc, "report", None) is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import VerificationError
 from ..manifest import Manifest, Step, Verification
 from ..package import base_manifest, opset_of, write_package
+from ..progress import Listener, listening, phase
 from ..signature import Signature
 from ..verify import verify_model
 from .base import ConvertConfig, Converter, ConvertResult, Exported, Source
@@ -95,13 +96,26 @@ def convert(
     config: ConvertConfig | None = None,
     *,
     force: bool = False,
+    progress: Listener | None = None,
 ) -> ConvertResult:
     """Export ``source`` to ONNX, verify it and write a model package at ``out``.
 
     Raises VerificationError (with ``report``) when the checker or parity fails, unless
     ``config.allow_mismatch``; then the package is written and its manifest records the failure.
     Nothing is written at ``out`` unless the whole conversion succeeds.
+
+    ``progress`` receives each phase as it starts, advances and ends (``modelport.progress.Event``):
+    "load", "reference" (torch sources), "export" (once per exporter tried), "check", "verify"
+    (counted over the cases), "processing" (when configured) and "write"; the command line draws
+    them with ``modelport.progress.display``.
     """
+    with listening(progress):
+        return _convert(source, out, config, force)
+
+
+def _convert(
+    source: Source, out: str | os.PathLike[str], config: ConvertConfig | None, force: bool
+) -> ConvertResult:
     from ..errors import UsageError, output_exists
 
     config = config or ConvertConfig()
@@ -145,32 +159,34 @@ def convert(
     if config.processing is not None:
         from ..processing.build import configured_processing
 
-        processing, files, more = configured_processing(
-            config.processing, processing, files, exported, allow_mismatch=config.allow_mismatch
-        )
+        with phase("processing"):
+            processing, files, more = configured_processing(
+                config.processing, processing, files, exported, allow_mismatch=config.allow_mismatch
+            )
         exported.notes.extend(more)
     if processing is not None and processing.verification is not None:
         step["processing_verified"] = bool(processing.verification.get("passed"))
-    samples = None
-    try:
-        if exported.samples:
-            ref_out = _as_named(exported.reference(exported.example), signature.output_names)
-            samples = (exported.example, ref_out)
-    except Exception as exc:  # samples are a convenience; the conversion stands without them
-        exported.notes.append(f"sample outputs not stored: {exc}")
-    manifest = dataclasses.replace(
-        Manifest.from_dict(base),
-        verification=Verification.from_dict(report.to_dict()),
-        history=(Step.from_dict(step, "history[0]"),),
-        processing=None if processing is None else processing.to_dict(),
-    )
-    package = write_package(
-        exported.model,
-        manifest,
-        out,
-        force=force,
-        external_data=config.external_data,
-        samples=samples,
-        files=files,
-    )
+    with phase("write"):
+        samples = None
+        try:
+            if exported.samples:
+                ref_out = _as_named(exported.reference(exported.example), signature.output_names)
+                samples = (exported.example, ref_out)
+        except Exception as exc:  # samples are a convenience; the conversion stands without them
+            exported.notes.append(f"sample outputs not stored: {exc}")
+        manifest = dataclasses.replace(
+            Manifest.from_dict(base),
+            verification=Verification.from_dict(report.to_dict()),
+            history=(Step.from_dict(step, "history[0]"),),
+            processing=None if processing is None else processing.to_dict(),
+        )
+        package = write_package(
+            exported.model,
+            manifest,
+            out,
+            force=force,
+            external_data=config.external_data,
+            samples=samples,
+            files=files,
+        )
     return ConvertResult(package, report, exported.exporter, seconds, exported.notes)

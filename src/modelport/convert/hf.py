@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import ConversionError, UsageError, require
 from ..package import file_sha256
+from ..progress import phase
 from .base import ConvertConfig, Exported, Source
 from .torch import export_with_fallback, torch_reference, torch_versions
 
@@ -76,10 +77,6 @@ def _provenance(
 
 
 def convert_hf(source: Source, config: ConvertConfig) -> Exported:
-    require("torch", "torch")
-    transformers = require("transformers", "torch")
-    import torch
-
     path = Path(source.path or "")
     if not (path / "config.json").is_file():
         raise ConversionError(
@@ -87,12 +84,17 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
             "that holds config.json and the weights",
             path=str(path),
         )
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        hf_config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
-    except Exception as exc:
-        raise ConversionError(f"cannot read {path / 'config.json'}: {exc}", path=str(path)) from exc
+    with phase("load", detail="config"):
+        require("torch", "torch")
+        transformers = require("transformers", "torch")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            hf_config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:
+            raise ConversionError(
+                f"cannot read {path / 'config.json'}: {exc}", path=str(path)
+            ) from exc
     task = source.task or _infer_task(hf_config)
     if task not in TASKS:
         raise UsageError(f"task '{task}' is not supported; choose one of {sorted(TASKS)}")
@@ -100,10 +102,13 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
     _top_k(config, task, hf_config)  # --top-k on a model without classes: refused before exporting
     if task == "image-classification":
         return _convert_image_classifier(path, hf_config, config)
+    import torch
+
     try:
-        model = getattr(transformers, auto_name).from_pretrained(
-            str(path), local_files_only=True, attn_implementation="eager"
-        )
+        with phase("load", detail="weights"):
+            model = getattr(transformers, auto_name).from_pretrained(
+                str(path), local_files_only=True, attn_implementation="eager"
+            )
     except Exception as exc:
         raise ConversionError(
             f"cannot load the model in '{path}' for {task}: {exc}", path=str(path)
@@ -144,16 +149,17 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
     proto, exporter, _, report, dyn, notes = export_with_fallback(
         wrapper, reference_module, cfg, feed, input_names, verify_config=vcfg
     )
-    processing, files, more_notes = _text_processing(
-        path,
-        hf_config,
-        task,
-        input_names,
-        proto,
-        config,
-        max_len,
-        (torch_reference(copy.deepcopy(reference_module), input_names), input_names),
-    )
+    with phase("processing", detail="tokenizer"):
+        processing, files, more_notes = _text_processing(
+            path,
+            hf_config,
+            task,
+            input_names,
+            proto,
+            config,
+            max_len,
+            (torch_reference(copy.deepcopy(reference_module), input_names), input_names),
+        )
     notes.extend(more_notes)
     prov = _provenance(
         path,
@@ -497,15 +503,16 @@ def _convert_image_classifier(path: Path, hf_config: Any, config: ConvertConfig)
             path=str(path),
         )
     try:
-        step = from_hf_image_processor(json.loads(pp_file.read_text()), "pixel_values")
-        # the PIL-based processor, the one whose resizing our Pillow steps reproduce
-        pil = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {}
-        processor = transformers.AutoImageProcessor.from_pretrained(
-            str(path), local_files_only=True, **(pil or {"use_fast": False})
-        )
-        model = transformers.AutoModelForImageClassification.from_pretrained(
-            str(path), local_files_only=True, attn_implementation="eager"
-        )
+        with phase("load", detail="image processor and weights"):
+            step = from_hf_image_processor(json.loads(pp_file.read_text()), "pixel_values")
+            # the PIL-based processor, the one whose resizing our Pillow steps reproduce
+            pil = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {}
+            processor = transformers.AutoImageProcessor.from_pretrained(
+                str(path), local_files_only=True, **(pil or {"use_fast": False})
+            )
+            model = transformers.AutoModelForImageClassification.from_pretrained(
+                str(path), local_files_only=True, attn_implementation="eager"
+            )
     except UsageError:
         raise
     except Exception as exc:
@@ -538,14 +545,15 @@ def _convert_image_classifier(path: Path, hf_config: Any, config: ConvertConfig)
     proto, exporter, _, report, dyn, notes = export_with_fallback(
         wrapper, reference_module, cfg, feed, names, verify_config=config.verify
     )
-    processing, files = _image_processing(
-        step,
-        hf_config,
-        processor,
-        proto,
-        config,
-        torch_reference(copy.deepcopy(reference_module), names),
-    )
+    with phase("processing", detail="images"):
+        processing, files = _image_processing(
+            step,
+            hf_config,
+            processor,
+            proto,
+            config,
+            torch_reference(copy.deepcopy(reference_module), names),
+        )
     prov = _provenance(
         path, hf_config, exporter, "image-classification", image_size=list(step.crop or step.size)
     )

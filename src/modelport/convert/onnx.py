@@ -30,6 +30,7 @@ from ..data import (
 )
 from ..errors import ConversionError, ModelportError, VerificationError
 from ..package import file_sha256, opset_of
+from ..progress import phase
 from ..signature import Signature
 from ..verify import CaseReport, VerifyReport, check_model
 from .base import ConvertConfig, Exported, Source
@@ -162,7 +163,8 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
     if not path.is_file():
         raise ConversionError(f"ONNX file '{path}' does not exist", path=str(path))
     try:
-        original = onnx.load(str(path))
+        with phase("load"):
+            original = onnx.load(str(path))
     except Exception as exc:
         raise ConversionError(
             f"'{path}' is not an ONNX model (onnx.load failed: {str(exc).splitlines()[0]})",
@@ -202,7 +204,8 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
             declared[vi.name].CopyFrom(vi.type)
             tt.ClearField("shape")
     try:
-        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        with phase("infer"):
+            model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:
         notes.append(f"shape inference failed and was skipped: {str(exc).splitlines()[0]}")
     for vi in model.graph.output:
@@ -224,7 +227,8 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
         "source_opset": src_opset,
         "source_producer": f"{original.producer_name} {original.producer_version}".strip(),
     }
-    reference_session = make_session(original)
+    with phase("load", detail="ONNX Runtime session"):
+        reference_session = make_session(original)
 
     def reference(feed):
         return run_session(reference_session, feed)
@@ -253,14 +257,19 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
 
     # No real inputs: a smoke run on generated ones, at sizes a model of this kind takes.
     error: ModelportError | None = None
-    for dims in candidate_dims(sig, batch=1):
-        feed = generate_feed(sig, dims, ranges=ranges)
-        try:
-            reference(feed)
-            error = None
-            break
-        except ModelportError as exc:
-            error = error or exc  # the first size's error is the one to report
+    candidates = list(candidate_dims(sig, batch=1))
+    with phase("smoke", total=len(candidates)) as step:
+        for dims in candidates:
+            feed = generate_feed(sig, dims, ranges=ranges)
+            step.describe(", ".join(f"{k}={v}" for k, v in dims.items()))
+            try:
+                reference(feed)
+                error = None
+                step.advance()
+                break
+            except ModelportError as exc:
+                error = error or exc  # the first size's error is the one to report
+            step.advance()
     if error is not None:
         feed = generate_feed(sig, guess_dims(sig, batch=1), ranges=ranges)
         shapes = {k: list(v.shape) for k, v in feed.items()}

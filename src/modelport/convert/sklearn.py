@@ -30,6 +30,7 @@ import numpy as np
 from ..data import Feed
 from ..errors import ConversionError, InputError, UsageError, require
 from ..package import file_sha256
+from ..progress import phase
 from ..signature import Signature
 from ..verify import VerifyConfig, VerifyReport, make_cases, verify_model
 from .base import ConvertConfig, Exported, Source
@@ -338,12 +339,13 @@ def _input_rounding_note(
 
 
 def convert_sklearn(source: Source, config: ConvertConfig) -> Exported:
-    require("sklearn", "sklearn")
-    skl2onnx = require("skl2onnx", "sklearn")
-    import onnx
-    from skl2onnx.common.data_types import FloatTensorType
+    with phase("load"):
+        require("sklearn", "sklearn")
+        skl2onnx = require("skl2onnx", "sklearn")
+        import onnx
+        from skl2onnx.common.data_types import FloatTensorType
 
-    est, prov = load_estimator(source)
+        est, prov = load_estimator(source)
     from sklearn.base import BaseEstimator
 
     if not isinstance(est, BaseEstimator):
@@ -373,12 +375,13 @@ def convert_sklearn(source: Source, config: ConvertConfig) -> Exported:
     static = None if config.dynamic_batch else int(feed[input_name].shape[0])
     options = {id(c): {"zipmap": False} for c in _classifiers(est) if _takes_zipmap(c)}
     try:
-        model = skl2onnx.convert_sklearn(
-            est,
-            initial_types=[(input_name, FloatTensorType([static, int(n_features)]))],
-            options=options or None,
-            target_opset=config.opset,
-        )
+        with phase("export", detail="skl2onnx"):
+            model = skl2onnx.convert_sklearn(
+                est,
+                initial_types=[(input_name, FloatTensorType([static, int(n_features)]))],
+                options=options or None,
+                target_opset=config.opset,
+            )
     except Exception as exc:
         hint = ""
         if "shape calculator" in str(exc) or "converter" in str(exc).lower():

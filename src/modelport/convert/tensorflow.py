@@ -39,6 +39,7 @@ import numpy as np
 from ..data import Feed, conform_feed, generate_feed
 from ..errors import ConversionError, UsageError, VerificationError, require
 from ..package import file_sha256
+from ..progress import Listener, listening, phase, scope
 from ..signature import Signature, TensorSpec
 from ..verify import VerifyConfig, VerifyReport, verify_model
 from .base import ConvertConfig, ConvertResult, DynamicAxes, Exported, Source
@@ -292,10 +293,11 @@ def _export_and_verify(
     for name, export in exporters:
         t0 = time.perf_counter()
         try:
-            model = finish(export())
-            bad = _unsupported_ops(model)
-            if bad:
-                raise ConversionError(f"ops with no ONNX conversion: {bad}")
+            with phase("export", detail=name):
+                model = finish(export())
+                bad = _unsupported_ops(model)
+                if bad:
+                    raise ConversionError(f"ops with no ONNX conversion: {bad}")
         except Exception as exc:
             last_error = exc
             first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
@@ -515,7 +517,8 @@ def convert_keras(source: Source, config: ConvertConfig) -> Exported:
     keras = _keras()
     import onnx
 
-    model, prov = load_keras(source)
+    with phase("load"):
+        model, prov = load_keras(source)
     kind, input_names, tensors = _keras_inputs(model)
     specs = [_keras_spec(name, t) for name, t in zip(input_names, tensors, strict=True)]
     output_names = _keras_output_names(model, config)
@@ -768,7 +771,8 @@ def convert_savedmodel(source: Source, config: ConvertConfig) -> Exported:
     path = Path(source.path or "")
     _check_savedmodel_dir(path)
     _check_signature(path, source.signature_name, source.tag)
-    imported, fn, specs, output_names = _load_signature(path, source.signature_name, source.tag)
+    with phase("load"):
+        imported, fn, specs, output_names = _load_signature(path, source.signature_name, source.tag)
     if config.output_names:
         raise UsageError("a SavedModel's outputs keep their signature names; drop --output-names")
     input_names = [s.name for s in specs]
@@ -830,13 +834,16 @@ def convert_savedmodel_repo(
     force: bool = False,
     signature_name: str = "serving_default",
     tag: str = "serve",
+    progress: Listener | None = None,
 ) -> list[ConvertResult]:
     """Convert every version of a TF Serving model base (``BASE/<version>/saved_model.pb``) into
     a modelport repository entry ``out/<version>/`` (each a verified package named after
     ``out``, or ``config.name``).
 
     All or nothing: versions are converted into a temporary directory beside ``out`` that is
-    renamed into place at the end; any failure leaves ``out`` as it was.
+    renamed into place at the end; any failure leaves ``out`` as it was. ``progress`` receives
+    a "versions" phase counted over the versions and, inside it, each version's phases (as
+    ``convert``'s) with ``scope`` "version N".
     """
     from ..package import ModelPackage, atomic_output_dir
     from . import convert
@@ -851,13 +858,20 @@ def convert_savedmodel_repo(
         )
     cfg = dataclasses.replace(config, name=name)
     results: list[ConvertResult] = []
-    with atomic_output_dir(out, force=force) as tmp:
+    with (
+        listening(progress),
+        atomic_output_dir(out, force=force) as tmp,
+        phase("versions", total=len(versions)) as step,
+    ):
         for v in versions:
             source = Source.savedmodel(str(base_path / v), signature_name, tag)
+            step.describe(f"version {v}")
             try:
-                results.append(convert(source, tmp / v, cfg))
+                with scope(f"version {v}"):
+                    results.append(convert(source, tmp / v, cfg))
             except (ConversionError, VerificationError) as exc:  # say which version failed
                 raise type(exc)(f"version {v}: {exc.message}", **exc.fields) from exc
+            step.advance()
     for v, result in zip(versions, results, strict=True):
         result.package = ModelPackage(Path(out) / v, result.package.manifest)
     return results

@@ -26,6 +26,7 @@ import numpy as np
 from ..data import Feed, describe_generated, generate_feed
 from ..errors import ConversionError, InputError, UsageError, require
 from ..package import file_sha256
+from ..progress import phase
 from ..signature import Signature
 from ..verify import verify_model
 from .base import ConvertConfig, DynamicAxes, Exported, Source
@@ -642,7 +643,8 @@ def export_with_fallback(
     binding = binding or InputBinding(tuple(input_names), len(input_names))
     input_names = list(binding.names)
     reference = torch_reference(reference_module, input_names, binding)
-    sample = _first_call(reference_module, binding, feed, generated or {})
+    with phase("reference"):
+        sample = _first_call(reference_module, binding, feed, generated or {})
     names, tensors = _flatten_outputs(sample)
     output_names = (
         list(config.output_names)
@@ -666,16 +668,17 @@ def export_with_fallback(
     fallback: tuple | None = None
     for exporter in order:
         try:
-            proto = export_module(
-                copy.deepcopy(wrapped) if exporter != order[-1] else wrapped,
-                export_feed,
-                input_names,
-                output_names,
-                dynamic,
-                config.opset,
-                exporter,
-                varargs=wrapped is not module,
-            )
+            with phase("export", detail=exporter):
+                proto = export_module(
+                    copy.deepcopy(wrapped) if exporter != order[-1] else wrapped,
+                    export_feed,
+                    input_names,
+                    output_names,
+                    dynamic,
+                    config.opset,
+                    exporter,
+                    varargs=wrapped is not module,
+                )
         except Exception as exc:
             last_error = exc
             msg = _error_summary(exc)
@@ -707,8 +710,9 @@ def export_with_fallback(
 
 
 def convert_torch(source: Source, config: ConvertConfig) -> Exported:
-    module, prov = load_module(source)
-    reference_module = copy.deepcopy(module)  # exporting may change the module's state
+    with phase("load"):
+        module, prov = load_module(source)
+        reference_module = copy.deepcopy(module)  # exporting may change the module's state
     feed, generated = _example_feed(config, reference_module)
     input_names = list(config.input_names) or list(feed)
     missing = [n for n in input_names if n not in feed]
@@ -741,8 +745,9 @@ def convert_torchscript(source: Source, config: ConvertConfig) -> Exported:
     if not path.is_file():
         raise ConversionError(f"TorchScript file '{path}' does not exist", path=str(path))
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
-        reference_module = torch.jit.load(str(path), map_location="cpu")
+        with phase("load"):
+            module = torch.jit.load(str(path), map_location="cpu")
+            reference_module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise ConversionError(
             f"'{path}' is not a TorchScript archive (torch.jit.save): {str(exc).splitlines()[0]}",
@@ -785,7 +790,8 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
     if not path.is_file():
         raise ConversionError(f"ExportedProgram file '{path}' does not exist", path=str(path))
     try:
-        program = torch.export.load(str(path))
+        with phase("load"):
+            program = torch.export.load(str(path))
     except Exception as exc:
         raise ConversionError(
             f"'{path}' is not an ExportedProgram archive (torch.export.save): {str(exc).splitlines()[0]}",
@@ -799,7 +805,7 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
     import onnx
 
     try:
-        with warnings.catch_warnings():
+        with phase("export", detail="dynamo"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             onnx_program = torch.onnx.export(
                 program,
