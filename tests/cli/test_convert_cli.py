@@ -73,6 +73,20 @@ def test_convert_writes_one_plain_line_per_phase_off_a_terminal(tmp_path, capsys
     ]
     assert "\x1b" not in captured.err and "\r" not in captured.err
     assert "verified" in captured.out and "convert:" not in captured.out
+    # verify: its phases the same way, and its tables after them on stdout
+    assert main(["verify", str(tmp_path / "mlp"), *MLP]) == 0
+    captured = capsys.readouterr()
+    phases = [ln for ln in captured.err.splitlines() if ln.startswith("verify: ")]
+    assert phases[:3] == [
+        "verify: load source",
+        "verify: run the source on the example",
+        "verify: export (dynamo)",
+    ]
+    assert phases[-2:] == [
+        "verify: check (onnx.checker, shape inference)",
+        f"verify: verify ({n} cases)",
+    ]
+    assert "against the source" in captured.out and "\x1b" not in captured.err
     monkeypatch.setenv("MODELPORT_PROGRESS", "0")
     assert main(["convert", *MLP, "-o", str(tmp_path / "quiet")]) == 0
     assert "convert:" not in capsys.readouterr().err

@@ -544,6 +544,10 @@ def _convert_savedmodel_repo(kw: dict[str, Any], config: Any) -> int:
     return 0 if passed else 1
 
 
+def _the_source(case: Any) -> str:
+    return "the source"
+
+
 def _self_check(pkg: Any, example: Any, engine: Any = None) -> Callable[[Any], str]:
     """What each case of a source-less verification was compared with (verify_package)."""
     stored = pkg.samples()
@@ -608,6 +612,7 @@ def verify(ctx: click.Context, package: str, **kw: Any) -> int:
     from ..convert import CONVERTERS, ConvertConfig
     from ..data import load_feed
     from ..package import ModelPackage
+    from ..progress import display, listening, scope
     from ..verify import merge_reports, verify_package
 
     refuse_source_options(ctx, kw, package)
@@ -618,39 +623,50 @@ def verify(ctx: click.Context, package: str, **kw: Any) -> int:
         config = dataclasses.replace(config, precision_tolerances={})
     example = load_feed(kw["example_inputs"], pkg.signature) if kw["example_inputs"] else None
     reference = None
-    if given_sources(kw):
-        source = make_source(kw)
-        stored = pkg.samples()
-        ex = example or (stored[0] if stored else None)
-        specs = tuple(spec for spec, _ in kw["input_specs"])
-        exported = CONVERTERS[source.kind](
-            source, ConvertConfig(inputs=specs, example=ex, verify=config)
-        )
-        reference, example = exported.reference, ex or exported.example
-    if not engines:
-        report = verify_package(pkg, config, reference=reference, example=example)
-        if reference is not None:
-            print_report(report, f"Verify {pkg.path} against the source", lambda c: "the source")
-        else:
-            print_report(report, f"Verify {pkg.path} (no source given)", _self_check(pkg, example))
-    else:
-        from ..runtime import engine_config
-
-        reports = []
-        for spec in engines:
-            econf = engine_config(spec, pkg.serving)
-            one = verify_package(pkg, config, reference=reference, example=example, engine=econf)
-            ran = one.engines[0]["ran"]
-            title = (
-                f"Verify {pkg.path} on {one.engines[0]['engine']}"
-                f"{' (the package serving section)' if spec == 'package' else ''}: ran "
-                f"{ran['engine']} {ran['version']} {ran['precision']}, {ran['threads']} thread(s), "
-                + ("against the source" if reference is not None else "no source given")
+    # the phases (the source's load and export, each engine's check and cases) as they happen;
+    # the tables are printed once the display has ended
+    tables: list[tuple[VerifyReport, str, Callable[[Any], str]]] = []
+    with display("verify") as shown, listening(shown):
+        if given_sources(kw):
+            source = make_source(kw)
+            stored = pkg.samples()
+            ex = example or (stored[0] if stored else None)
+            specs = tuple(spec for spec, _ in kw["input_specs"])
+            exported = CONVERTERS[source.kind](
+                source, ConvertConfig(inputs=specs, example=ex, verify=config)
             )
-            against = (lambda c: "the source") if reference is not None else None
-            print_report(one, title, against or _self_check(pkg, example, econf))
-            reports.append(one)
-        report = merge_reports(reports)
+            reference, example = exported.reference, ex or exported.example
+        if not engines:
+            report = verify_package(pkg, config, reference=reference, example=example)
+            if reference is not None:
+                tables.append((report, f"Verify {pkg.path} against the source", _the_source))
+            else:
+                title = f"Verify {pkg.path} (no source given)"
+                tables.append((report, title, _self_check(pkg, example)))
+        else:
+            from ..runtime import engine_config
+
+            reports = []
+            for spec in engines:
+                econf = engine_config(spec, pkg.serving)
+                with scope(spec):
+                    one = verify_package(
+                        pkg, config, reference=reference, example=example, engine=econf
+                    )
+                ran = one.engines[0]["ran"]
+                title = (
+                    f"Verify {pkg.path} on {one.engines[0]['engine']}"
+                    f"{' (the package serving section)' if spec == 'package' else ''}: ran "
+                    f"{ran['engine']} {ran['version']} {ran['precision']}, {ran['threads']} "
+                    "thread(s), "
+                    + ("against the source" if reference is not None else "no source given")
+                )
+                against = _the_source if reference is not None else None
+                tables.append((one, title, against or _self_check(pkg, example, econf)))
+                reports.append(one)
+            report = merge_reports(reports)
+    for one, title, against in tables:
+        print_report(one, title, against)
     if reference is None:
         console.print(
             "[dim]no source given: the example is compared with the outputs stored at "
