@@ -137,6 +137,23 @@ def test_bars_and_phases_share_one_display(monkeypatch):
     assert "16/16" in out.getvalue() and "calibrate" in out.getvalue()
 
 
+def test_a_bar_left_early_is_ticked_and_one_left_by_an_error_crossed(monkeypatch):
+    monkeypatch.setenv("MODELPORT_PROGRESS", "1")
+    out = io.StringIO()
+    previous = pg.set_stream(out)
+    try:
+        with pg.progress("search", total=10) as bar:  # a time budget ran out after 3
+            bar.advance(3)
+        with pytest.raises(MemoryError), pg.progress("blocks") as bar:
+            bar.advance(2)
+            raise MemoryError
+    finally:
+        pg.set_stream(previous)
+    rows = [ln.split() for ln in out.getvalue().splitlines() if ln.strip()]
+    assert rows[0][:2] == ["✓", "search"] and "3/10" in rows[0] and "eta" not in rows[0]
+    assert rows[1][:2] == ["✗", "blocks"] and "2" in rows[1]
+
+
 def test_eta_comes_from_the_units_done_so_far(monkeypatch):
     monkeypatch.setenv("MODELPORT_PROGRESS", "1")
     now = [100.0]

@@ -216,6 +216,11 @@ def progress(description: str, total: int | None = None) -> Iterator[Bar]:
     task = live.add_task(description, total=total)
     try:
         yield Bar(live, task)
+    except BaseException:
+        live.update(task, failed=True)
+        raise
+    else:
+        live.update(task, ended=True)  # a tick also when it stopped short of its total
     finally:
         live.stop_task(task)
         _release()
