@@ -269,9 +269,9 @@ def test_large_requests_are_parsed_and_decoded_off_the_event_loop(stub, monkeypa
         where.append(("parse", _decode_thread()))
         return real_parse(message_type, data)
 
-    def tensors(inputs, stubs):
+    def tensors(inputs, stubs, split):
         where.append(("tensors", _decode_thread()))
-        return real_tensors(inputs, stubs)
+        return real_tensors(inputs, stubs, split)
 
     monkeypatch.setattr(tfserving, "parse_request", parse)
     monkeypatch.setattr(tfserving, "predict_tensors", tensors)
@@ -292,11 +292,11 @@ def test_a_small_request_is_answered_while_a_big_one_decodes(stub, monkeypatch):
     started, released = threading.Event(), threading.Event()
     real_tensors = tfserving.predict_tensors
 
-    def tensors(inputs, stubs):
+    def tensors(inputs, stubs, split):
         if "text" in inputs:  # the big one
             started.set()
             released.wait(60)
-        return real_tensors(inputs, stubs)
+        return real_tensors(inputs, stubs, split)
 
     monkeypatch.setattr(tfserving, "predict_tensors", tensors)
     answers: list = []
@@ -340,3 +340,163 @@ def grpc_stub(channel):
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+# --- tensors' bytes split off the message without a copy ---------------------------------------
+
+
+def _stubs():
+    from modelport.serve.grpc.tfserving import load_stubs
+
+    return load_stubs()
+
+
+def _decode_both(data: bytes):
+    """(protobuf's parse + conversion, the split path's) of a serialized PredictRequest: each a
+    (model name, output_filter, {input: (datatype, array)}) or the error's type and message."""
+    from modelport.serve.grpc import tfserving
+
+    stubs = _stubs()
+
+    def plain():
+        msg = tfserving.parse_request(stubs.predict_pb2.PredictRequest, data)
+        arrays = {k: tfserving.tensor_to_numpy(tp, k, stubs) for k, tp in msg.inputs.items()}
+        return msg.model_spec.name, list(msg.output_filter), arrays
+
+    def split():
+        msg, side = tfserving.parse_predict(data, stubs)
+        tensors = tfserving.predict_tensors(msg.inputs, stubs, side)
+        arrays = {t.name: (t.datatype, t.data) for t in tensors}
+        return msg.model_spec.name, list(msg.output_filter), arrays
+
+    out = []
+    for fn in (plain, split):
+        try:
+            out.append(fn())
+        except Exception as exc:  # noqa: BLE001 - compared below
+            out.append((type(exc).__name__, str(exc)))
+    return out
+
+
+def _same(a, b) -> bool:
+    if len(a) == 2 or len(b) == 2:  # errors
+        return a == b
+    if a[:2] != b[:2] or a[2].keys() != b[2].keys():
+        return False
+    for k in a[2]:
+        (da, xa), (db, xb) = a[2][k], b[2][k]
+        if da != db or xa.dtype != xb.dtype or xa.shape != xb.shape:
+            return False
+        if xa.dtype == object:
+            if xa.tolist() != xb.tolist():
+                return False
+        elif not np.array_equal(xa, xb, equal_nan=True):
+            return False
+    return True
+
+
+def _tensor_bytes(rng, tf) -> bytes:
+    """One TensorProto, serialized: tensor_content or typed values (packed, sometimes in two
+    pieces that protobuf merges), a dtype and shape that match or not."""
+    kind = rng.choice(["content", "float_val", "double_val", "int64_val", "string", "empty"])
+    shape = [int(d) for d in rng.integers(0, 4, size=rng.integers(1, 3))]
+    n = int(np.prod(shape))
+    if kind == "string":
+        return tf.make_tensor_proto(
+            np.array([b"ab"] * n, dtype=object).reshape(shape)
+        ).SerializeToString()
+    dtype = {"float_val": np.float32, "double_val": np.float64, "int64_val": np.int64}.get(
+        kind, rng.choice([np.float32, np.float64, np.int32])
+    )
+    arr = (rng.standard_normal(n) * 100).astype(dtype).reshape(shape)
+    if kind == "content":
+        tp = tf.make_tensor_proto(arr)
+        if rng.random() < 0.2:  # a tensor_content that does not fit the shape
+            tp.tensor_content = tp.tensor_content + b"\x00"
+        earlier = type(tp)(tensor_content=b"\x01" * 4 * n)  # merged: the later content wins
+        return (earlier.SerializeToString() if rng.random() < 0.3 else b"") + tp.SerializeToString()
+    tp = tf.make_tensor_proto(arr[:0].reshape([0]))  # dtype only
+    tp.ClearField("tensor_shape")
+    for d in shape:
+        tp.tensor_shape.dim.add(size=d)
+    count = int(rng.integers(0, n + 2))  # fewer values: padded; more: refused
+    values = (rng.standard_normal(count) * 100).astype(dtype).tolist()
+    if kind == "empty":
+        return tp.SerializeToString()
+    first = type(tp)()
+    getattr(first, kind).extend(values[: count // 2])
+    second = type(tp)()
+    getattr(second, kind).extend(values[count // 2 :])
+    return tp.SerializeToString() + first.SerializeToString() + second.SerializeToString()
+
+
+def _entry(key: bytes, tensor: bytes) -> bytes:
+    from modelport.serve.grpc.tfserving import _length_delimited
+
+    return _length_delimited(2, _length_delimited(1, key) + _length_delimited(2, tensor))
+
+
+def test_the_split_decodes_every_request_as_protobuf_does(tf):
+    from tensorflow_serving.apis import predict_pb2
+
+    rng = np.random.default_rng(7)
+    for case in range(400):
+        head = predict_pb2.PredictRequest()
+        head.model_spec.name = "m"
+        head.output_filter.append("y")
+        data = head.SerializeToString()
+        for _ in range(int(rng.integers(1, 4))):
+            key = rng.choice([b"x", b"y", b""])  # repeated keys: the later entry wins
+            data += _entry(key, _tensor_bytes(rng, tf))
+        if case % 5 == 0:  # cut somewhere: both refuse it, or both read the same
+            data = data[: int(rng.integers(1, len(data) + 1))]
+        plain, split = _decode_both(data)
+        assert _same(plain, split), (case, data, plain, split)
+
+
+def test_odd_wire_forms_are_left_to_protobuf(tf):
+    # unpacked float_val (one wire-type-5 field per value), a value before its key, unknown
+    # fields, a non-UTF-8 key: the same answers as protobuf's (or the same refusal)
+    one = tf.make_tensor_proto(np.zeros(0, np.float32)).SerializeToString()
+    shape2 = tf.make_tensor_proto(np.zeros(2, np.float32))
+    shape2.ClearField("tensor_content")
+    unpacked = shape2.SerializeToString() + b"".join(
+        bytes([5 << 3 | 5]) + np.float32(v).tobytes() for v in (1.5, -2.0)
+    )
+    content = tf.make_tensor_proto(np.arange(4, dtype=np.float32)).SerializeToString()
+    from modelport.serve.grpc.tfserving import _length_delimited
+
+    cases = [
+        _entry(b"x", unpacked),
+        _length_delimited(2, _length_delimited(2, content) + _length_delimited(1, b"x")),
+        _entry(b"x", content + b"\xf8\x07\x01"),  # unknown varint field 127 in the tensor
+        _entry(b"\xff", content),
+        _entry(b"x", one) + _entry(b"x", content) + _entry(b"x", unpacked),
+        b"\x12\x05\x0a\x01x\x12",  # an entry cut inside its value
+    ]
+    for data in cases:
+        plain, split = _decode_both(data)
+        assert _same(plain, split), (data, plain, split)
+
+
+def test_tensor_bytes_are_read_in_place(tf):
+    from tensorflow_serving.apis import predict_pb2
+
+    from modelport.serve.grpc import tfserving
+
+    x = np.random.default_rng(0).standard_normal((1000, 4)).astype(np.float32)
+    packed = tf.make_tensor_proto(np.zeros(0, np.float32))
+    packed.ClearField("tensor_shape")
+    for d in x.shape:
+        packed.tensor_shape.dim.add(size=d)
+    packed.float_val.extend(x.ravel().tolist())
+    for tp in (tf.make_tensor_proto(x), packed):
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = "mlp"
+        req.inputs["x"].CopyFrom(tp)
+        data = req.SerializeToString()
+        msg, side = tfserving.parse_predict(data, _stubs())
+        assert msg.ByteSize() < 100  # the 16 KB of values are not in the parsed message
+        (t,) = tfserving.predict_tensors(msg.inputs, _stubs(), side)
+        np.testing.assert_array_equal(t.data, x)
+        assert np.shares_memory(t.data, np.frombuffer(data, np.uint8))  # a view: no copy

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -52,8 +53,10 @@ __all__ = [
     "examples_to_json",
     "load_stubs",
     "numpy_to_tensor",
+    "parse_predict",
     "parse_request",
     "predict_tensors",
+    "split_tensor_bytes",
     "tensor_to_numpy",
 ]
 
@@ -107,8 +110,14 @@ def load_stubs() -> SimpleNamespace:
 # --- TensorProto <-> numpy ------------------------------------------------------------------
 
 
-def tensor_to_numpy(tp: Any, name: str, stubs: SimpleNamespace) -> tuple[str, np.ndarray]:
-    """(V2 datatype, array) for a TensorProto; InputError for anything we cannot read."""
+def tensor_to_numpy(
+    tp: Any, name: str, stubs: SimpleNamespace, split: Mapping[int, memoryview] | None = None
+) -> tuple[str, np.ndarray]:
+    """(V2 datatype, array) for a TensorProto; InputError for anything we cannot read.
+
+    ``split``: the tensor's bytes that ``split_tensor_bytes`` took out of the message (field
+    number -> bytes: tensor_content, packed float_val / double_val), read without a copy."""
+    split = split or {}
     try:
         dt_name = stubs.types_pb2.DataType.Name(tp.dtype)
     except ValueError:
@@ -127,7 +136,8 @@ def tensor_to_numpy(tp: Any, name: str, stubs: SimpleNamespace) -> tuple[str, np
         raise InputError(f"input '{name}' has a negative dimension in {shape}", input=name)
     count = math.prod(shape)
     dtype = numpy_dtype(datatype)
-    content = tp.tensor_content  # protobuf copies a bytes field at each read: read it once
+    # protobuf copies a bytes field at each read: read it once (or not at all: split off)
+    content = split.get(_CONTENT) or tp.tensor_content
     if content:
         if datatype == "BYTES":
             raise InputError(f"string input '{name}' must use string_val, not tensor_content")
@@ -139,8 +149,11 @@ def tensor_to_numpy(tp: Any, name: str, stubs: SimpleNamespace) -> tuple[str, np
             )
         return datatype, np.frombuffer(content, dtype.newbyteorder("<")).reshape(shape)
     values = getattr(tp, _VALUE_FIELD[datatype])
+    packed = split.get(_PACKED.get(datatype, -1))
     try:
-        if datatype == "BYTES":
+        if packed is not None:  # packed little-endian floats: the bytes are the array
+            arr = np.frombuffer(packed, dtype.newbyteorder("<"))
+        elif datatype == "BYTES":
             arr = np.empty(len(values), dtype=object)
             arr[:] = list(values)
         elif datatype == "FP16":  # half_val holds the float16 bit patterns
@@ -220,6 +233,131 @@ def examples_to_json(request_input: Any, specs: Any) -> dict[str, Any]:
     raise InputError("the ClassificationRequest has no input examples")
 
 
+# --- the wire format: tensors' bytes split off without a copy ---------------------------------
+
+_INPUTS = 2  # PredictRequest.inputs: map<string, TensorProto>, entries {1: key, 2: value}
+_CONTENT = 4  # TensorProto.tensor_content
+_PACKED = {"FP32": 5, "FP64": 6}  # TensorProto.float_val / double_val: packed, fixed width
+_WIDTH = {4: 1, 5: 4, 6: 8}  # field -> the item size its length must be a multiple of
+# most fields walked per message (a real one has a few); beyond: left whole to protobuf
+_REQUEST_FIELDS, _ENTRY_FIELDS, _TENSOR_FIELDS = 4096, 16, 64
+
+
+def _varint(data: memoryview, i: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= end or shift > 63:
+            raise ValueError("truncated varint")
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(
+    data: memoryview, start: int, end: int, limit: int
+) -> list[tuple[int, int, int, int, int]]:
+    """(field number, wire type, field start, value start, value end) of each field of the
+    message in ``data[start:end]``; ValueError when it is not well formed or has more than
+    ``limit`` fields (walked in Python: a message of many tiny fields is left to protobuf)."""
+    out: list[tuple[int, int, int, int, int]] = []
+    i = start
+    while i < end:
+        if len(out) >= limit:
+            raise ValueError("too many fields to walk")
+        first = i
+        key, i = _varint(data, i, end)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, j = _varint(data, i, end)
+            value_start = i
+        elif wire == 1:
+            value_start, j = i, i + 8
+        elif wire == 5:
+            value_start, j = i, i + 4
+        elif wire == 2:
+            length, value_start = _varint(data, i, end)
+            j = value_start + length
+        else:  # groups (3, 4) are not used by these messages
+            raise ValueError(f"wire type {wire}")
+        if j > end or number == 0:
+            raise ValueError("truncated field")
+        out.append((number, wire, first, value_start, j))
+        i = j
+    return out
+
+
+def _length_delimited(number: int, body: bytes) -> bytes:
+    key, n = (number << 3) | 2, len(body)
+    out = bytearray()
+    for v in (key, n):
+        while v >= 0x80:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out) + body
+
+
+def _split_tensor(view: memoryview, start: int, end: int) -> tuple[bytes, dict[int, memoryview]]:
+    """A TensorProto without its tensor_content and packed float_val/double_val, and those as
+    views; nothing taken (``b"", {}``) when there are none or a field is in a form protobuf
+    should judge."""
+    fields = _fields(view, start, end, _TENSOR_FIELDS)
+    taken: dict[int, list[memoryview]] = {}
+    for number, wire, _, v0, v1 in fields:
+        if number in _WIDTH:
+            if wire != 2 or (v1 - v0) % _WIDTH[number]:
+                return b"", {}  # unpacked or malformed: protobuf decides
+            taken.setdefault(number, []).append(view[v0:v1])
+    if not taken:
+        return b"", {}
+    rest = b"".join(bytes(view[f0:v1]) for number, _, f0, _, v1 in fields if number not in _WIDTH)
+    split = {}
+    for number, views in taken.items():
+        if number == _CONTENT:
+            split[number] = views[-1]  # a bytes field: the last one wins
+        else:  # packed repeated: the pieces add up
+            split[number] = views[0] if len(views) == 1 else memoryview(b"".join(views))
+    return rest, split
+
+
+def split_tensor_bytes(data: bytes) -> tuple[bytes, dict[str, dict[int, memoryview]]]:
+    """(the serialized PredictRequest without its inputs' tensor_content and packed
+    float_val/double_val, those per input name as views of ``data``). Protobuf copies a bytes
+    field when it parses it and again at each read, under the GIL (about 90 ms each for 64 MB
+    here), and turns packed floats into a list a value at a time; the V2 servicer splits
+    raw_input_contents off alike. A message that does not walk cleanly is left whole (protobuf
+    then parses it, or says what is wrong)."""
+    view = memoryview(data)
+    try:
+        fields = _fields(view, 0, len(view), _REQUEST_FIELDS)
+        head = bytearray()
+        side: dict[str, dict[int, memoryview]] = {}
+        for number, wire, f0, v0, v1 in fields:
+            if number != _INPUTS or wire != 2:
+                head += view[f0:v1]
+                continue
+            entry = _fields(view, v0, v1, _ENTRY_FIELDS)
+            keys = [(a, b) for n, w, _, a, b in entry if n == 1 and w == 2]
+            values = [(a, b) for n, w, _, a, b in entry if n == 2 and w == 2]
+            key = bytes(view[keys[-1][0] : keys[-1][1]]).decode() if keys else ""
+            tensor, split = _split_tensor(view, *values[-1]) if len(values) == 1 else (b"", {})
+            if not split:  # nothing to take, or several values that merge: protobuf's job
+                head += view[f0:v1]
+                side.pop(key, None)  # a later entry for a key replaces an earlier one
+                continue
+            others = b"".join(bytes(view[a:c]) for n, _, a, _, c in entry if n != 2)
+            head += _length_delimited(_INPUTS, others + _length_delimited(2, tensor))
+            side[key] = split
+        if not side:
+            return data, {}  # nothing to take out: no copy
+        return bytes(head), side
+    except (ValueError, UnicodeDecodeError):
+        return data, {}
+
+
 # --- decoding (in the decode threads for large requests, as the V2 gRPC servicer does) -------
 
 # PredictionService methods whose handlers take the request's bytes (grpc.server.RawRequests):
@@ -239,11 +377,21 @@ def parse_request(message_type: Any, data: bytes) -> Any:
         ) from None
 
 
-def predict_tensors(inputs: Any, stubs: SimpleNamespace) -> list[Tensor]:
-    """A PredictRequest's ``inputs`` (name -> TensorProto) as tensors."""
+def parse_predict(data: bytes, stubs: SimpleNamespace) -> tuple[Any, dict]:
+    """A serialized PredictRequest -> (the message without its tensors' large bytes, those
+    bytes per input: ``split_tensor_bytes``)."""
+    head, split = split_tensor_bytes(data)
+    return parse_request(stubs.predict_pb2.PredictRequest, head), split
+
+
+def predict_tensors(
+    inputs: Any, stubs: SimpleNamespace, split: Mapping[str, Mapping[int, memoryview]]
+) -> list[Tensor]:
+    """A PredictRequest's ``inputs`` (name -> TensorProto, with the bytes ``split`` off them)
+    as tensors."""
     tensors = []
     for key, tp in inputs.items():
-        datatype, arr = tensor_to_numpy(tp, key, stubs)
+        datatype, arr = tensor_to_numpy(tp, key, stubs, split.get(key))
         tensors.append(Tensor(key, datatype, list(arr.shape), arr))
     return tensors
 
@@ -292,13 +440,11 @@ def _servicers(plane: DataPlane, stubs: SimpleNamespace) -> tuple[Any, Any]:
         async def Predict(self, request, context):  # noqa: N802
             try:
                 data = bytes(request)  # its bytes (RAW_METHODS): parsed here, off the loop
-                request = await off_loop(
-                    len(data), parse_request, stubs.predict_pb2.PredictRequest, data
-                )
+                request, split = await off_loop(len(data), parse_predict, data, stubs)
                 name, version = which(request.model_spec)
                 check_signature_name(request.model_spec.signature_name)
                 plane.resolve(name, version)  # a model not served: NOT_FOUND, whatever the inputs
-                tensors = await off_loop(len(data), predict_tensors, request.inputs, stubs)
+                tensors = await off_loop(len(data), predict_tensors, request.inputs, stubs, split)
                 outputs = [RequestedOutput(n) for n in request.output_filter] or None
                 response = await plane.infer(
                     InferenceRequest(name, tensors, version, None, outputs)
