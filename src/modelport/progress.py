@@ -240,6 +240,8 @@ PHASE_LABELS: dict[str, str] = {
     "processing": "verify processing",
     "write": "write package",
     "versions": "versions",
+    "prune": "prune",
+    "measure": "measure (size, latency, fidelity)",
 }
 
 # what a counted phase counts (default: steps)

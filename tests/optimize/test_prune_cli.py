@@ -173,3 +173,28 @@ def test_prune_onnx_file_structured(tiny_onnx, tmp_path, capsys):
         for i in ModelPackage.load(tmp_path / "out").load_onnx().graph.initializer
     }
     assert dims["w1"] == [4, 4] and dims["w2"] == [4, 3]
+
+
+def test_prune_writes_one_plain_line_per_phase_off_a_terminal(
+    tiny_onnx, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("MODELPORT_PROGRESS", raising=False)
+    args = [
+        "prune",
+        str(tiny_onnx),
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--max-drop",
+        "1",
+    ]
+    assert main([*args, "--repeats", "3", "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert [ln for ln in err.splitlines() if ln.startswith("prune: ")] == [
+        "prune: prune (magnitude)",
+        "prune: check (onnx.checker, shape inference)",
+        "prune: measure (size, latency, fidelity)",
+        "prune: write package",
+    ]
+    assert "\x1b" not in err and "\r" not in err

@@ -303,3 +303,15 @@ def test_structured_global_scope_and_round_to(digits_package, tmp_path):
     assert all(
         row["shape_after"][0] % 8 == 0 for row in r.report.details["layers"] if row["pruned"]
     )
+
+
+def test_prune_reports_its_phases(tiny_onnx, tmp_path):
+    from modelport.progress import Event
+
+    events: list[Event] = []
+    prune(
+        str(tiny_onnx), tmp_path / "p", PruneConfig.magnitude(0.5, **FAST), progress=events.append
+    )
+    started = [(e.phase, e.detail) for e in events if e.state == "start"]
+    assert started == [("prune", "magnitude"), ("check", ""), ("measure", ""), ("write", "")]
+    assert [e.state for e in events if e.state != "start"] == ["end"] * 4

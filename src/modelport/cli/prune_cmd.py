@@ -131,6 +131,7 @@ def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
     from ..optimize.prune import PruneConfig
     from ..optimize.prune import prune as do_prune
     from ..package import ModelPackage
+    from ..progress import display
 
     refuse_inapplicable(ctx, PRUNE_APPLIES, kw["method"], PRUNE_MODES)
     refuse_source_options(ctx, kw, package)
@@ -179,7 +180,7 @@ def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
     console.print(
         f"pruning ({config.method}, sparsity {config.sparsity:g}, {config.scope}) -> {kw['out']}"
     )
-    with console.status("pruning, exporting and measuring..."):
+    with display("prune") as shown:  # each phase as it happens (stderr)
         result = do_prune(
             model,
             kw["out"],
@@ -189,6 +190,7 @@ def prune(ctx: click.Context, package: str | None, **kw: Any) -> int:
             labels=labels,
             finetune=finetune,
             force=kw["force"],
+            progress=shown,
         )
     print_prune_report(result.report)
     if kw["json_out"]:

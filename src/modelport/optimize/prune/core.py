@@ -35,6 +35,7 @@ import numpy as np
 
 from ...errors import UsageError, output_exists
 from ...package import ModelPackage
+from ...progress import Listener, listening, phase, scope
 from ..report import OptimizeReport
 
 __all__ = ["METHODS", "PruneConfig", "PruneResult", "prune"]
@@ -163,6 +164,7 @@ def prune(
     labels: np.ndarray | None = None,
     finetune: Any = None,
     force: bool = False,
+    progress: Listener | None = None,
 ) -> PruneResult:
     """Prune ``model`` and write the result as a package at ``out``.
 
@@ -172,7 +174,24 @@ def prune(
     eval_data, labels: data for fidelity and accuracy (default: the package's stored samples,
         else random inputs from the signature).
     finetune: a callable that receives the pruned nn.Module and returns it trained (PyTorch).
+    progress: receives each phase (``modelport.progress.Event``): "prune", "check" (ONNX),
+        "measure", "write"; a PyTorch source also "load" and both conversions' phases, in the
+        scopes "source" and "pruned".
     """
+    with listening(progress):
+        return _prune(model, out, config, example, eval_data, labels, finetune, force)
+
+
+def _prune(
+    model: Any,
+    out: str | os.PathLike[str],
+    config: PruneConfig | None,
+    example: Mapping[str, np.ndarray] | None,
+    eval_data: Mapping[str, np.ndarray] | None,
+    labels: np.ndarray | None,
+    finetune: Any,
+    force: bool,
+) -> PruneResult:
     config = config or PruneConfig()
     if os.path.exists(out) and not force:
         raise output_exists(out)
@@ -266,20 +285,24 @@ def _prune_onnx(
         )
     if config.steps > 1:
         report.notes.append("steps > 1 without fine-tuning prunes to the same result as one step")
-    if config.method == "magnitude":
-        pruned = magnitude_prune_onnx(original, targets, config.sparsity, config.scope == "global")
-    else:
-        pruned = structured_prune_onnx(
-            original,
-            targets,
-            config.sparsity,
-            global_scope=config.scope == "global",
-            p=1 if config.importance == "l1" else 2,
-            round_to=config.round_to,
-        )
+    with phase("prune", detail=config.method):
+        if config.method == "magnitude":
+            pruned = magnitude_prune_onnx(
+                original, targets, config.sparsity, config.scope == "global"
+            )
+        else:
+            pruned = structured_prune_onnx(
+                original,
+                targets,
+                config.sparsity,
+                global_scope=config.scope == "global",
+                p=1 if config.importance == "l1" else 2,
+                round_to=config.round_to,
+            )
     from ..report import run_checker
 
-    checker = run_checker(pruned)
+    with phase("check"):
+        checker = run_checker(pruned)
     if checker != "passed" and not config.allow_mismatch:
         raise VerificationError(
             f"the pruned graph fails onnx.checker: {checker}. Nothing was written; pass "
@@ -290,7 +313,8 @@ def _prune_onnx(
     names = [t.name for t in targets]
     rows = onnx_layer_rows(original, pruned, names)
     head = head_layer(layers)
-    measure(original, pruned, feed, labels, config.batch_sizes, config.latency_repeats, report)
+    with phase("measure"):
+        measure(original, pruned, feed, labels, config.batch_sizes, config.latency_repeats, report)
     _finish(
         config,
         rows,
@@ -311,7 +335,8 @@ def _prune_onnx(
         "report": report.to_dict(),
         "notes": report.notes,
     }
-    package = derive_package(pkg, pruned, out, step, force=force)
+    with phase("write"):
+        package = derive_package(pkg, pruned, out, step, force=force)
     return PruneResult(package, report, None, report.notes)
 
 
@@ -410,28 +435,33 @@ def _prune_torch(
     example = {k: np.asarray(v) for k, v in example.items()}
     t0 = time.perf_counter()
     report = OptimizeReport(step="prune", config=_describe(config))
-    module, _ = load_module(_fresh(source))  # exporting `source` below may change its module
+    with phase("load"):
+        module, _ = load_module(_fresh(source))  # exporting `source` below may change it
     with tempfile.TemporaryDirectory(prefix="modelport-prune-") as tmp:
         # named after the output, not after the temporary directory ("source")
         name = Path(out).resolve().name
-        base = convert(source, Path(tmp) / "source", ConvertConfig(example=example, name=name))
-        pruned_module, info = prune_module(module, example, config, finetune)
-        after = convert(
-            Source.torch_module(copy.deepcopy(pruned_module)),
-            Path(tmp) / "pruned",
-            ConvertConfig(example=example, allow_mismatch=config.allow_mismatch),
-        )
+        with scope("source"):
+            base = convert(source, Path(tmp) / "source", ConvertConfig(example=example, name=name))
+        with phase("prune", detail=config.method + (" + fine-tuning" if finetune else "")):
+            pruned_module, info = prune_module(module, example, config, finetune)
+        with scope("pruned"):
+            after = convert(
+                Source.torch_module(copy.deepcopy(pruned_module)),
+                Path(tmp) / "pruned",
+                ConvertConfig(example=example, allow_mismatch=config.allow_mismatch),
+            )
         before_model, after_model = base.package.load_onnx(), after.package.load_onnx()
         feed = _eval_feed(base.package, eval_data, report)
-        measure(
-            before_model,
-            after_model,
-            feed,
-            labels,
-            config.batch_sizes,
-            config.latency_repeats,
-            report,
-        )
+        with phase("measure"):
+            measure(
+                before_model,
+                after_model,
+                feed,
+                labels,
+                config.batch_sizes,
+                config.latency_repeats,
+                report,
+            )
         pruned_names = [r["name"] for r in info["layers"] if r["pruned"]]
         report.notes.extend(info["notes"] + after.notes)
         _finish(
@@ -470,7 +500,10 @@ def _prune_torch(
             },
         ]
         manifest.pop("files", None)
-        package = write_package(after_model, manifest, out, force=force, samples_from=base.package)
+        with phase("write"):
+            package = write_package(
+                after_model, manifest, out, force=force, samples_from=base.package
+            )
     return PruneResult(package, report, pruned_module, report.notes)
 
 
