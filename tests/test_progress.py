@@ -169,3 +169,21 @@ def test_eta_comes_from_the_units_done_so_far(monkeypatch):
     assert live.columns[-2].render(task).plain == "0:00:08"  # type: ignore[union-attr]
     live.update(task_id, completed=10)
     assert live.columns[-1].render(task).plain == ""  # type: ignore[union-attr]
+
+
+def test_a_closed_stream_does_not_fail_the_step(monkeypatch):
+    """`modelport convert ... 2>&1 | head -1`: once the reader is gone, phase lines are dropped
+    and the conversion goes on."""
+    monkeypatch.delenv("MODELPORT_PROGRESS", raising=False)
+
+    class Gone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    previous = pg.set_stream(Gone())
+    try:
+        with display("convert") as shown, listening(shown), phase("export") as step:
+            step.advance()
+    finally:
+        pg.set_stream(previous)
+    assert step.done == 1

@@ -371,9 +371,15 @@ def display(title: str) -> Iterator[Listener]:
             if event.total is not None:
                 unit = PHASE_UNITS.get(event.phase, "step")
                 count = f" ({event.total} {unit}{'s' * (event.total != 1)})"
-            out = _out()
-            out.write(_plain(f"{where}: {event.label}{count}") + "\n")
-            out.flush()
+            try:
+                out = _out()
+                out.write(_plain(f"{where}: {event.label}{count}") + "\n")
+                out.flush()
+            except (
+                OSError,
+                ValueError,
+            ):  # stderr closed (a pipe's reader left): not worth failing for
+                pass
 
         yield line
         return
