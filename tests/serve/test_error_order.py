@@ -156,3 +156,42 @@ def test_the_connection_keeps_serving_after_an_unread_body(port):
 _V2_BODY = json.dumps(
     {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
 ).encode()
+
+
+@pytest.fixture(scope="module")
+def grpc_port(tmp_path_factory):
+    root = make_repo(tmp_path_factory.mktemp("order_grpc") / "repo")
+    with running_server(server_config(root, grpc_port=0)) as info:
+        yield info["grpc_port"]
+
+
+def _bad_infer(name: str, version: str):
+    from modelport.serve.grpc.generated import grpc_service_pb2 as pb
+
+    req = pb.ModelInferRequest(model_name=name, model_version=version)
+    req.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+    req.raw_input_contents.append(b"123")  # 3 bytes where [1, 4] FP32 needs 16
+    return req
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "code", "words"),
+    [
+        ("nope", "", "NOT_FOUND", "unknown model 'nope'"),
+        ("mlp", "9", "NOT_FOUND", "no version 9"),
+        ("mlp", "", "INVALID_ARGUMENT", "3 raw bytes"),  # a served model: the tensor's error
+    ],
+)
+def test_grpc_infer_resolves_the_model_before_its_tensors(grpc_port, name, version, code, words):
+    import grpc
+
+    from modelport.serve.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(_bad_infer(name, version), timeout=30)
+        assert info.value.code() == getattr(grpc.StatusCode, code)
+        assert words in info.value.details()
+        (reply,) = stub.ModelStreamInfer(iter([_bad_infer(name, version)]), timeout=30)
+        assert words in reply.error_message

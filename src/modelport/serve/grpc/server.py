@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -77,7 +78,8 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request, context):
         try:
-            response = await self.plane.infer(await decode_infer_request(request))
+            decoded = await decode_infer_request(request, self.plane.resolve)
+            response = await self.plane.infer(decoded)
             return response_from_internal(response)
         except Exception as exc:
             if not isinstance(exc, ModelportError):
@@ -87,7 +89,8 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(self, request_iterator, context):
         async for request in request_iterator:
             try:
-                response = await self.plane.infer(await decode_infer_request(request))
+                decoded = await decode_infer_request(request, self.plane.resolve)
+                response = await self.plane.infer(decoded)
                 yield pb.ModelStreamInferResponse(infer_response=response_from_internal(response))
             except ModelportError as exc:
                 yield pb.ModelStreamInferResponse(error_message=exc.message)
@@ -239,19 +242,27 @@ def _parse(data: bytes) -> tuple[Any, list[memoryview]]:
         raise InputError(f"the request is not a valid inference.ModelInferRequest: {exc}") from None
 
 
-async def decode_infer_request(request: Any) -> InferenceRequest:
+async def decode_infer_request(
+    request: Any, resolve: Callable[[str, str], object] | None = None
+) -> InferenceRequest:
     """A ModelInfer request (its serialized bytes, or a parsed message) -> the internal request,
-    off the event loop when it is large, as the HTTP side decodes bodies.
+    off the event loop when it is large, as the HTTP side decodes bodies. ``resolve(name,
+    version)`` (``DataPlane.resolve``) is called once the message is parsed, before its tensors
+    are converted: a model that is not served is NOT_FOUND whatever its tensors hold.
 
     Parsing runs in the decode threads above 64 KB; raw_input_contents become numpy views of
     the received bytes (``split_raw_contents``: no copy). Typed ``contents`` become numpy arrays
     value by value while holding the GIL, so a request with more than 512 KB of them is parsed
     and converted in the decode processes instead (as large JSON bodies are)."""
     if not isinstance(request, bytes | bytearray | memoryview):
+        if resolve is not None:
+            resolve(request.model_name, request.model_version)
         size = request.ByteSize()
         return await off_loop(size, request_to_internal, request)
     data = bytes(request)
     message, raw = await off_loop(len(data), _parse, data)
+    if resolve is not None:
+        resolve(message.model_name, message.model_version)
     typed = sum(t.contents.ByteSize() for t in message.inputs)
     if typed > PROCESS_DECODE_BYTES:
         return await off_process(len(data), _parse_and_decode, data)
