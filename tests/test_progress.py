@@ -160,13 +160,13 @@ def test_eta_comes_from_the_units_done_so_far(monkeypatch):
     live = pg._new_live()
     live.get_time = lambda: now[0]  # type: ignore[method-assign]
     task_id = live.add_task("verify", total=10, counted=True)
-    for _ in range(4):  # 2 s per case
-        now[0] += 2.0
+    for _ in range(4):  # 40 s per case: a large model (longer than rich's default 30 s window)
+        now[0] += 40.0
         live.advance(task_id, 1)
     task = live.tasks[0]
     eta = live.columns[-1].render(task).plain  # type: ignore[union-attr]
-    assert eta == "eta 0:00:12"  # 6 cases left at 2 s each
-    assert live.columns[-2].render(task).plain == "0:00:08"  # type: ignore[union-attr]
+    assert eta == "eta 0:04:00"  # 6 cases left at 40 s each
+    assert live.columns[-2].render(task).plain == "0:02:40"  # type: ignore[union-attr]
     live.update(task_id, completed=10)
     assert live.columns[-1].render(task).plain == ""  # type: ignore[union-attr]
 

@@ -176,6 +176,9 @@ def _new_live() -> Progress:
         Eta(),
         console=Console(file=_out(), highlight=False),
         transient=False,
+        # the ETA comes from the speed over all units done so far (rich's default, the last 30 s,
+        # has no speed at all once one unit takes longer: a large model's verification cases)
+        speed_estimate_period=24 * 3600,
         # never swap sys.stdout/stderr: captured library output must stay captured
         redirect_stdout=False,
         redirect_stderr=False,
