@@ -626,47 +626,49 @@ def verify(ctx: click.Context, package: str, **kw: Any) -> int:
     # the phases (the source's load and export, each engine's check and cases) as they happen;
     # the tables are printed once the display has ended
     tables: list[tuple[VerifyReport, str, Callable[[Any], str]]] = []
-    with display("verify") as shown, listening(shown):
-        if given_sources(kw):
-            source = make_source(kw)
-            stored = pkg.samples()
-            ex = example or (stored[0] if stored else None)
-            specs = tuple(spec for spec, _ in kw["input_specs"])
-            exported = CONVERTERS[source.kind](
-                source, ConvertConfig(inputs=specs, example=ex, verify=config)
-            )
-            reference, example = exported.reference, ex or exported.example
-        if not engines:
-            report = verify_package(pkg, config, reference=reference, example=example)
-            if reference is not None:
-                tables.append((report, f"Verify {pkg.path} against the source", _the_source))
-            else:
-                title = f"Verify {pkg.path} (no source given)"
-                tables.append((report, title, _self_check(pkg, example)))
-        else:
-            from ..runtime import engine_config
-
-            reports = []
-            for spec in engines:
-                econf = engine_config(spec, pkg.serving)
-                with scope(spec):
-                    one = verify_package(
-                        pkg, config, reference=reference, example=example, engine=econf
-                    )
-                ran = one.engines[0]["ran"]
-                title = (
-                    f"Verify {pkg.path} on {one.engines[0]['engine']}"
-                    f"{' (the package serving section)' if spec == 'package' else ''}: ran "
-                    f"{ran['engine']} {ran['version']} {ran['precision']}, {ran['threads']} "
-                    "thread(s), "
-                    + ("against the source" if reference is not None else "no source given")
+    try:
+        with display("verify") as shown, listening(shown):
+            if given_sources(kw):
+                source = make_source(kw)
+                stored = pkg.samples()
+                ex = example or (stored[0] if stored else None)
+                specs = tuple(spec for spec, _ in kw["input_specs"])
+                exported = CONVERTERS[source.kind](
+                    source, ConvertConfig(inputs=specs, example=ex, verify=config)
                 )
-                against = _the_source if reference is not None else None
-                tables.append((one, title, against or _self_check(pkg, example, econf)))
-                reports.append(one)
-            report = merge_reports(reports)
-    for one, title, against in tables:
-        print_report(one, title, against)
+                reference, example = exported.reference, ex or exported.example
+            if not engines:
+                report = verify_package(pkg, config, reference=reference, example=example)
+                if reference is not None:
+                    tables.append((report, f"Verify {pkg.path} against the source", _the_source))
+                else:
+                    title = f"Verify {pkg.path} (no source given)"
+                    tables.append((report, title, _self_check(pkg, example)))
+            else:
+                from ..runtime import engine_config
+
+                reports = []
+                for spec in engines:
+                    econf = engine_config(spec, pkg.serving)
+                    with scope(spec):
+                        one = verify_package(
+                            pkg, config, reference=reference, example=example, engine=econf
+                        )
+                    ran = one.engines[0]["ran"]
+                    title = (
+                        f"Verify {pkg.path} on {one.engines[0]['engine']}"
+                        f"{' (the package serving section)' if spec == 'package' else ''}: ran "
+                        f"{ran['engine']} {ran['version']} {ran['precision']}, {ran['threads']} "
+                        "thread(s), "
+                        + ("against the source" if reference is not None else "no source given")
+                    )
+                    against = _the_source if reference is not None else None
+                    tables.append((one, title, against or _self_check(pkg, example, econf)))
+                    reports.append(one)
+                report = merge_reports(reports)
+    finally:  # the tables of the engines done, also when a later one failed
+        for one, title, against in tables:
+            print_report(one, title, against)
     if reference is None:
         console.print(
             "[dim]no source given: the example is compared with the outputs stored at "
