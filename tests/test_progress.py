@@ -187,3 +187,19 @@ def test_a_closed_stream_does_not_fail_the_step(monkeypatch):
     finally:
         pg.set_stream(previous)
     assert step.done == 1
+
+
+def test_echo_prints_above_the_live_display_or_says_it_did_not(monkeypatch):
+    monkeypatch.setenv("MODELPORT_PROGRESS", "1")
+    assert pg.echo("nothing on screen") is False  # the caller prints it itself
+    out = io.StringIO()
+    previous = pg.set_stream(out)
+    try:
+        with pg.progress("plan: candidates", total=2) as bar:
+            assert pg.echo("[1/2] int8-static: building\x1b[2J") is True
+            bar.advance(2)
+    finally:
+        pg.set_stream(previous)
+    text = out.getvalue()
+    assert "[1/2] int8-static: building" in text and "\x1b[2J" not in text  # no control chars
+    assert "2/2" in text

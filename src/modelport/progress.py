@@ -50,6 +50,7 @@ __all__ = [
     "Listener",
     "Phase",
     "display",
+    "echo",
     "listening",
     "phase",
     "progress",
@@ -207,6 +208,15 @@ class Bar:
     def update(self, **fields: Any) -> None:
         if self._live is not None and self._task is not None:
             self._live.update(self._task, **fields)
+
+
+def echo(text: str) -> bool:
+    """Print a line of text above the live display when one is on screen (printed any other way
+    it would tear the bars); False when none is, and the caller prints it as usual."""
+    if _live is None:
+        return False
+    _live.console.print(_plain(text), highlight=False, markup=False)
+    return True
 
 
 @contextmanager

@@ -82,6 +82,27 @@ def test_time_budget_stops_after_the_first_candidate_and_keeps_it(tmp_path, digi
     assert "stopped early" in (tmp_path / "plan" / "report.md").read_text()
 
 
+def test_the_search_counts_candidates_on_one_bar(tmp_path, digits_package, monkeypatch):
+    import io
+
+    from modelport import progress as pg
+
+    monkeypatch.setenv("MODELPORT_PROGRESS", "1")  # the live display, on any stream
+    out = io.StringIO()
+    previous = pg.set_stream(out)
+    try:
+        result = plan(
+            digits_package, tmp_path / "plan", PlanConfig(repeats=3, only=("fp32-graph",))
+        )
+    finally:
+        pg.set_stream(previous)
+    n = len(result.summary["attempts"])
+    assert n == 2  # fp32 (always) and the one asked for
+    final = [ln for ln in out.getvalue().splitlines() if "plan:" in ln][-1]
+    assert final.lstrip().startswith("✓") and f"{n}/{n}" in final
+    assert pg._live is None
+
+
 def test_an_interrupted_search_still_leaves_the_best_so_far(tmp_path, digits_package, monkeypatch):
     from modelport.plan import search as search_mod
 

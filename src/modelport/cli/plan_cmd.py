@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from ..progress import display, echo, listening
 from .convert_cmd import given_sources, make_source, refuse_source_options, source_options
 from .params import DIM_SIZE
 from .ui import console, console_err, table, write_json
@@ -72,7 +73,10 @@ from .ui import console, console_err, table, write_json
     "pruned nn.Module).",
 )
 @click.option(
-    "--only", multiple=True, metavar="CANDIDATE", help="Build only this candidate (repeatable)."
+    "--only",
+    multiple=True,
+    metavar="CANDIDATE",
+    help="Build only these candidates (repeatable, or comma-separated: int8-static,ov-bf16).",
 )
 @click.option("--keep-front", is_flag=True, help="Also write the Pareto front's packages.")
 @click.option(
@@ -126,19 +130,20 @@ def plan(ctx: click.Context, package: str | None, **kw: Any) -> int:
         latency_dims=dims or None,
         time_budget_s=None if kw["time_budget"] is None else 60.0 * kw["time_budget"],
         finetune=kw["finetune"],
-        only=tuple(kw["only"]),
+        only=tuple(c.strip() for item in kw["only"] for c in item.split(",") if c.strip()),
         keep_front=kw["keep_front"],
         ship=kw["ship"],
         repeats=kw["repeats"],
         name=kw["name"],
     )
-    result = run(
-        model,
-        kw["out"],
-        config,
-        force=kw["force"],
-        log=lambda m: console.print(m, highlight=False, markup=False),
-    )
+    with display("plan") as shown, listening(shown):  # conversion phases, candidate bar
+        result = run(
+            model,
+            kw["out"],
+            config,
+            force=kw["force"],
+            log=_log,
+        )
     print_result(result)
     if kw["json_out"]:
         write_json(kw["json_out"], result.to_dict())
@@ -188,3 +193,9 @@ def print_result(result: Any) -> None:
             + ", ".join(result.closest),
             highlight=False,
         )
+
+
+def _log(message: str) -> None:
+    """plan's progress lines: above the live display while it is on screen, else stdout."""
+    if not echo(message):
+        console.print(message, highlight=False, markup=False)

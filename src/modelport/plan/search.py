@@ -30,6 +30,7 @@ import numpy as np
 from ..data import Feed, feed_batch_size
 from ..metrics import mean_cosine
 from ..package import ModelPackage
+from ..progress import progress
 from .build import BuildContext, build_candidate
 from .candidates import Candidate, SessionSetting, settings_for
 from .pareto import Budget, pick
@@ -266,89 +267,97 @@ def search(
     seconds_per_cost: float | None = None
     spent_cost = spent_s = 0.0
     try:
-        for i, cand in enumerate(candidates):
-            elapsed = time.perf_counter() - started
-            attempt: dict[str, Any] = {
-                "candidate": cand.name,
-                "kind": cand.kind,
-                "mode": cand.options.get("mode"),
-                "base": cand.base,
-                "why": cand.why,
-                "options": dict(cand.options),
-            }
-            if i > 0 and time_budget_s is not None:
-                left = time_budget_s - elapsed
-                estimate = cand.cost * (seconds_per_cost or 0.0)
-                if left <= 0 or estimate > left:
+        with progress("plan: candidates", total=len(candidates)) as bar:
+            for i, cand in enumerate(candidates):
+                if i:
+                    bar.advance()
+                bar.update(description=f"plan: {cand.name}")
+                elapsed = time.perf_counter() - started
+                attempt: dict[str, Any] = {
+                    "candidate": cand.name,
+                    "kind": cand.kind,
+                    "mode": cand.options.get("mode"),
+                    "base": cand.base,
+                    "why": cand.why,
+                    "options": dict(cand.options),
+                }
+                if i > 0 and time_budget_s is not None:
+                    left = time_budget_s - elapsed
+                    estimate = cand.cost * (seconds_per_cost or 0.0)
+                    if left <= 0 or estimate > left:
+                        attempt.update(
+                            status="skipped",
+                            reason=f"time budget: {max(left, 0):.0f} s left, estimated "
+                            f"{estimate:.0f} s",
+                        )
+                        state.attempts.append(attempt)
+                        if left <= 0:
+                            state.stopped = "time budget"
+                        continue
+                reason = _skip_reason(cand, state, built, budget)
+                if reason:
+                    attempt.update(status="skipped", reason=reason)
+                    state.attempts.append(attempt)
+                    continue
+                log(f"[{i + 1}/{len(candidates)}] {cand.name}: building")
+                t0 = time.perf_counter()
+                base = built[cand.base] if cand.base else fp32
+                try:
+                    pkg = build_candidate(ctx, cand, base, work / cand.name.replace("+", "_"))
+                except Exception as exc:  # any builder failure is a result, not a crash
                     attempt.update(
-                        status="skipped",
-                        reason=f"time budget: {max(left, 0):.0f} s left, estimated "
-                        f"{estimate:.0f} s",
+                        status="failed",
+                        reason=f"build failed: {_first_line(exc)}",
+                        build_s=time.perf_counter() - t0,
                     )
                     state.attempts.append(attempt)
-                    if left <= 0:
-                        state.stopped = "time budget"
+                    log(f"    failed: {_first_line(exc)}")
                     continue
-            reason = _skip_reason(cand, state, built, budget)
-            if reason:
-                attempt.update(status="skipped", reason=reason)
+                build_s = time.perf_counter() - t0
+                built[cand.name] = pkg
+                log(f"    built in {build_s:.1f} s; measuring")
+                try:
+                    rows = measure_model(ev, cand.name, pkg, cand)
+                except Exception as exc:
+                    attempt.update(
+                        status="failed",
+                        reason=f"measurement failed: {_first_line(exc)}",
+                        build_s=build_s,
+                    )
+                    state.attempts.append(attempt)
+                    continue
+                for r in rows:
+                    r["kind"] = cand.kind
+                    r["build_s"] = build_s
+                state.rows.extend(rows)
+                _renormalize(state.rows, ev)
+                attempt.update(status="measured", build_s=build_s, rows=len(rows))
                 state.attempts.append(attempt)
-                continue
-            log(f"[{i + 1}/{len(candidates)}] {cand.name}: building")
-            t0 = time.perf_counter()
-            base = built[cand.base] if cand.base else fp32
-            try:
-                pkg = build_candidate(ctx, cand, base, work / cand.name.replace("+", "_"))
-            except Exception as exc:  # any builder failure is a result, not a crash
-                attempt.update(
-                    status="failed",
-                    reason=f"build failed: {_first_line(exc)}",
-                    build_s=time.perf_counter() - t0,
-                )
-                state.attempts.append(attempt)
-                log(f"    failed: {_first_line(exc)}")
-                continue
-            build_s = time.perf_counter() - t0
-            built[cand.name] = pkg
-            log(f"    built in {build_s:.1f} s; measuring")
-            try:
-                rows = measure_model(ev, cand.name, pkg, cand)
-            except Exception as exc:
-                attempt.update(
-                    status="failed",
-                    reason=f"measurement failed: {_first_line(exc)}",
-                    build_s=build_s,
-                )
-                state.attempts.append(attempt)
-                continue
-            for r in rows:
-                r["kind"] = cand.kind
-                r["build_s"] = build_s
-            state.rows.extend(rows)
-            _renormalize(state.rows, ev)
-            attempt.update(status="measured", build_s=build_s, rows=len(rows))
-            state.attempts.append(attempt)
-            spent_cost += cand.cost
-            spent_s += time.perf_counter() - t0
-            seconds_per_cost = spent_s / spent_cost
-            idx = pick(state.rows, budget, tie_tolerance)
-            new = state.rows[idx]["name"] if idx is not None else None
-            changed = new != state.winner
-            state.winner = new
-            state.elapsed_s = time.perf_counter() - started
-            best = min(rows, key=lambda r: r["latency_ms"])
-            log(
-                f"    {best['speedup']:.2f}x ({best['setting_label']}), drop {best['drop']:.4g}, "
-                f"{best['size_mb']:.2f} MB" + (f"; best so far: {new}" if changed and new else "")
-            )
-            if on_update is not None:
-                on_update(state, changed)
-        if state.winner is not None:
-            log("confirming the finalists: timed again together")
-            if confirm_finalists(state, ev, budget, tie_tolerance):
+                spent_cost += cand.cost
+                spent_s += time.perf_counter() - t0
+                seconds_per_cost = spent_s / spent_cost
+                idx = pick(state.rows, budget, tie_tolerance)
+                new = state.rows[idx]["name"] if idx is not None else None
+                changed = new != state.winner
+                state.winner = new
                 state.elapsed_s = time.perf_counter() - started
+                best = min(rows, key=lambda r: r["latency_ms"])
+                log(
+                    f"    {best['speedup']:.2f}x ({best['setting_label']}), drop {best['drop']:.4g}, "
+                    f"{best['size_mb']:.2f} MB"
+                    + (f"; best so far: {new}" if changed and new else "")
+                )
                 if on_update is not None:
-                    on_update(state, True)
+                    on_update(state, changed)
+            if candidates:
+                bar.advance()
+                bar.update(description="plan: confirming the finalists")
+            if state.winner is not None:
+                log("confirming the finalists: timed again together")
+                if confirm_finalists(state, ev, budget, tie_tolerance):
+                    state.elapsed_s = time.perf_counter() - started
+                    if on_update is not None:
+                        on_update(state, True)
     except KeyboardInterrupt:
         state.stopped = "interrupted"
     state.elapsed_s = time.perf_counter() - started
