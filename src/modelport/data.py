@@ -31,6 +31,7 @@ __all__ = [
     "guess_dims",
     "load_feed",
     "package_feed",
+    "recorded_dims",
     "parse_input_spec",
     "parse_range",
     "split_batches",
@@ -123,7 +124,8 @@ def split_batches(feed: Mapping[str, np.ndarray], batch_size: int) -> Iterator[F
     """Slice a feed with a leading sample axis into batches of at most ``batch_size``."""
     n = feed_batch_size(feed)
     for start in range(0, n, batch_size):
-        yield {k: v[start : start + batch_size] for k, v in feed.items()}
+        # a scalar input (a sample rate, a threshold) has no rows: every batch takes it whole
+        yield {k: v[start : start + batch_size] if np.ndim(v) else v for k, v in feed.items()}
 
 
 batches = split_batches
@@ -401,6 +403,34 @@ def candidate_dims(signature: Signature, batch: int = 1) -> list[dict[str, int]]
     return out
 
 
+def recorded_dims(package: ModelPackage) -> dict[str, int]:
+    """The sizes of the symbolic dims the package's conversion ran at (its first verification
+    case that ran), or {} when it has none.
+
+    A model found to take only some sizes at conversion (a text recognizer whose height must be
+    48, not the first guess of 224) is run at those sizes again by verify, bench and quantize
+    when it stores no samples.
+    """
+    verification = package.spec.verification
+    if verification is None:
+        return {}
+    sig = package.signature
+    for case in verification.cases:
+        shapes = case.get("input_shapes")
+        if case.get("error") or case.get("skipped") or not isinstance(shapes, Mapping):
+            continue
+        out: dict[str, int] = {}
+        for t in sig.inputs:
+            shape = shapes.get(t.name)
+            if not isinstance(shape, list) or len(shape) != len(t.shape):
+                return {}
+            for d, n in zip(t.shape, shape, strict=True):
+                if isinstance(d, str) and isinstance(n, int) and n >= 1:
+                    out.setdefault(d, n)
+        return out
+    return {}
+
+
 def package_feed(
     package: ModelPackage,
     batch: int | None = None,
@@ -411,8 +441,9 @@ def package_feed(
     """Inputs for running a package when no data was given, and where they came from.
 
     Real data first: the package's stored samples (cut or repeated to ``batch`` rows), unless
-    ``dims`` asks for other sizes. Otherwise generated inputs at sizes a model of its kind takes
-    (``guess_dims``, overridden by ``dims``), integer inputs within the ranges the graph implies.
+    ``dims`` asks for other sizes. Otherwise generated inputs at the sizes its conversion ran at
+    (``recorded_dims``), else sizes a model of its kind takes (``guess_dims``), overridden by
+    ``dims``; integer inputs within the ranges the graph implies.
     """
     sig = package.signature
     stored = package.samples()
@@ -420,6 +451,7 @@ def package_feed(
         feed = dict(stored[0])
         return (take_rows(feed, batch) if batch else feed), "the package's stored samples"
     sizes = guess_dims(sig, batch or 1)
+    sizes.update(recorded_dims(package))
     sizes.update(dims or {})
     bdim = next((t.shape[0] for t in sig.inputs if t.shape and isinstance(t.shape[0], str)), None)
     if batch and bdim:

@@ -597,7 +597,10 @@ def verify_package(
         if stored is not None:
             example = stored[0]
         else:
-            example, _ = package_feed(package, batch=2)
+            # two rows where rows stack; a model that does not batch on axis 0 (a recurrent
+            # state sized by its own dim) at the sizes it was converted at
+            batch = 2 if package.signature.batching()[0] is not None else None
+            example, _ = package_feed(package, batch=batch)
     if reference is not None:
         return verify_model(
             str(package.model_path),

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Feed, generate_feed, guess_dims, load_feed
+from ..data import Feed, generate_feed, guess_dims, load_feed, recorded_dims
 from ..errors import InputError, UsageError
 from ..runtime.latency import LatencyConfig, LatencyStats, interleave, session_runner
 from ..signature import Signature
@@ -172,8 +172,12 @@ def bench_models(
                 if progress is not None:
                     progress(f"{provider}, threads {threads or 'default'}, batch {b}")
                 feeds = [
-                    make_feed(
-                        p.signature, b, dict(config.dims), data[i] if data else None, config.seed
+                    make_feed(  # generated: at the sizes the package was converted at
+                        p.signature,
+                        b,
+                        {**recorded_dims(p), **dict(config.dims)},
+                        data[i] if data else None,
+                        config.seed,
                     )
                     for i, p in enumerate(pkgs)
                 ]

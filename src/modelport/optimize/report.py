@@ -172,7 +172,10 @@ def eval_batch_rows(feed: Mapping[str, np.ndarray], max_rows: int = 64) -> int:
 
 
 def eval_feed(
-    config: EvalConfig, signature: Signature, samples: tuple[Feed, Feed] | None
+    config: EvalConfig,
+    signature: Signature,
+    samples: tuple[Feed, Feed] | None,
+    dims: Mapping[str, int] | None = None,
 ) -> tuple[Feed, str]:
     """The evaluation inputs and where they came from."""
     if config.data is not None:
@@ -180,8 +183,17 @@ def eval_feed(
     if samples is not None and samples[0]:
         return dict(samples[0]), "the package's stored samples"
     # 8 rows at sizes a model of this kind accepts (224 x 224 images, 128-token sequences...):
-    # 8 in every dim made a detector's feature maps disagree in its Concat
-    return generate_feed(signature, guess_dims(signature, batch=8)), "generated random inputs"
+    # 8 in every dim made a detector's feature maps disagree in its Concat. ``dims``: the sizes
+    # the package was converted at (a recognizer fixed at height 48). A model whose inputs do
+    # not share a dynamic axis 0 (a recurrent state [layers, N, hidden], a scalar) takes one row.
+    firsts = {t.shape[0] if t.shape else None for t in signature.inputs}
+    bdim = next(iter(firsts)) if len(firsts) == 1 else None
+    bdim = bdim if isinstance(bdim, str) else None
+    sizes = guess_dims(signature, batch=8 if bdim else 1)
+    sizes.update(dims or {})
+    if bdim:
+        sizes[bdim] = 8
+    return generate_feed(signature, sizes), "generated random inputs"
 
 
 def load_labels(labels: str | os.PathLike[str] | np.ndarray | None, n: int) -> np.ndarray | None:
@@ -384,6 +396,7 @@ def measure(
     budget: float | None = None,
     threads: int = 0,
     engine: Any = None,
+    dims: Mapping[str, int] | None = None,
 ) -> OptimizeReport:
     """Fill ``report`` with size, latency, fidelity, metric and accuracy of ``after`` vs ``before``.
 
@@ -391,7 +404,8 @@ def measure(
     served with); None = ONNX Runtime. ``threads`` (when not 0) replaces the engine's threads.
     What ran is recorded in ``report.details["engine"]``.
 
-    ``before``/``after`` are paths to .onnx files. ``budget`` is the allowed metric drop (None:
+    ``before``/``after`` are paths to .onnx files. ``dims``: sizes for generated evaluation
+    inputs (the package's ``data.recorded_dims``). ``budget`` is the allowed metric drop (None:
     ``DEFAULT_MAX_DROP``, recorded as the default).
     """
     import onnx
@@ -426,7 +440,7 @@ def measure(
             f"{s_after.info.precision}, the input {s_before.info.precision}; "
             f"{s_after.info.threads} thread(s))"
         )
-    feed, source = eval_feed(config, signature, samples)
+    feed, source = eval_feed(config, signature, samples, dims)
     report.eval_source, report.eval_samples = source, feed_batch_size(feed)
     if source != "given data":
         report.warnings.append(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...data import recorded_dims
 from ...errors import OptimizationError, UsageError, output_exists
 from ...package import ModelPackage, derive_package
 from ..calibration import CALIBRATION_METHODS, DataSource, check_data
@@ -327,7 +328,7 @@ def quantize(
     if Path(out).exists() and not force:
         raise output_exists(out)
     model = pkg.load_onnx()
-    refuse_quantized(model, config.mode)
+    refuse_quantized(model, config.mode, derived=pkg.spec.parent is not None)
     # bad data fails now, not after pre-processing and quantization
     check_data(config.calibration, pkg.signature)
     check_data(config.evaluation.data, pkg.signature)
@@ -393,6 +394,7 @@ def quantize(
             budget=config.max_drop,
             threads=config.threads,
             engine=engine,
+            dims=recorded_dims(pkg),
         )
         _warn_float_int8(config, report)
         report.seconds = time.perf_counter() - t0
@@ -459,16 +461,25 @@ def _save(model: Any, path: Path) -> None:
         onnx.save_model(model, str(path))
 
 
-def refuse_quantized(model: Any, mode: str) -> None:
-    """Raise OptimizationError when ``model`` is already quantized (or already fp16)."""
+def refuse_quantized(model: Any, mode: str, derived: bool = True) -> None:
+    """Raise OptimizationError when ``model`` is already quantized (or already fp16).
+
+    ``derived``: the package was made from another one (its parent is the float model); False
+    for a model imported already quantized, whose float model only its authors have.
+    """
     from onnx import TensorProto
 
     ops = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
     if ops:
+        where = (
+            "quantize the float model it came from instead (its package is named in this "
+            "package's history/parent)"
+            if derived
+            else "it was imported already quantized, so there is nothing to quantize: serve and "
+            "bench it as it is, or convert the float model it was made from, if you have it"
+        )
         raise OptimizationError(
-            f"the model is already quantized (it contains {', '.join(ops)}); quantize the float "
-            "model it came from instead (its package is named in this package's history/parent)",
-            ops=ops,
+            f"the model is already quantized (it contains {', '.join(ops)}); {where}", ops=ops
         )
     if mode == "fp16":
         half = [t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT16]
@@ -751,6 +762,20 @@ def _op_hist(model: Any) -> dict[str, int]:
     return h
 
 
+def _subgraph_ops(graph: Any) -> dict[str, int]:
+    """Op counts inside the subgraphs (If branches, Loop and Scan bodies) of ``graph``'s nodes,
+    at any depth."""
+    h: dict[str, int] = {}
+    for node in graph.node:
+        for attr in node.attribute:
+            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                for n in g.node:
+                    h[n.op_type] = h.get(n.op_type, 0) + 1
+                for op, k in _subgraph_ops(g).items():
+                    h[op] = h.get(op, 0) + k
+    return h
+
+
 def _list_float_ops(result: Path, report: OptimizeReport, config: QuantizeConfig) -> None:
     """Compute ops left in float (no int8 kernel, excluded, or not quantizable) by type."""
     import onnx
@@ -790,6 +815,20 @@ def _why_nothing(result: Path, config: QuantizeConfig, report: OptimizeReport) -
         op: n for op, n in _op_hist(model).items() if op not in _SHAPE_OPS and op not in ("Add",)
     }
     have = ", ".join(f"{op} x{n}" for op, n in sorted(compute.items(), key=lambda kv: -kv[1]))
+    inner = _subgraph_ops(model.graph)
+    inner_compute = {
+        op: n
+        for op, n in sorted(inner.items(), key=lambda kv: -kv[1])
+        if op not in _SHAPE_OPS and op not in ("Add", "If", "Loop", "Scan", "Identity")
+    }
+    if inner_compute:  # the work is in If/Loop/Scan branches (an exporter's sample-rate switch)
+        flow = ", ".join(f"{op} x{n}" for op, n in compute.items() if op in ("If", "Loop", "Scan"))
+        held = ", ".join(f"{op} x{n}" for op, n in inner_compute.items())
+        return (
+            f"the model's compute is inside control-flow subgraphs ({flow} holding {held}), and "
+            "ONNX Runtime's quantizer quantizes only the main graph's nodes; export the model "
+            "without the branch (for one input size or sample rate) to quantize it"
+        )
     names = {n.name for n in model.graph.node}
     if config.exclude and not (names - set(config.exclude)) & {
         n.name for n in model.graph.node if n.op_type in (*DYNAMIC_OPS, "Conv", "Gemm")

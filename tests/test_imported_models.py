@@ -1,0 +1,195 @@
+"""ONNX files from other projects, imported without example inputs (``convert --onnx``), then
+verified, quantized and benched on generated inputs: shapes of the kinds the trial met in pip
+wheels (a text recognizer fixed at height 48, a VAD with a recurrent state and a scalar sample
+rate, a model whose work sits in an If branch, a model shipped already int8). Every model is
+built here with onnx.helper: nothing is downloaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from modelport.convert import Source, convert
+from modelport.data import package_feed, recorded_dims, split_batches
+from modelport.errors import OptimizationError
+from modelport.optimize.quantize import QuantizeConfig, quantize
+from modelport.optimize.report import EvalConfig
+from modelport.verify import verify_package
+
+OPSET = [helper.make_opsetid("", 17)]
+FAST = EvalConfig(measure_latency=False)
+
+
+def _save(graph, path, opset=OPSET):
+    model = helper.make_model(graph, opset_imports=opset)
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, path)
+    return path
+
+
+def _height_48_recognizer(path):
+    """x [batch, 3, h, w] -> y [batch, 4]; h must be 48 (x + a [1, 1, 48, 1] bias), as a text
+    recognizer's height is: the first generated size (224 x 224) is refused, 48 x 320 runs."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((1, 1, 48, 1)).astype(np.float32), "bias"),
+        numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("Add", ["x", "bias"], ["xb"]),
+        helper.make_node("ReduceMean", ["xb"], ["m"], axes=[2, 3], keepdims=0),
+        helper.make_node("MatMul", ["m", "w"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "rec",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "h", "w_dim"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        inits,
+    )
+    return _save(graph, path, [helper.make_opsetid("", 13)])
+
+
+def _vad_with_state_and_rate(path):
+    """x [batch, samples], state [2, state_1, 4], sr [] (int64 scalar) -> y [batch, 4],
+    stateN [2, state_1, 4]: the state's own dim must equal x's batch (a Concat), as in Silero
+    VAD v5, so a feed of 2 rows of x with a 1-row state is refused."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((2, 4)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([1], np.int64), "one"),
+        numpy_helper.from_array(np.array([0, 2], np.int64), "axes"),
+    ]
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["h"], axes=[1], keepdims=1),
+        helper.make_node("ReduceSum", ["state", "axes"], ["s"], keepdims=0),
+        helper.make_node("Unsqueeze", ["s", "one"], ["s1"]),
+        helper.make_node("Concat", ["h", "s1"], ["c"], axis=1),
+        helper.make_node("MatMul", ["c", "w"], ["y0"]),
+        helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["y0", "srf"], ["y"]),
+        helper.make_node("Identity", ["state"], ["stateN"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "vad",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "samples"]),
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "state_1", 4]),
+            helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "state_1", 4]),
+        ],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def test_split_batches_passes_a_scalar_input_whole():
+    feed = {"x": np.zeros((5, 3), np.float32), "sr": np.array(16000, np.int64)}
+    parts = list(split_batches(feed, 2))
+    assert [p["x"].shape[0] for p in parts] == [2, 2, 1]
+    assert all(p["sr"].shape == () and int(p["sr"]) == 16000 for p in parts)
+
+
+def test_a_model_that_takes_only_some_sizes_is_rerun_at_the_sizes_it_was_converted_at(tmp_path):
+    """Before: convert found that 48 x 320 runs, but verify, bench and quantize generated
+    224 x 224 again and failed with ONNX Runtime's Add error."""
+    pkg = convert(
+        Source.onnx(str(_height_48_recognizer(tmp_path / "rec.onnx"))), tmp_path / "rec"
+    ).package
+    assert recorded_dims(pkg)["h"] == 48
+    feed, source = package_feed(pkg, batch=2)
+    assert source == "generated inputs" and feed["x"].shape == (2, 3, 48, 320)
+
+    report = verify_package(pkg)
+    assert report.passed, report.failures()
+    assert all(c.input_shapes["x"][2] == 48 for c in report.cases if c.label == "example")
+
+    _, qreport = quantize(pkg, tmp_path / "rec-int8", QuantizeConfig(evaluation=FAST))
+    assert qreport.eval_samples == 8 and qreport.details["quantized_ops"]
+
+    from modelport.bench.sweep import SweepConfig, bench_models
+    from modelport.runtime.latency import LatencyConfig
+
+    config = SweepConfig(batch_sizes=(1, 2), latency=LatencyConfig(warmup=1, repeats=2))
+    result = bench_models([pkg.path], config)
+    assert [r["batch_size"] for r in result.rows] == [1, 2]
+
+
+def test_a_recurrent_model_with_a_scalar_input_verifies_and_quantizes(tmp_path):
+    """Before: verify generated its example at batch 2 with the state at 1 row (ORT's Concat
+    error), and quantize failed with IndexError slicing the 0-d sample rate."""
+    pkg = convert(
+        Source.onnx(str(_vad_with_state_and_rate(tmp_path / "vad.onnx"))), tmp_path / "vad"
+    ).package
+    report = verify_package(pkg)
+    assert report.passed, report.failures()
+
+    _, qreport = quantize(pkg, tmp_path / "vad-int8", QuantizeConfig(evaluation=FAST))
+    assert qreport.details["quantized_ops"], qreport.unchanged
+    assert qreport.eval_samples >= 1 and qreport.fidelity
+
+
+def _matmul_in_a_branch(path):
+    """y = If(flag) then x @ W else x @ W2: the whole model sits in an If, as spox writes a
+    sample-rate switch; ORT's quantizer leaves subgraphs alone."""
+    rng = np.random.default_rng(0)
+
+    def branch(name, seed):
+        w = numpy_helper.from_array(
+            np.random.default_rng(seed).standard_normal((4, 3)).astype(np.float32), f"w_{name}"
+        )
+        return helper.make_graph(
+            [
+                helper.make_node("Constant", [], [f"w_{name}"], value=w),
+                helper.make_node("MatMul", ["x", f"w_{name}"], [f"y_{name}"]),
+            ],
+            name,
+            [],
+            [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, ["batch", 3])],
+        )
+
+    thr = numpy_helper.from_array(np.array(rng.standard_normal(), np.float32), "thr")
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),
+        helper.make_node("Greater", ["m", "thr"], ["flag"]),
+        helper.make_node(
+            "If", ["flag"], ["y"], then_branch=branch("a", 1), else_branch=branch("b", 2)
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "branchy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [thr],
+    )
+    return _save(graph, path)
+
+
+def test_a_model_whose_work_is_in_an_if_branch_is_told_so(tmp_path):
+    """Before: 'the model has none of them (its ops: If x1)', although its branches hold MatMul."""
+    pkg = convert(
+        Source.onnx(str(_matmul_in_a_branch(tmp_path / "b.onnx"))), tmp_path / "b"
+    ).package
+    _, report = quantize(pkg, tmp_path / "b-int8", QuantizeConfig(evaluation=FAST))
+    assert not report.passed
+    assert "inside control-flow subgraphs (If x1 holding MatMul x2" in report.unchanged
+
+
+def test_a_model_imported_already_int8_is_refused_without_pointing_at_a_parent(tiny_onnx, tmp_path):
+    """Before: 'quantize the float model it came from instead (its package is named in this
+    package's history/parent)' for a file that has no parent package."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(str(tiny_onnx), str(tmp_path / "int8.onnx"))
+    pkg = convert(Source.onnx(str(tmp_path / "int8.onnx")), tmp_path / "int8").package
+    with pytest.raises(OptimizationError, match="imported already quantized") as info:
+        quantize(pkg, tmp_path / "again", QuantizeConfig())
+    assert "history/parent" not in str(info.value)
