@@ -21,9 +21,28 @@ from .models import scaled_model, write
 pytestmark = pytest.mark.anyio
 
 
+def _tied_model():
+    """a [m, 2] and b [n, 2] -> ab [m, 4]: Concat on axis 1 needs m == n, which the signature
+    leaves free (as a VAD ties its recurrent state's batch to its input's): ONNX Runtime fails
+    with status FAIL, not INVALID_ARGUMENT."""
+    from onnx import TensorProto, helper
+
+    from .models import _model
+
+    return _model(
+        [helper.make_node("Concat", ["a", "b"], ["ab"], axis=1)],
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["m", 2]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["n", 2]),
+        ],
+        [helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["m", 4])],
+    )
+
+
 @pytest.fixture
 def hostile_repo(repo):
     write(scaled_model(), repo / "scaled" / "1", "scaled")
+    write(_tied_model(), repo / "tied" / "1", "tied")
     return repo
 
 
@@ -64,6 +83,19 @@ BYTES_BOMB = orjson.dumps(
 
 CASES = [
     # (method, path, body, headers, status, words in the message)
+    # an integer input given a fraction: refused, not truncated (was 200 with 2 for 2.5)
+    ("POST", "/v2/models/ints/infer", _v2(("ids", [1, 3], "INT64", [1, 2.5, 3])), {}, 400, "2.5"),
+    ("POST", "/v1/models/ints:predict", b'{"instances": [[1, 2.5, 3]]}', {}, 400, "2.5"),
+    ("POST", "/predictions/ints", b"[[1, 2.5, 3]]", {}, 400, "2.5"),
+    # sizes the signature allows but the graph ties together: the request's fault (was 500)
+    (
+        "POST",
+        "/v2/models/tied/infer",
+        _v2(("a", [1, 2], "FP32", [1, 2]), ("b", [2, 2], "FP32", [1, 2, 3, 4])),
+        {},
+        400,
+        "the model rejected the inputs",
+    ),
     ("POST", "/v1/models/mlp:predict", _deep(5000), {}, 400, "nest"),
     ("POST", "/v1/models/text:predict", _deep(900).replace(b"1", b'"a"'), {}, 400, ""),
     ("POST", "/v2/models/mlp/infer", _deep(5000), {}, 400, ""),

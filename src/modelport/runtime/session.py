@@ -144,6 +144,19 @@ def make_session(model: ModelSource, config: SessionConfig | None = None) -> Any
         raise ModelportError(f"ONNX Runtime cannot load the model: {exc}") from exc
 
 
+# ONNX Runtime's words (status FAIL, not INVALID_ARGUMENT) when an operator cannot take the
+# sizes it was given: inputs whose dims the signature leaves free but the graph ties together
+# (a recurrent state's batch and the input's, a text recognizer's height)
+_SIZE_REFUSALS = (
+    "must have shape",
+    "dimensions must match",
+    "mismatched dimensions",
+    "broadcast",
+    "cannot be reshaped",
+    "Incompatible dimensions",
+)
+
+
 def run_session(
     session: Any,
     feed: Mapping[str, np.ndarray],
@@ -162,7 +175,12 @@ def run_session(
         values = session.run(names, dict(feed), run_options)
     except Exception as exc:
         msg = str(exc)
-        if "INVALID_ARGUMENT" in msg or "Invalid" in msg or "Unexpected input" in msg:
+        if (
+            "INVALID_ARGUMENT" in msg
+            or "Invalid" in msg
+            or "Unexpected input" in msg
+            or any(p in msg for p in _SIZE_REFUSALS)
+        ):
             raise InputError(f"the model rejected the inputs: {msg}") from exc
         raise ModelportError(f"ONNX Runtime failed while running the model: {msg}") from exc
     return dict(zip(names, values, strict=True))

@@ -60,6 +60,20 @@ def numpy_dtype(datatype: str) -> np.dtype:
         ) from None
 
 
+def json_numbers(data: Any, dtype: np.dtype) -> np.ndarray:
+    """JSON numbers (nested lists) as an array of ``dtype``; ValueError, TypeError or
+    OverflowError when they cannot be one. An integer tensor refuses a non-integral value (16000.5
+    for an INT64 sample rate) instead of truncating it, as Triton's JSON parser does."""
+    arr = np.asarray(data, dtype=dtype)
+    if dtype.kind in "iu" and arr.size:
+        probe = np.asarray(data)
+        if probe.dtype.kind == "f":
+            bad = probe[probe != np.trunc(probe)]
+            if bad.size:
+                raise ValueError(f"{bad.flat[0]!r} is not an integer")
+    return arr
+
+
 def v2_datatype(signature_dtype: str) -> str:
     """The V2 datatype for a modelport signature dtype name ("float32" -> "FP32")."""
     return _SIGNATURE_TO_V2[signature_dtype]

@@ -17,7 +17,14 @@ import numpy as np
 import orjson
 
 from ...errors import InputError
-from ..types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor, numpy_dtype
+from ..types import (
+    InferenceRequest,
+    InferenceResponse,
+    RequestedOutput,
+    Tensor,
+    json_numbers,
+    numpy_dtype,
+)
 
 __all__ = [
     "decode_request",
@@ -159,7 +166,7 @@ def _decode_input(t: Any, index: int, binary: memoryview | None, offset: int) ->
         if datatype == "BYTES":
             arr = _bytes_from_json(data, name)
         else:
-            arr = np.asarray(data, dtype=dtype)
+            arr = json_numbers(data, dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InputError(
             f"input '{name}': the data cannot be read as {datatype} ({exc})", input=name

@@ -30,7 +30,7 @@ from ..errors import UnsupportedError, status_of
 from ..names import check_model_name, check_version, version_for_label
 from ..offload import off_process
 from ..repository import FAILED, LOADING, READY, UNLOADING
-from ..types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
+from ..types import InferenceRequest, InferenceResponse, Tensor, json_numbers, numpy_dtype
 from .common import Receive, Scope, Send, infer_watching, read_body, send_bytes, send_json
 from .v2 import Endpoint
 
@@ -248,7 +248,7 @@ def to_array(value: Any, datatype: str, name: str) -> np.ndarray:
     if datatype == "BYTES":
         return _bytes_array(value, name)
     try:
-        return np.asarray(value, dtype=numpy_dtype(datatype))
+        return json_numbers(value, numpy_dtype(datatype))
     except (ValueError, TypeError, OverflowError) as exc:
         hint = ' ({"b64": ...} is only for string inputs)' if "dict" in str(exc) else ""
         raise InputError(
