@@ -193,3 +193,24 @@ def test_a_model_imported_already_int8_is_refused_without_pointing_at_a_parent(t
     with pytest.raises(OptimizationError, match="imported already quantized") as info:
         quantize(pkg, tmp_path / "again", QuantizeConfig())
     assert "history/parent" not in str(info.value)
+
+
+def test_an_output_declared_at_the_wrong_rank_is_declared_as_the_model_returns_it(tmp_path):
+    """Before: ddddocr's int8 OCR declares its output [1, seqlen] and returns [T, 1, classes];
+    the package's signature (served metadata, Triton config) kept the wrong rank."""
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    graph = helper.make_graph(
+        [helper.make_node("Unsqueeze", ["x", "axes"], ["y"])],
+        "wrong_rank",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "seqlen"])],
+        [axes],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "w.onnx")
+    result = convert(Source.onnx(str(tmp_path / "w.onnx")), tmp_path / "w")
+    (y,) = result.package.signature.outputs
+    assert y.shape == ("batch", "y_1", "y_2")  # axis 0 then proven to follow the batch
+    assert any("declared [1, 'seqlen'] but the model returns shape" in n for n in result.notes)
+    assert verify_package(result.package).passed

@@ -35,7 +35,7 @@ from ..signature import Signature
 from ..verify import CaseReport, VerifyReport, check_model
 from .base import ConvertConfig, Exported, Source
 
-__all__ = ["align_output_batch_axes", "convert_onnx", "name_dims"]
+__all__ = ["align_output_batch_axes", "convert_onnx", "correct_output_shapes", "name_dims"]
 
 _UNNAMED = {"", "?", "None", "none", "null", "-1"}
 
@@ -129,6 +129,43 @@ def align_output_batch_axes(
                 old = vi.type.tensor_type.shape.dim[0].dim_param
                 vi.type.tensor_type.shape.dim[0].dim_param = batch
                 done.append(f"{name}[0] {old!r} -> {batch!r}")
+    return done
+
+
+def correct_output_shapes(model: Any, outputs: Any) -> list[str]:
+    """Replace, in place, a declared output shape the model's own run contradicts.
+
+    An exporter can declare an output of the wrong rank (ddddocr's int8 OCR: ``[1, seqlen]``
+    for a ``[T, 1, classes]`` result) or a fixed size it does not return. The package's signature
+    is what servers publish as metadata and write into Triton configs, so it must match what the
+    model returns: a wrong rank becomes the returned rank with every axis named
+    ``<output>_<axis>``, a contradicted fixed size becomes such a name. Returns the notes.
+    """
+    done = []
+    for vi in model.graph.output:
+        tt = vi.type.tensor_type
+        if vi.name not in outputs or not tt.HasField("shape"):
+            continue
+        got = np.shape(outputs[vi.name])
+        dims = list(tt.shape.dim)
+        declared = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in dims]
+        if len(dims) != len(got):
+            tt.ClearField("shape")
+            for axis in range(len(got)):
+                tt.shape.dim.add().dim_param = f"{vi.name}_{axis}"
+        else:
+            wrong = [
+                a for a, d in enumerate(dims) if d.HasField("dim_value") and d.dim_value != got[a]
+            ]
+            if not wrong:
+                continue
+            for a in wrong:
+                dims[a].dim_param = f"{vi.name}_{a}"  # clears dim_value (a oneof)
+        now = [d.dim_param or d.dim_value for d in tt.shape.dim]
+        done.append(
+            f"output '{vi.name}' was declared {declared} but the model returns shape "
+            f"{list(got)}: declared as {now}"
+        )
     return done
 
 
@@ -243,6 +280,13 @@ def convert_onnx(source: Source, config: ConvertConfig) -> Exported:
     ranges = graph_value_ranges(model)
 
     def align(feed: Feed) -> None:
+        try:
+            outputs = reference(feed)
+        except ModelportError:
+            outputs = {}
+        corrected = correct_output_shapes(model, outputs)
+        if corrected:
+            notes.append("; ".join(corrected))
         aligned = align_output_batch_axes(model, reference, feed, ranges)
         if aligned:
             notes.append(
