@@ -6,6 +6,8 @@ built here with onnx.helper: nothing is downloaded."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import pytest
@@ -13,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from modelport.convert import Source, convert
 from modelport.data import package_feed, recorded_dims, split_batches
-from modelport.errors import OptimizationError
+from modelport.errors import InputError, OptimizationError
 from modelport.optimize.quantize import QuantizeConfig, quantize
 from modelport.optimize.report import EvalConfig
 from modelport.verify import verify_package
@@ -133,7 +135,35 @@ def test_a_recurrent_model_with_a_scalar_input_verifies_and_quantizes(tmp_path):
 
     _, qreport = quantize(pkg, tmp_path / "vad-int8", QuantizeConfig(evaluation=FAST))
     assert qreport.details["quantized_ops"], qreport.unchanged
-    assert qreport.eval_samples >= 1 and qreport.fidelity
+    assert qreport.eval_samples == 1 and qreport.fidelity  # was 2: the state's axis 0 (layers)
+
+
+def test_calibration_data_the_model_refuses_is_an_input_error(tmp_path):
+    """Before: static quantize of the VAD with 8 rows of x and a 1-row state in one .npz died with
+    ONNX Runtime's own exception (exit 3, 'unexpected'); a directory of one-sample files works."""
+    pkg = convert(
+        Source.onnx(str(_vad_with_state_and_rate(tmp_path / "vad.onnx"))), tmp_path / "vad"
+    ).package
+    rng = np.random.default_rng(0)
+
+    def sample(rows):
+        return {
+            "x": rng.standard_normal((rows, 64)).astype(np.float32),
+            "state": rng.standard_normal((2, 1, 4)).astype(np.float32),
+            "sr": np.array(16000, np.int64),  # a scalar first would have had no rows to count
+        }
+
+    np.savez(tmp_path / "calib.npz", **sample(8))
+    with pytest.raises(InputError, match="rejected the calibration data.*one sample each"):
+        quantize(pkg, tmp_path / "s8", QuantizeConfig.static(str(tmp_path / "calib.npz")))
+    (tmp_path / "calib").mkdir()
+    for i in range(4):
+        np.savez(tmp_path / "calib" / f"{i}.npz", **{"sr": np.array(16000, np.int64), **sample(1)})
+    config = dataclasses.replace(
+        QuantizeConfig.static(str(tmp_path / "calib")), evaluation=FAST, max_drop=1.0
+    )
+    _, report = quantize(pkg, tmp_path / "s8-dir", config)
+    assert report.details["quantized_ops"]
 
 
 def _matmul_in_a_branch(path):

@@ -59,7 +59,7 @@ def _split(feeds: Iterable[Feed], batch_size: int, limit: int | None) -> Iterato
                 if seen >= limit:
                     return
                 if seen + n > limit:
-                    b = {k: v[: limit - seen] for k, v in b.items()}
+                    b = {k: v[: limit - seen] if np.ndim(v) else v for k, v in b.items()}
                 seen += _rows(b)
             else:
                 seen += _rows(b)
@@ -67,7 +67,8 @@ def _split(feeds: Iterable[Feed], batch_size: int, limit: int | None) -> Iterato
 
 
 def _rows(feed: Feed) -> int:
-    return int(next(iter(feed.values())).shape[0]) if feed else 0
+    # the first input with an axis: a scalar input (a sample rate) has no rows
+    return next((int(np.shape(v)[0]) for v in feed.values() if np.ndim(v)), 1) if feed else 0
 
 
 def _feeds(data: DataSource, signature: Signature) -> Iterator[Feed]:
@@ -221,6 +222,16 @@ def calibrate_ranges(
                     "break on tensors with huge ranges (e.g. transformer attention masks filled "
                     "with the float minimum); use method 'minmax' for this model"
                 ) from exc
+            except Exception as exc:
+                if not type(exc).__module__.startswith("onnxruntime"):
+                    raise
+                msg = str(exc).split("Status Message:")[-1].strip().splitlines()[0][:300]
+                raise InputError(
+                    f"the model rejected the calibration data ({msg}): every array's axis 0 is "
+                    "read as the sample axis and batches of several samples are run together; "
+                    "for a model whose inputs do not all batch on axis 0 (a recurrent state, a "
+                    "scalar), give a directory of .npz files holding one sample each"
+                ) from None
             bar.advance(sum(_rows(b) for b in part))
     if count == 0:
         raise InputError("the calibration data holds no samples")

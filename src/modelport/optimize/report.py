@@ -441,7 +441,10 @@ def measure(
             f"{s_after.info.threads} thread(s))"
         )
     feed, source = eval_feed(config, signature, samples, dims)
-    report.eval_source, report.eval_samples = source, feed_batch_size(feed)
+    # samples: rows on the inputs' dynamic axis 0 (a state's fixed first axis is not samples)
+    rows = {t.name for t in signature.inputs if t.shape and isinstance(t.shape[0], str)}
+    counted = {k: v for k, v in feed.items() if k in rows} or feed
+    report.eval_source, report.eval_samples = source, feed_batch_size(counted)
     if source != "given data":
         report.warnings.append(
             f"fidelity measured on {source} ({report.eval_samples} samples) only; "
