@@ -244,3 +244,16 @@ def test_an_output_declared_at_the_wrong_rank_is_declared_as_the_model_returns_i
     assert y.shape == ("batch", "y_1", "y_2")  # axis 0 then proven to follow the batch
     assert any("declared [1, 'seqlen'] but the model returns shape" in n for n in result.notes)
     assert verify_package(result.package).passed
+
+
+def test_torchserve_target_runs_its_handler_on_a_recurrent_model(tmp_path):
+    """Before: the .mar handler check generated 2 rows of x with a 1-row state and died with
+    ONNX Runtime's exception (exit 3); now one row, and the scalar goes through the handler."""
+    from modelport.deploy import package_for
+
+    pkg = convert(
+        Source.onnx(str(_vad_with_state_and_rate(tmp_path / "vad.onnx"))), tmp_path / "vad"
+    ).package
+    result = package_for(pkg, "torchserve", tmp_path / "store")
+    check = " ".join(result.checks)
+    assert "x [1, 512] float32" in check and "sr [] int64" in check

@@ -123,11 +123,18 @@ def check_mar(mar: Path, pkg: ModelPackage) -> str:
             from ..data import package_feed
 
             # inputs at sizes of the model's kind (a detector takes 224 x 224 images, not the
-            # 1 x 1 that unnamed dims defaulted to)
-            feed = package_feed(pkg, batch=2)[0]
+            # 1 x 1 that unnamed dims defaulted to); two rows only where rows stack (not a
+            # recurrent state with a batch dim of its own)
+            batch = 2 if pkg.signature.batching()[0] is not None else None
+            feed = package_feed(pkg, batch=batch)[0]
         body = json.dumps({k: np.asarray(v).tolist() for k, v in feed.items()}).encode()
         module.initialize(context)
-        (result,) = module.handle([{"body": body}], context)
+        try:
+            (result,) = module.handle([{"body": body}], context)
+        except Exception as exc:
+            raise VerificationError(
+                f"the .mar handler failed on {_shapes(feed)}: {str(exc).splitlines()[0][:400]}"
+            ) from exc
         if set(result) != set(pkg.signature.output_names):
             raise VerificationError(
                 f"the .mar handler returned {sorted(result)}, expected {pkg.signature.output_names}"
