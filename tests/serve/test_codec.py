@@ -181,3 +181,21 @@ def test_grpc_codec_round_trip_raw_and_typed():
     assert [o.name for o in out.outputs] == ["y", "t"]
     np.testing.assert_array_equal(np.frombuffer(out.raw_output_contents[0], np.float32), [0.5, 1])
     assert out.raw_output_contents[1] == b"\x03\x00\x00\x00" + "hé".encode()
+
+
+def test_grpc_values_in_another_contents_field_are_named():
+    """A scalar INT64 sample rate sent in int_contents (the INT32 field): the error said only
+    'has 0 elements but shape [] needs 1'; it now names the field the values belong in."""
+    from modelport.serve.grpc.codec import request_to_internal
+    from modelport.serve.grpc.generated import grpc_service_pb2 as pb
+
+    req = pb.ModelInferRequest(model_name="vad")
+    t = req.inputs.add(name="sr", datatype="INT64", shape=[])
+    t.contents.int_contents.extend([16000])
+    with pytest.raises(
+        InputError, match=r"0 elements in int64_contents .*filled \['int_contents'\]"
+    ):
+        request_to_internal(req)
+    t.contents.ClearField("int_contents")
+    t.contents.int64_contents.extend([16000])
+    assert request_to_internal(req).inputs[0].data.shape == ()

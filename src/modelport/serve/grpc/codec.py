@@ -94,8 +94,14 @@ def request_to_internal(req: Any, raw: Any = None) -> InferenceRequest:
                 except (ValueError, OverflowError) as exc:
                     raise InputError(f"input '{t.name}': {exc}", input=t.name) from None
         if arr.size != count:
+            where = ""
+            if not raw:  # values in another contents field than this datatype's
+                field = CONTENTS_FIELD.get(t.datatype, "")
+                used = [f.name for f, _ in t.contents.ListFields() if f.name != field]
+                if used:
+                    where = f" in {field} ({t.datatype} values go there; the request filled {used})"
             raise InputError(
-                f"input '{t.name}' has {arr.size} elements but shape {shape} needs {count}",
+                f"input '{t.name}' has {arr.size} elements{where} but shape {shape} needs {count}",
                 input=t.name,
             )
         tensors.append(Tensor(t.name, t.datatype, shape, arr.reshape(shape)))
