@@ -257,3 +257,32 @@ def test_torchserve_target_runs_its_handler_on_a_recurrent_model(tmp_path):
     result = package_for(pkg, "torchserve", tmp_path / "store")
     check = " ".join(result.checks)
     assert "x [1, 512] float32" in check and "sr [] int64" in check
+
+
+def test_a_recurrent_model_with_stored_samples_benches_and_keeps_its_rows(tmp_path):
+    """Before: bench of the VAD converted with --example-inputs (its stored samples hold the 0-d
+    sample rate) failed with "input 'sr' in the data has no sample axis", and eight rows asked
+    of its stored samples tiled x to 8 rows beside a 1-row state."""
+    from modelport.bench.sweep import SweepConfig, bench_models
+    from modelport.runtime.latency import LatencyConfig
+
+    rng = np.random.default_rng(0)
+    example = {
+        "x": rng.standard_normal((1, 512)).astype(np.float32),
+        "state": rng.standard_normal((2, 1, 4)).astype(np.float32),
+        "sr": np.array(16000, np.int64),
+    }
+    from modelport.convert import ConvertConfig
+
+    pkg = convert(
+        Source.onnx(str(_vad_with_state_and_rate(tmp_path / "vad.onnx"))),
+        tmp_path / "vad",
+        ConvertConfig(example=example),
+    ).package
+    assert pkg.samples() is not None
+    feed, _ = package_feed(pkg, batch=8)
+    assert feed["x"].shape == (1, 512) and feed["state"].shape == (2, 1, 4)
+
+    config = SweepConfig(batch_sizes=(1,), latency=LatencyConfig(warmup=1, repeats=2))
+    (row,) = bench_models([pkg.path], config).rows
+    assert row["batch_size"] == 1

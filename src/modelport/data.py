@@ -32,6 +32,7 @@ __all__ = [
     "load_feed",
     "package_feed",
     "recorded_dims",
+    "rows_dim",
     "parse_input_spec",
     "parse_range",
     "split_batches",
@@ -403,6 +404,15 @@ def candidate_dims(signature: Signature, batch: int = 1) -> list[dict[str, int]]
     return out
 
 
+def rows_dim(signature: Signature) -> str | None:
+    """The dynamic axis 0 every input shares (the rows of a feed), or None: an input without it
+    (a scalar, a recurrent state [layers, N, hidden], a fixed batch of 1) means the model's
+    feeds cannot be cut or tiled to another number of rows."""
+    firsts = {t.shape[0] if t.shape else None for t in signature.inputs}
+    first = next(iter(firsts)) if len(firsts) == 1 else None
+    return first if isinstance(first, str) else None
+
+
 def recorded_dims(package: ModelPackage) -> dict[str, int]:
     """The sizes of the symbolic dims the package's conversion ran at (its first verification
     case that ran), or {} when it has none.
@@ -440,12 +450,15 @@ def package_feed(
 ) -> tuple[Feed, str]:
     """Inputs for running a package when no data was given, and where they came from.
 
+    ``batch`` is ignored for a model whose inputs do not share a dynamic axis 0 (``rows_dim``).
     Real data first: the package's stored samples (cut or repeated to ``batch`` rows), unless
     ``dims`` asks for other sizes. Otherwise generated inputs at the sizes its conversion ran at
     (``recorded_dims``), else sizes a model of its kind takes (``guess_dims``), overridden by
     ``dims``; integer inputs within the ranges the graph implies.
     """
     sig = package.signature
+    if rows_dim(sig) is None:
+        batch = None  # rows cannot be cut or stacked: the sizes it was converted at
     stored = package.samples()
     if not dims and stored is not None and stored[0]:
         feed = dict(stored[0])

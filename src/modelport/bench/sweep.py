@@ -308,8 +308,9 @@ def make_feed(
     data: Feed | None = None,
     seed: int = 0,
 ) -> Feed:
-    """Inputs for one batch: ``data`` cut (or tiled) to ``batch`` rows, else generated from
-    ``signature`` with the batch dim set to ``batch`` and other symbolic dims from ``dims``."""
+    """Inputs for one batch: ``data`` cut (or tiled) to ``batch`` rows (on inputs whose first
+    axis is dynamic), else generated from ``signature`` with the batch dim set to ``batch`` and
+    other symbolic dims from ``dims``."""
     if data is None:
         full: dict[str, int] = {**guess_dims(signature, batch), **dict(dims or {})}
         bd = batch_dim(signature)
@@ -317,7 +318,11 @@ def make_feed(
             full[bd] = batch
         return generate_feed(signature, full, seed=seed)
     out: Feed = {}
+    fixed_first = {t.name for t in signature.inputs if not t.shape or isinstance(t.shape[0], int)}
     for name, arr in data.items():
+        if name in fixed_first:  # a scalar (a sample rate) or a fixed first axis (a state's
+            out[name] = arr  # layers): not a sample axis, passed as it is
+            continue
         n = arr.shape[0] if arr.ndim else 0
         if n < 1:
             raise InputError(f"input '{name}' in the data has no sample axis", input=name)

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..data import Feed, feed_batch_size, generate_feed, guess_dims, split_batches
+from ..data import Feed, feed_batch_size, generate_feed, guess_dims, rows_dim, split_batches
 from ..errors import InputError, UsageError
 from ..signature import Signature
 from .calibration import DataSource, take_feed
@@ -186,9 +186,7 @@ def eval_feed(
     # 8 in every dim made a detector's feature maps disagree in its Concat. ``dims``: the sizes
     # the package was converted at (a recognizer fixed at height 48). A model whose inputs do
     # not share a dynamic axis 0 (a recurrent state [layers, N, hidden], a scalar) takes one row.
-    firsts = {t.shape[0] if t.shape else None for t in signature.inputs}
-    bdim = next(iter(firsts)) if len(firsts) == 1 else None
-    bdim = bdim if isinstance(bdim, str) else None
+    bdim = rows_dim(signature)
     sizes = guess_dims(signature, batch=8 if bdim else 1)
     sizes.update(dims or {})
     if bdim:
