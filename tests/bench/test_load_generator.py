@@ -189,3 +189,37 @@ def test_http_exchange_is_the_one_client_of_the_benchmark_scripts(http_server, m
         serve_bench.latency_p50(port, "/v2/nothing", body, json_headers, n=1)
     sys.modules.pop("serve_bench", None)
     sys.modules.pop("serve_hostile", None)
+
+
+def test_the_first_failed_answer_is_reported_and_items_ignore_a_state_axis(
+    http_server, grpc_server
+):
+    """Before: a run where every request got 400 said only 'no request succeeded' (the server's
+    reason was never shown), and items/s counted a recurrent state's layers (its axis 0) as
+    items: silero-vad's state [2, 1, 128] doubled its items/s."""
+    row = run_load(
+        LoadTarget(http_server.url, "flaky", protocol="http-json"),
+        FEED,
+        LoadConfig(concurrency=1, requests=10, warmup=0),
+    )
+    assert row["first_error"] == "503: busy, try again"
+    grow = run_load(
+        LoadTarget(grpc_server.url, "flaky", protocol="grpc"),
+        FEED,
+        LoadConfig(concurrency=1, requests=10, warmup=0),
+    )
+    assert grow["first_error"] == "UNAVAILABLE: busy, try again"
+    ok = run_load(
+        LoadTarget(http_server.url, "mlp", protocol="http-json"),
+        FEED,
+        LoadConfig(concurrency=1, requests=2, warmup=0),
+    )
+    assert ok["first_error"] is None
+
+    with_state = {**FEED, "state": np.zeros((3, 1, 4), np.float32)}
+    row = run_load(
+        LoadTarget(http_server.url, "mlp", protocol="http-json"),
+        with_state,
+        LoadConfig(concurrency=1, requests=2, warmup=0),
+    )
+    assert row["batch_size"] == 2  # x's rows, not the state's 3 layers

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import sys
 import time
 from collections import Counter
@@ -376,7 +377,7 @@ async def _grpc_sender(
         try:
             resp = await stub.ModelInfer(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            return exc.code().name, None
+            return exc.code().name, exc.details() or ""
         return "OK", resp
 
     return send
@@ -392,6 +393,7 @@ class _Tally:
     sent: int = 0
     dropped: int = 0
     sample: Any = None
+    error: str | None = None  # the first failed answer: its status and what the server said
 
 
 async def _load(target: LoadTarget, feed: Feed, config: LoadConfig) -> dict[str, Any]:
@@ -478,20 +480,36 @@ async def _schedule(
 
 def _record(tally: _Tally, status: str, sample: Any, seconds: float) -> None:
     tally.statuses[status] += 1
+    if status not in OK_STATUSES and tally.error is None:
+        tally.error = f"{status}: {_error_text(sample)}".rstrip(": ")
     if status in OK_STATUSES:
         tally.latencies.append(seconds * 1000.0)
         if tally.sample is None:
             tally.sample = sample
 
 
+def _error_text(sample: Any) -> str:
+    """What a failed answer said: the V2 JSON error, the gRPC details, else the body's start."""
+    if isinstance(sample, str):
+        return sample[:300]
+    if isinstance(sample, tuple) and sample and isinstance(sample[0], bytes | bytearray):
+        body = bytes(sample[0])
+        try:
+            return str(json.loads(body)["error"])[:300]
+        except (ValueError, TypeError, KeyError):
+            return body[:300].decode("utf-8", "replace")
+    return ""
+
+
 def _summary(
     target: LoadTarget, config: LoadConfig, feed: Feed, tally: _Tally, wall: float, cpu: float
 ) -> dict[str, Any]:
-    from ..data import feed_batch_size
-
     ok = len(tally.latencies)
     lat = np.asarray(tally.latencies) if ok else np.asarray([np.nan])
-    batch = feed_batch_size(feed)
+    # items per request: rows of the first input with an axis (not the max over inputs: a
+    # recurrent state [layers, N, hidden] beside it would count its layers as items)
+    first = next((v for v in feed.values() if np.ndim(v)), None)
+    batch = int(np.shape(first)[0]) if first is not None else 1
     row: dict[str, Any] = {
         "protocol": target.protocol,
         "mode": "closed" if config.rate is None else "open",
@@ -515,6 +533,7 @@ def _summary(
         "max_ms": float(np.max(lat)) if ok else None,
         "client_cpu_cores": cpu / wall if wall > 0 else 0.0,
         "outputs": _outputs(target, tally.sample),
+        "first_error": tally.error,
     }
     return row
 

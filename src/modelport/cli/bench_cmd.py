@@ -183,9 +183,17 @@ def bench(ctx: click.Context, models: tuple[str, ...], **opts: Any) -> int:
 
         out = write_report(d, opts["report"], opts["plot"])
         console.print(f"wrote {out}")
-    if d["kind"] == "server" and not any(r["ok"] for r in d["rows"]):
-        console_err.print("[red]no request succeeded[/]")
-        return 1
+    if d["kind"] == "server":
+        for r in d["rows"]:
+            if r.get("first_error"):
+                console_err.print(
+                    f"concurrency {r['concurrency']}: {r['errors']} failed; the first: "
+                    f"{r['first_error']}",
+                    markup=False,
+                )
+        if not any(r["ok"] for r in d["rows"]):
+            console_err.print("[red]no request succeeded[/]")
+            return 1
     return 0
 
 
@@ -220,7 +228,7 @@ def _server(opts: dict[str, Any]):
     from ..bench.load import LoadConfig, LoadTarget, bench_server, fetch_metadata
     from ..bench.sweep import make_feed
     from ..bench.v2 import signature_from_metadata
-    from ..data import load_feed
+    from ..data import load_feed, recorded_dims
     from ..package import ModelPackage
 
     if not opts["model"]:
@@ -233,7 +241,9 @@ def _server(opts: dict[str, Any]):
         else signature_from_metadata(meta)
     )
     data = load_feed(opts["data"], signature) if opts["data"] else None
-    feed = make_feed(signature, opts["batch_size"], dict(opts["shapes"]), data)
+    # a local package: generated at the sizes it was converted at (a recognizer's height 48)
+    dims = recorded_dims(ModelPackage.load(opts["package"])) if opts["package"] else {}
+    feed = make_feed(signature, opts["batch_size"], {**dims, **dict(opts["shapes"])}, data)
     config = LoadConfig(
         requests=opts["requests"],
         seconds=opts["seconds"],
