@@ -116,6 +116,11 @@ def test_a_model_that_takes_only_some_sizes_is_rerun_at_the_sizes_it_was_convert
     _, qreport = quantize(pkg, tmp_path / "rec-int8", QuantizeConfig(evaluation=FAST))
     assert qreport.eval_samples == 8 and qreport.details["quantized_ops"]
 
+    from modelport.optimize.graph import GraphConfig, optimize_graph
+
+    _, greport = optimize_graph(pkg, tmp_path / "rec-opt", GraphConfig(evaluation=FAST))
+    assert greport.passed and greport.eval_samples == 8
+
     from modelport.bench.sweep import SweepConfig, bench_models
     from modelport.runtime.latency import LatencyConfig
 
@@ -286,3 +291,51 @@ def test_a_recurrent_model_with_stored_samples_benches_and_keeps_its_rows(tmp_pa
     config = SweepConfig(batch_sizes=(1,), latency=LatencyConfig(warmup=1, repeats=2))
     (row,) = bench_models([pkg.path], config).rows
     assert row["batch_size"] == 1
+
+
+def _layernorm_model(opset=13):
+    """x [batch, 8] -> LayerNorm written out (ReduceMean, Sub, Pow, ...): ORT's extended level
+    fuses it into LayerNormalization, an ONNX op only from opset 17."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        numpy_helper.from_array(np.array(1e-5, np.float32), "eps"),
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "gamma"),
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "beta"),
+    ]
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["mu"], axes=[-1], keepdims=1),
+        helper.make_node("Sub", ["x", "mu"], ["d"]),
+        helper.make_node("Pow", ["d", "two"], ["d2"]),
+        helper.make_node("ReduceMean", ["d2"], ["var"], axes=[-1], keepdims=1),
+        helper.make_node("Add", ["var", "eps"], ["ve"]),
+        helper.make_node("Sqrt", ["ve"], ["sd"]),
+        helper.make_node("Div", ["d", "sd"], ["n"]),
+        helper.make_node("Mul", ["n", "gamma"], ["g"]),
+        helper.make_node("Add", ["g", "beta"], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "ln",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+        inits,
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def test_graph_optimize_of_an_old_opset_graph_that_ort_fuses_into_layernorm(tmp_path):
+    """Before: optimize of PaddleOCR's recognizer (opset 12) failed the checker ('No Op
+    registered for LayerNormalization with domain_version of 12') and wrote nothing."""
+    from modelport.optimize.graph import GraphConfig, optimize_graph
+
+    onnx.save(_layernorm_model(), tmp_path / "ln.onnx")
+    pkg = convert(Source.onnx(str(tmp_path / "ln.onnx")), tmp_path / "ln").package
+    new, report = optimize_graph(pkg, tmp_path / "ln-opt", GraphConfig(evaluation=FAST))
+    assert report.checker == "passed" and report.passed
+    assert any("converted from opset 13 to 17 first" in c for c in report.choices)
+    assert sum("level extended" in c for c in report.choices) == 1
+    model = new.load_onnx()
+    assert [n.op_type for n in model.graph.node] == ["LayerNormalization"]

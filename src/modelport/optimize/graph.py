@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data import recorded_dims
 from ..errors import OptimizationError, UsageError, output_exists
 from ..package import ModelPackage, derive_package
 from .report import EvalConfig, OptimizeReport
@@ -113,7 +114,9 @@ def optimize_graph(
         if config.transformers:
             current = _transformers(current, work / "fused.onnx", config, report)
         if config.level is not None:
+            level_in = current
             current = _ort_level(current, work / f"ort-{config.level}.onnx", config.level, report)
+            current = _opset17_if_fused(level_in, current, work, config.level, report)
         model = onnx.load(str(current))
         check_result(model, report, config.allow_mismatch)
         measure(
@@ -125,6 +128,7 @@ def optimize_graph(
             samples=pkg.samples(),
             budget=config.max_drop,
             threads=config.threads,
+            dims=recorded_dims(pkg),
         )
         slower = [r for r in report.latency if r["speedup"] < 1.02]
         if slower:
@@ -168,6 +172,35 @@ def _transformers(src: Path, out: Path, config: GraphConfig, report: OptimizeRep
     if not stats:
         report.warnings.append("the transformers optimizer fused nothing; is model_type right?")
     opt.save_model_to_file(str(out))
+    return out
+
+
+def _opset17_if_fused(src: Path, result: Path, work: Path, level: str, report: Any) -> Path:
+    """ONNX Runtime fuses LayerNormalization into graphs of any opset, but it is an ONNX op
+    only from opset 17: an older graph (PaddleOCR's recognizer, opset 12) then fails the checker.
+    Such a graph is converted to opset 17 first and optimized again; ``result`` otherwise."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(result), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    if opset >= 17 or not any(
+        n.op_type == "LayerNormalization" and n.domain in ("", "ai.onnx") for n in model.graph.node
+    ):
+        return result
+    try:
+        upgraded = version_converter.convert_version(onnx.load(str(src)), 17)
+    except Exception:  # the checker then says what is wrong
+        return result
+    up = work / "input-opset17.onnx"
+    onnx.save_model(upgraded, str(up))
+    kept = len(report.choices)
+    out = _ort_level(up, work / f"ort-{level}-opset17.onnx", level, report)
+    del report.choices[kept:]  # the level's lines are there once already
+    report.choices.append(
+        f"converted from opset {opset} to 17 first: ONNX Runtime fused LayerNormalization, an "
+        "ONNX op only from opset 17"
+    )
     return out
 
 

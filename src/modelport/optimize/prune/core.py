@@ -236,7 +236,7 @@ def _eval_feed(
     pkg_or_sig: Any, eval_data: Mapping[str, np.ndarray] | None, report: OptimizeReport
 ) -> dict[str, np.ndarray]:
     """The eval inputs; ``report.eval_source`` says where they came from (as quantize's do)."""
-    from ...data import conform_feed, generate_feed, guess_dims
+    from ...data import conform_feed, generate_feed, guess_dims, recorded_dims, rows_dim
 
     sig = pkg_or_sig.signature
     if eval_data is not None:
@@ -253,7 +253,14 @@ def _eval_feed(
     report.notes.append(
         "no eval data given: fidelity is measured on random inputs; pass --eval for real data"
     )
-    return generate_feed(sig, guess_dims(sig, batch=8))
+    # at the sizes the package was converted at, 8 rows where the inputs share a batch axis
+    rows = rows_dim(sig)
+    sizes = guess_dims(sig, batch=8 if rows else 1)
+    if isinstance(pkg_or_sig, ModelPackage):
+        sizes.update(recorded_dims(pkg_or_sig))
+    if rows:
+        sizes[rows] = 8
+    return generate_feed(sig, sizes)
 
 
 def _prune_onnx(
