@@ -339,3 +339,33 @@ def test_graph_optimize_of_an_old_opset_graph_that_ort_fuses_into_layernorm(tmp_
     assert sum("level extended" in c for c in report.choices) == 1
     model = new.load_onnx()
     assert [n.op_type for n in model.graph.node] == ["LayerNormalization"]
+
+
+def test_weights_written_as_constant_nodes_can_be_pruned(tmp_path):
+    """Before: paddle2onnx writes every weight as a Constant node, and prune said 'the model has
+    no Conv, Gemm or MatMul layer with constant weights to prune' on the OCR classifier."""
+    from modelport.optimize.prune import PruneConfig, prune
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((4, 16)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((16, 3)).astype(np.float32), "w2")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["w1"], value=w1),
+            helper.make_node("Constant", [], ["w2"], value=w2),
+            helper.make_node("MatMul", ["x", "w1"], ["h"]),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("MatMul", ["r", "w2"], ["y"]),
+        ],
+        "paddle_like",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+    )
+    pkg = convert(Source.onnx(str(_save(graph, tmp_path / "p.onnx"))), tmp_path / "p").package
+    config = PruneConfig.magnitude(0.5, exclude_head=False, latency_repeats=2, max_drop=1.0)
+    result = prune(pkg, tmp_path / "p-sparse", config)
+    assert any("2 Constant nodes were turned into initializers" in n for n in result.report.notes)
+    weights = {
+        i.name: numpy_helper.to_array(i) for i in result.package.load_onnx().graph.initializer
+    }
+    assert (weights["w1"] == 0).mean() == pytest.approx(0.5)

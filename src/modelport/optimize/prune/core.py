@@ -269,6 +269,7 @@ def _prune_onnx(
     from ...errors import OptimizationError, VerificationError
     from ...package import derive_package
     from .onnx import (
+        constants_to_initializers,
         find_layers,
         head_layer,
         magnitude_prune_onnx,
@@ -280,6 +281,9 @@ def _prune_onnx(
     t0 = time.perf_counter()
     report = OptimizeReport(step="prune", config=_describe(config))
     original = pkg.load_onnx()
+    moved = constants_to_initializers(original)
+    if moved:
+        report.notes.append(f"{moved} Constant nodes were turned into initializers (weights)")
     layers = find_layers(original)
     if not layers:
         raise OptimizationError(

@@ -27,6 +27,7 @@ from ...errors import OptimizationError, UsageError
 
 __all__ = [
     "OnnxLayer",
+    "constants_to_initializers",
     "find_layers",
     "magnitude_prune_onnx",
     "resolve_layers",
@@ -99,6 +100,26 @@ def _attr(node: Any, name: str, default: Any) -> Any:
         if a.name == name:
             return helper.get_attribute_value(a)
     return default
+
+
+def constants_to_initializers(model: Any) -> int:
+    """Turn, in place, the main graph's Constant nodes holding a tensor into initializers of the
+    same name (paddle2onnx writes every weight as a Constant node, so no layer looked prunable).
+    Returns how many were turned."""
+    keep, moved = [], 0
+    for node in model.graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and value is not None:
+            init = model.graph.initializer.add()
+            init.CopyFrom(value)
+            init.name = node.output[0]
+            moved += 1
+        else:
+            keep.append(node)
+    if moved:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return moved
 
 
 def find_layers(model: Any) -> list[OnnxLayer]:
