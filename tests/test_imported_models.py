@@ -369,3 +369,38 @@ def test_weights_written_as_constant_nodes_can_be_pruned(tmp_path):
         i.name: numpy_helper.to_array(i) for i in result.package.load_onnx().graph.initializer
     }
     assert (weights["w1"] == 0).mean() == pytest.approx(0.5)
+
+
+def test_an_openvino_conversion_failure_says_which_ops_and_why():
+    """Before: plan's table said 'OpenVINO cannot load the model: FrontEnd API failed with
+    OpConversionFailure:' and nothing more for silero-vad (OpenVINO's message, as raised)."""
+    from modelport.runtime.engines import _first_line
+
+    text = (
+        "Exception from src/inference/src/cpp/core.cpp:84:\n"
+        "Check 'false' failed at src/frontends/common_translators/src/unconverted_ops_report.cpp:"
+        "151:\nFrontEnd API failed with OpConversionFailure:\nModel wasn't fully converted. Failed "
+        "operations detailed log:\n-- Conv-16 with a message:\nWhile validating ONNX node "
+        "'<Node(Conv): If_0/Conv_output_0>': Check 'data.get_partial_shape().rank().is_static()' "
+        "failed at src/frontends/onnx/frontend/src/op/conv.cpp:38:\nFrontEnd API failed with "
+        "GeneralFailure:\nThe input data tensor's rank has to be known (static)\n\n"
+        "Summary:\n-- Conversion is failed for: Conv-16, ReduceMean-16\n\n"
+    )
+    assert _first_line(RuntimeError(text)) == (
+        "FrontEnd API failed with OpConversionFailure: Conversion is failed for: Conv-16, "
+        "ReduceMean-16 (The input data tensor's rank has to be known (static))"
+    )
+    assert _first_line(RuntimeError("Exception from x.cpp:1:\nplain reason")) == "plain reason"
+
+
+def test_plan_times_a_recurrent_model_with_a_scalar_input_on_its_feed_as_it_is(tmp_path):
+    """Before: plan of silero-vad died with IndexError (exit 3) tiling the 0-d sample rate to
+    the latency batch."""
+    from modelport.plan.run import _latency_feed
+
+    pkg = convert(
+        Source.onnx(str(_vad_with_state_and_rate(tmp_path / "vad.onnx"))), tmp_path / "vad"
+    ).package
+    feed, _ = package_feed(pkg, batch=8)
+    timed = _latency_feed(pkg, feed, 8, None)
+    assert {k: v.shape for k, v in timed.items()} == {k: v.shape for k, v in feed.items()}

@@ -249,7 +249,7 @@ def _load_labels(labels: Any, n: int) -> np.ndarray | None:
 def _latency_feed(
     pkg: ModelPackage, feed: Feed, batch: int, dims: Mapping[str, int] | None
 ) -> Feed:
-    from ..data import feed_batch_size, generate_feed
+    from ..data import generate_feed, rows_dim, take_rows
 
     sig = pkg.signature
     if dims:
@@ -257,8 +257,9 @@ def _latency_feed(
             (t.shape[0] for t in sig.inputs if t.shape and isinstance(t.shape[0], str)), None
         )
         return generate_feed(sig, {**dict(dims), **({bdim: batch} if bdim else {})}, seed=1)
-    idx = np.arange(batch) % feed_batch_size(feed)
-    return {k: v[idx] for k, v in feed.items()}
+    if rows_dim(sig) is None:  # a recurrent state, a scalar: the feed is one call, as it is
+        return dict(feed)
+    return take_rows(feed, batch)
 
 
 def _openvino_precisions(target: str) -> tuple[str, ...] | None:

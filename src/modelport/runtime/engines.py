@@ -505,7 +505,14 @@ def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     # OpenVINO's messages start with "Exception from src/...cpp:NNN:"; the reason follows
     useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
-    return (useful or lines or [type(exc).__name__])[0][:400]
+    first = (useful or lines or [type(exc).__name__])[0]
+    if first.endswith(":"):  # a heading ("FrontEnd API failed with OpConversionFailure:")
+        summary = next((b for a, b in zip(lines, lines[1:], strict=False) if a == "Summary:"), "")
+        reason = next((ln for ln in useful[1:] if not ln.endswith(":") and ln[:2] != "--"), "")
+        first = " ".join(
+            x for x in (first, summary.lstrip("- "), f"({reason})" if reason else "") if x
+        )
+    return first[:400]
 
 
 def _cores() -> int:
