@@ -115,8 +115,12 @@ def test_costs_can_be_measured_more_cheaply_but_results_are_judged_on_all_data()
         max_drop=0.05,
         cost_evaluate=_evaluate(cheap_calls),
     )
-    assert len(cheap_calls) == len(groups)  # each node alone: the cheap evaluation
-    assert sorted(res.kept) == ["a", "b"] and len(calls) == res.evaluations - len(groups)
+    # each node alone, then the bracket of how many to keep (1 too few, 2 fit): cheap
+    assert len(cheap_calls) == len(groups) + 2
+    # the result is judged on all data: everything quantized, 2 kept (fits), then each kept
+    # group quantized back (both cost too much)
+    assert sorted(res.kept) == ["a", "b"] and len(calls) == res.evaluations - len(cheap_calls)
+    assert [k for k, _ in res.trace] == [0, 2, 1, 1]
 
 
 def test_cost_samples_shrink_only_for_large_inputs():
