@@ -16,7 +16,7 @@ import pytest
 from modelport.serve.http.app import HttpSettings, build_app
 
 from .conftest import running
-from .models import scaled_model, write
+from .models import param_model, scaled_model, write
 
 pytestmark = pytest.mark.anyio
 
@@ -43,6 +43,7 @@ def _tied_model():
 def hostile_repo(repo):
     write(scaled_model(), repo / "scaled" / "1", "scaled")
     write(_tied_model(), repo / "tied" / "1", "tied")
+    write(param_model(), repo / "param" / "1", "param")
     return repo
 
 
@@ -87,6 +88,16 @@ CASES = [
     ("POST", "/v2/models/ints/infer", _v2(("ids", [1, 3], "INT64", [1, 2.5, 3])), {}, 400, "2.5"),
     ("POST", "/v1/models/ints:predict", b'{"instances": [[1, 2.5, 3]]}', {}, 400, "2.5"),
     ("POST", "/predictions/ints", b"[[1, 2.5, 3]]", {}, 400, "2.5"),
+    # the row format for a model with a per-call parameter (gain [1]) of 2 instances: was
+    # "input 'gain' has shape [2, 1], the model expects [1]"; now says to send columns
+    (
+        "POST",
+        "/v1/models/param:predict",
+        b'{"instances": [{"x": [1, 2, 3], "gain": 2}, {"x": [4, 5, 6], "gain": 2}]}',
+        {},
+        400,
+        "send the columnar format",
+    ),
     # sizes the signature allows but the graph ties together: the request's fault (was 500)
     (
         "POST",

@@ -323,6 +323,17 @@ def _decode_predict(
                 f"the model has {len(specs)} inputs {list(specs)}; each instance must be an "
                 "object of input name -> value"
             )
+        unstacked = [  # a scalar, or a fixed axis 0 (a recurrent state's layers) != the rows
+            n
+            for n, (_, shape) in specs.items()
+            if n in values and (not shape or shape[0] not in (-1, rows))
+        ]
+        if unstacked:
+            raise InputError(
+                "the row format ('instances') stacks one entry per example on axis 0, but "
+                f"input(s) {unstacked} have no batch axis 0 (a scalar or a fixed first axis); "
+                'send the columnar format: {"inputs": {"name": value, ...}}'
+            )
     else:
         inputs = doc["inputs"]
         if _named(inputs):
