@@ -404,3 +404,55 @@ def test_plan_times_a_recurrent_model_with_a_scalar_input_on_its_feed_as_it_is(t
     feed, _ = package_feed(pkg, batch=8)
     timed = _latency_feed(pkg, feed, 8, None)
     assert {k: v.shape for k, v in timed.items()} == {k: v.shape for k, v in feed.items()}
+
+
+def test_nodes_left_out_of_order_around_if_branches_are_resorted():
+    """ONNX Runtime's quantizer wrote Silero VAD's 16k op15 export with an If node moved after
+    the If whose branch reads its output, so onnx.checker refused the result ('Nodes in a graph
+    must be topologically sorted'). quantize now re-sorts the result; here the order is broken
+    by hand (a tiny graph does not make ORT do it)."""
+    from modelport.optimize.quantize.core import _toposort
+
+    def branch(name, op, src):
+        return helper.make_graph(
+            [helper.make_node(op, [src], [f"z_{name}"])],
+            name,
+            [],
+            [helper.make_tensor_value_info(f"z_{name}", TensorProto.FLOAT, ["batch", 4])],
+        )
+
+    thr = numpy_helper.from_array(np.array(0.0, np.float32), "thr")
+    first = helper.make_node(
+        "If",
+        ["flag"],
+        ["yif"],
+        then_branch=branch("a", "Relu", "x"),
+        else_branch=branch("b", "Neg", "x"),
+    )
+    second = helper.make_node(  # reads yif only from inside its branches (outer scope)
+        "If",
+        ["flag"],
+        ["y"],
+        then_branch=branch("c", "Identity", "yif"),
+        else_branch=branch("d", "Neg", "yif"),
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),
+            helper.make_node("Greater", ["m", "thr"], ["flag"]),
+            second,
+            first,  # out of order, as ORT left it
+        ],
+        "unsorted",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [thr],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    model.ir_version = 8
+    with pytest.raises(onnx.checker.ValidationError, match="topologically sorted"):
+        onnx.checker.check_model(model, full_check=True)
+    assert _toposort(model.graph)
+    assert [n.output[0] for n in model.graph.node] == ["m", "flag", "yif", "y"]
+    onnx.checker.check_model(model, full_check=True)
+    assert not _toposort(model.graph)  # already sorted: nothing moves

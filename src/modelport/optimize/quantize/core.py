@@ -382,6 +382,12 @@ def quantize(
         import onnx
 
         qmodel = onnx.load(str(result))
+        if _toposort(qmodel.graph):
+            _save(qmodel, result)
+            report.choices.append(
+                "ONNX Runtime's quantizer left the nodes out of topological order (a graph with "
+                "If/Loop nodes); they were re-sorted"
+            )
         check_result(qmodel, report, config.allow_mismatch)
         engine = _measurement_engine(config, pkg, report)
         measure(
@@ -762,6 +768,61 @@ def _op_hist(model: Any) -> dict[str, int]:
     return h
 
 
+def _outer_refs(node: Any) -> set[str]:
+    """The names a node's subgraphs (If branches, Loop/Scan bodies) read from the outer scope."""
+    refs: set[str] = set()
+
+    def walk(g: Any, local: set[str]) -> None:
+        local = local | {i.name for i in g.input} | {i.name for i in g.initializer}
+        for n in g.node:
+            refs.update(x for x in n.input if x and x not in local)
+            for a in n.attribute:
+                for sub in [a.g] if a.HasField("g") else list(a.graphs):
+                    walk(sub, local)
+            local |= set(n.output)
+        refs.update(o.name for o in g.output if o.name not in local)
+
+    for a in node.attribute:
+        for sub in [a.g] if a.HasField("g") else list(a.graphs):
+            walk(sub, set())
+    return refs
+
+
+def _toposort(graph: Any) -> bool:
+    """Re-order ``graph``'s nodes, in place, so each comes after what it reads (its inputs and
+    what its subgraphs read from outside), keeping the order otherwise. ONNX Runtime's
+    quantizer writes Silero VAD (If nodes) out of order, which onnx.checker refuses. Returns
+    whether anything moved (False also for a cycle, left to the checker)."""
+    import heapq
+
+    nodes = list(graph.node)
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+    deps = [
+        {producer[x] for x in {*n.input, *_outer_refs(n)} if x in producer and producer[x] != i}
+        for i, n in enumerate(nodes)
+    ]
+    users: list[list[int]] = [[] for _ in nodes]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    waiting = [len(d) for d in deps]
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) != len(nodes) or order == list(range(len(nodes))):
+        return False
+    del graph.node[:]
+    graph.node.extend(nodes[i] for i in order)
+    return True
+
+
 def _subgraph_ops(graph: Any) -> dict[str, int]:
     """Op counts inside the subgraphs (If branches, Loop and Scan bodies) of ``graph``'s nodes,
     at any depth."""
@@ -821,14 +882,22 @@ def _why_nothing(result: Path, config: QuantizeConfig, report: OptimizeReport) -
         for op, n in sorted(inner.items(), key=lambda kv: -kv[1])
         if op not in _SHAPE_OPS and op not in ("Add", "If", "Loop", "Scan", "Identity")
     }
-    if inner_compute:  # the work is in If/Loop/Scan branches (an exporter's sample-rate switch)
-        flow = ", ".join(f"{op} x{n}" for op, n in compute.items() if op in ("If", "Loop", "Scan"))
-        held = ", ".join(f"{op} x{n}" for op, n in inner_compute.items())
+    flow = ", ".join(f"{op} x{n}" for op, n in compute.items() if op in ("If", "Loop", "Scan"))
+    held = ", ".join(f"{op} x{n}" for op, n in inner_compute.items())
+    convs = any(op in compute for op in ("Conv", "ConvTranspose"))
+    if inner_compute and not (convs and config.mode in ("dynamic", "partial")):
+        # the work is in If/Loop/Scan branches (an exporter's sample-rate switch)
         return (
             f"the model's compute is inside control-flow subgraphs ({flow} holding {held}), and "
             "ONNX Runtime's quantizer quantizes only the main graph's nodes; export the model "
             "without the branch (for one input size or sample rate) to quantize it"
         )
+    branches = (
+        f"; the ops inside its control-flow subgraphs ({flow} holding {held}) stay float too: "
+        "ONNX Runtime's quantizer quantizes only the main graph's nodes"
+        if inner_compute
+        else ""
+    )
     names = {n.name for n in model.graph.node}
     if config.exclude and not (names - set(config.exclude)) & {
         n.name for n in model.graph.node if n.op_type in (*DYNAMIC_OPS, "Conv", "Gemm")
@@ -839,7 +908,7 @@ def _why_nothing(result: Path, config: QuantizeConfig, report: OptimizeReport) -
             return (
                 f"dynamic int8 quantizes {', '.join(DYNAMIC_OPS)} (MatMul with a constant weight), "
                 f"and convolutions stay float (ConvInteger is slow on CPU); the model's ops: {have}. "
-                "Use --mode static --calibration DATA for convolutional models"
+                "Use --mode static --calibration DATA for convolutional models" + branches
             )
         return (
             f"dynamic int8 quantizes {', '.join(DYNAMIC_OPS)} with constant weights; "
