@@ -180,6 +180,16 @@ class ModelPackage:
                 f"cannot load {self.model_path}: {exc}", path=str(self.model_path)
             ) from exc
 
+    def batch_coupled_ops(self) -> list[str]:
+        """Ops of the graph whose result for one row depends on the other rows of the batch:
+        dynamic int8 (one activation scale per run, over every row). Rows stacked into one run
+        then give other answers than each row alone, so requests must not be merged."""
+        try:
+            model = self.load_onnx(load_external_data=False)
+        except PackageError:
+            return []
+        return sorted({n.op_type for n in model.graph.node} & BATCH_COUPLED_OPS)
+
     def samples(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
         """(example inputs, the source model's outputs on them), when the package stores them.
 
@@ -206,6 +216,12 @@ class ModelPackage:
         if ext.exists():
             total += ext.stat().st_size
         return total
+
+
+# dynamic quantization: the activation scale is computed over the whole input of a run
+BATCH_COUPLED_OPS = frozenset(
+    {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM"}
+)
 
 
 def opset_of(model: onnx.ModelProto) -> int:

@@ -635,6 +635,14 @@ def verify_package(
     # rows are compared one by one only where stacking rows is the model's contract (every input
     # and output batched on axis 0); a recurrent state or a fixed first axis is run whole
     batched = signature.batching()[0] is not None
+    coupled = package.batch_coupled_ops() if batched else []
+    if coupled:
+        batched = False
+        notes.append(
+            f"rows of a batch are not independent in this model ({', '.join(coupled)}: dynamic "
+            "int8 takes one activation scale over every row of a run), so larger batches are "
+            "compared whole, not row by row; serve runs its requests unbatched"
+        )
 
     def self_reference(feed: Feed) -> dict[str, np.ndarray]:
         if stored is not None and stored[1] and all(feed[k] is example[k] for k in example):

@@ -89,6 +89,15 @@ def serving_settings(pkg: ModelPackage, config: PackageTargetConfig) -> dict[str
     # the one stacking rule (Signature.batching), as `modelport serve` decides it: an output whose
     # axis 0 is another named dim (a detection count, say) must not be batched by Triton either
     batch_axis, why_not = pkg.signature.batching()
+    coupled = pkg.batch_coupled_ops() if batch_axis is not None else []
+    if coupled:  # dynamic int8: merged requests would change each other's answers
+        batch_axis, why_not = (
+            None,
+            (
+                f"the model quantizes activations at run time ({', '.join(coupled)}), so a merged "
+                "batch would change each request's answer"
+            ),
+        )
     batchable = batch_axis is not None
     mbs = (
         config.max_batch_size

@@ -260,6 +260,16 @@ def load_model(package: ModelPackage, name: str, version: int, config: ModelConf
     signature = package.signature
     session = _engine(package, config, config.threads)
     batch_name, why_not = batching_plan(signature)
+    coupled = package.batch_coupled_ops() if batch_name is not None else []
+    if coupled:  # merged requests would change each other's answers
+        batch_name, why_not = (
+            None,
+            (
+                f"the model quantizes activations at run time ({', '.join(coupled)}: one int8 "
+                "scale per run, over every row), so a request merged with others would get another "
+                "answer than alone"
+            ),
+        )
     if batch_name is None and config.max_batch_size > 1:
         log.info("model %s version %s: dynamic batching is off: %s", name, version, why_not)
     model = LoadedModel(
