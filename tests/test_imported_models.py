@@ -490,3 +490,14 @@ def test_a_dynamic_int8_model_is_not_batched_and_verifies(tmp_path):
     assert not model.batchable and "quantizes activations at run time" in model.batching_note
     assert load_model(pkg, "mm", 1, ModelConfig()).batchable  # the float model still batches
     assert serving_settings(q, PackageTargetConfig())["max_batch_size"] == 0
+
+
+def test_inspect_counts_weights_in_constant_nodes_and_if_branches(tmp_path):
+    """Before: `modelport inspect` said '0 parameters' for the 10.9 MB PaddleOCR recognizer
+    (Constant-node weights) and for Silero VAD (weights inside If branches)."""
+    from modelport.describe import describe
+
+    pkg = convert(
+        Source.onnx(str(_matmul_in_a_branch(tmp_path / "b.onnx"))), tmp_path / "b"
+    ).package
+    assert describe(str(pkg.path))["parameters"] == 2 * 4 * 3 + 1  # two branch weights + thr

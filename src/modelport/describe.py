@@ -19,12 +19,7 @@ def describe(path: str) -> dict[str, Any]:
         (f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type)
         for n in model.graph.node
     )
-    n_params = 0
-    for init in model.graph.initializer:
-        size = 1
-        for d in init.dims:
-            size *= d
-        n_params += size
+    n_params = _parameters(model.graph)
     spec = pkg.spec
     return {
         "path": str(pkg.path),
@@ -43,6 +38,26 @@ def describe(path: str) -> dict[str, Any]:
         "history": [h.to_dict() for h in spec.history],
         "serving": dict(spec.serving),
     }
+
+
+def _parameters(graph: Any) -> int:
+    """Elements of the constant tensors: initializers and Constant nodes (paddle2onnx writes
+    every weight as one), in the graph and in its If/Loop/Scan subgraphs (Silero VAD keeps all
+    its weights in If branches)."""
+    tensors = list(graph.initializer)
+    total = 0
+    for node in graph.node:
+        for a in node.attribute:
+            if node.op_type == "Constant" and a.name == "value" and a.HasField("t"):
+                tensors.append(a.t)
+            for sub in [a.g] if a.HasField("g") else list(a.graphs):
+                total += _parameters(sub)
+    for t in tensors:
+        size = 1
+        for d in t.dims:
+            size *= d
+        total += size
+    return total
 
 
 def _verification_summary(v: Verification | None) -> dict[str, Any] | None:
