@@ -190,6 +190,35 @@ def test_two_named_inputs(tmp_path, two_inputs):
     np.testing.assert_allclose(got["score"], np.asarray(score), atol=1e-5)
 
 
+def test_keras_normalization_layer_constants_stay_in_the_graph(tmp_path):
+    """Keras 3 keeps an adapted Normalization's mean/variance as tensors the traced call captures;
+    tf2onnx's from_function made them graph inputs, and convert stopped with a KeyError."""
+    rng = np.random.default_rng(0)
+    norm = keras.layers.Normalization()
+    norm.adapt(rng.random((20, 3), dtype=np.float32) * 10)
+    inp = keras.Input((3,), name="num")
+    model = keras.Model(inp, keras.layers.Dense(2, name="out")(norm(inp)))
+    model.save(tmp_path / "norm.keras")
+    res = convert(Source.keras(str(tmp_path / "norm.keras")), tmp_path / "norm")
+    assert res.report.passed and res.exporter == "tf2onnx"
+    assert res.package.signature.input_names == ["num"]
+    x = rng.random((5, 3), dtype=np.float32) * 10
+    got = _run(res.package, {"num": x})
+    np.testing.assert_allclose(got["out"], model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_keras_string_lookup_points_to_savedmodel(tmp_path):
+    """A string input used to fail with TensorFlow's "Cannot convert 'str' to a DType"; the lookup
+    table it feeds converts only through tf2onnx's SavedModel loader, and the error says so."""
+    cat = keras.Input((1,), dtype="string", name="cat")
+    lookup = keras.layers.StringLookup(vocabulary=["a", "b"], output_mode="one_hot")
+    model = keras.Model(cat, keras.layers.Dense(2)(lookup(cat)))
+    model.save(tmp_path / "lookup.keras")
+    with pytest.raises(ConversionError, match=r"LookupTable.*model\.export\(DIR\).*--savedmodel"):
+        convert(Source.keras(str(tmp_path / "lookup.keras")), tmp_path / "lookup")
+    assert not (tmp_path / "lookup").exists()
+
+
 def test_keras_own_export_is_the_fallback(tmp_path, two_inputs, monkeypatch):
     import modelport.convert.tensorflow as tfconv
 

@@ -464,11 +464,40 @@ def _tf_signature(specs: Sequence[TensorSpec], static_batch: int | None) -> list
                 static_batch if (a == 0 and static_batch) else (None if isinstance(d, str) else d)
                 for a, d in enumerate(s.shape)
             ],
-            tf.as_dtype(s.dtype),
+            _tf_dtype(s.dtype),
             name=s.name,
         )
         for s in specs
     ]
+
+
+def _tf_dtype(dtype: str) -> Any:
+    """A Signature dtype name as a TensorFlow dtype ("str" is tf.string, numpy has no such name)."""
+    tf = import_tensorflow()
+    return tf.string if dtype == "str" else tf.as_dtype(dtype)
+
+
+def _inline_captured_constants(proto: Any, function: Any, signature: Sequence[Any]) -> Any:
+    """Turn the graph inputs tf2onnx made of the function's captured constants into initializers.
+
+    ``tf2onnx.convert.from_function`` takes every non-resource input of the concrete function as
+    a model input, captured eager tensors included (Keras 3 keeps e.g. a Normalization layer's
+    adapted mean and variance as such tensors): the ONNX graph would ask callers for them.
+    """
+    from onnx import numpy_helper
+
+    tf = import_tensorflow()
+    concrete = function.get_concrete_function(*signature)
+    values = {}
+    for external, internal in concrete.graph.captures:
+        if external.dtype != tf.resource and hasattr(external, "numpy"):
+            values[internal.name] = external.numpy()
+    g = proto.graph
+    captured = [vi for vi in g.input if vi.name in values]
+    for vi in captured:
+        g.input.remove(vi)
+        g.initializer.append(numpy_helper.from_array(np.asarray(values[vi.name]), vi.name))
+    return proto
 
 
 def _export_keras_tf2onnx(
@@ -492,7 +521,7 @@ def _export_keras_tf2onnx(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
-    return proto
+    return _inline_captured_constants(proto, serve, signature)
 
 
 def _export_keras_native(
@@ -549,9 +578,18 @@ def convert_keras(source: Source, config: ConvertConfig) -> Exported:
             static_batch,
         )
 
-    proto, exporter, report, tried, seconds = _export_and_verify(
-        exporters, finish, reference, feed, dims, config.verify
-    )
+    try:
+        proto, exporter, report, tried, seconds = _export_and_verify(
+            exporters, finish, reference, feed, dims, config.verify
+        )
+    except ConversionError as exc:
+        if "LookupTable" not in str(exc):
+            raise
+        raise ConversionError(
+            f"{exc} The model has lookup tables (StringLookup, IntegerLookup, TextVectorization...), "
+            "which tf2onnx converts only through its SavedModel loader: export the model with "
+            "model.export(DIR) and convert it with --savedmodel DIR."
+        ) from exc
     notes.extend(tried)
     prov.update(
         source_kind="keras",
@@ -752,7 +790,7 @@ def _export_savedmodel_function(fn: Any, specs: Sequence[TensorSpec], opset: int
     names = [s.name for s in specs]
     signature = [
         tf.TensorSpec(
-            [None if isinstance(d, str) else d for d in s.shape], tf.as_dtype(s.dtype), name=s.name
+            [None if isinstance(d, str) else d for d in s.shape], _tf_dtype(s.dtype), name=s.name
         )
         for s in specs
     ]
@@ -762,7 +800,7 @@ def _export_savedmodel_function(fn: Any, specs: Sequence[TensorSpec], opset: int
         return fn(**dict(zip(names, args, strict=True)))
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
-    return proto
+    return _inline_captured_constants(proto, serve, signature)
 
 
 def convert_savedmodel(source: Source, config: ConvertConfig) -> Exported:
