@@ -188,3 +188,46 @@ def test_bad_sklearn_inputs(tmp_path, pipeline):
             ConvertConfig(example={"input": np.ones((3, 5))}),
         )
     assert not any((tmp_path / n).exists() for n in "abcd")
+
+
+def test_column_transformer_by_name_is_refused_with_the_way_out(tmp_path):
+    """A DataFrame pipeline whose ColumnTransformer picks columns by name used to fail inside
+    skl2onnx ("Unable to find column name 'age' among names ['input']") with a hint about missing
+    converters; the error now says what the model needs and two ways to convert it."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, 60),
+            "income": rng.normal(5e4, 1e4, 60),
+            "city": rng.choice(["paris", "rome", "oslo"], 60),
+        }
+    )
+    pre = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["age", "income"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+        ]
+    )
+    model = make_pipeline(pre, GradientBoostingClassifier(n_estimators=3))
+    model.fit(df, (df.age > 40).astype(int))
+    with pytest.raises(ConversionError) as err:
+        convert(Source.sklearn(model), tmp_path / "named")
+    msg = str(err.value)
+    assert "picks columns by name (age, income, city; text columns: city)" in msg
+    assert "('city', StringTensorType([None, 1]))" in msg and "--onnx" in msg
+    assert "no converter" not in msg
+    assert not (tmp_path / "named").exists()
+
+    # the first way out: the same model selecting column positions on a numeric array converts
+    x = df[["age", "income"]].to_numpy()
+    by_position = make_pipeline(
+        ColumnTransformer([("num", StandardScaler(), [0, 1])]),
+        GradientBoostingClassifier(n_estimators=3),
+    ).fit(x, (df.age > 40).astype(int))
+    res = convert(Source.sklearn(by_position), tmp_path / "positions")
+    assert res.report.passed

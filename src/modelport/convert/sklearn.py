@@ -84,6 +84,56 @@ def _describe(est: Any) -> str:
     return type(est).__name__
 
 
+def _columns_by_name(est: Any) -> tuple[list[str], set[str]]:
+    """(columns a ColumnTransformer inside ``est`` selects by name, those an encoder reads as
+    text); empty when every ColumnTransformer selects by position."""
+    from sklearn.compose import ColumnTransformer
+
+    named: list[str] = []
+    text: set[str] = set()
+    todo, seen = [est], set()
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ColumnTransformer):
+            for _, trans, cols in getattr(e, "transformers_", e.transformers):
+                cols = [cols] if isinstance(cols, str) else list(np.atleast_1d(cols))
+                names = [str(c) for c in cols if isinstance(c, str)]
+                named.extend(c for c in names if c not in named)
+                cats = getattr(trans, "categories_", None) or []
+                if names and any(np.asarray(c).dtype.kind in "OUS" for c in cats):
+                    text.update(names)
+                todo.append(trans)
+        for _, step in getattr(e, "steps", None) or []:
+            todo.append(step)
+        for item in getattr(e, "transformer_list", None) or []:
+            todo.append(item[1])
+    return named, text
+
+
+def _refuse_named_columns(est: Any) -> None:
+    named, text = _columns_by_name(est)
+    if not named:
+        return
+    columns = [str(c) for c in getattr(est, "feature_names_in_", named)]
+    types = ", ".join(
+        f"('{c}', {'StringTensorType' if c in text else 'FloatTensorType'}([None, 1]))"
+        for c in columns
+    )
+    raise ConversionError(
+        f"{_describe(est)} was fitted on a DataFrame and its ColumnTransformer picks columns by "
+        f"name ({', '.join(named)}"
+        + (f"; text columns: {', '.join(sorted(text))}" if text else "")
+        + "): it needs one named input per column, but modelport converts a scikit-learn model "
+        "to one float32 input [batch, n_features]. Either refit it with the ColumnTransformer "
+        "selecting column positions on a numeric array, or convert it with skl2onnx yourself, "
+        f"one input per column (skl2onnx.to_onnx(model, initial_types=[{types}])), and "
+        "package that file with modelport convert --onnx."
+    )
+
+
 def _classifiers(est: Any) -> list[Any]:
     """The estimator and every sub-estimator that is a classifier (they get zipmap=False)."""
     from sklearn.base import BaseEstimator, is_classifier
@@ -359,6 +409,7 @@ def convert_sklearn(source: Source, config: ConvertConfig) -> Exported:
             f"{_describe(est)} has no n_features_in_: it is not fitted (or fitted on data "
             "scikit-learn could not count). Fit it before converting."
         )
+    _refuse_named_columns(est)
     if len(config.input_names) > 1:
         raise UsageError(
             f"a scikit-learn model has one input; got names {list(config.input_names)}"
