@@ -88,6 +88,40 @@ CASES = [
     ("POST", "/v2/models/ints/infer", _v2(("ids", [1, 3], "INT64", [1, 2.5, 3])), {}, 400, "2.5"),
     ("POST", "/v1/models/ints:predict", b'{"instances": [[1, 2.5, 3]]}', {}, 400, "2.5"),
     ("POST", "/predictions/ints", b"[[1, 2.5, 3]]", {}, 400, "2.5"),
+    # strings and booleans for numbers, integers out of range: refused (were converted: "NaN"
+    # became nan, true became 1, 2**40 for INT32 raised only by luck of numpy's path)
+    (
+        "POST",
+        "/v2/models/mlp/infer",
+        _v2(("x", [1, 4], "FP32", ["NaN", 1, 2, 3])),
+        {},
+        400,
+        "'NaN' is not a number",
+    ),
+    (
+        "POST",
+        "/v2/models/ints/infer",
+        _v2(("ids", [1, 3], "INT64", [True, False, True])),
+        {},
+        400,
+        "true/false",
+    ),
+    (
+        "POST",
+        "/v1/models/mlp:predict",
+        b'{"instances": [["1", 2, 3, 4]]}',
+        {},
+        400,
+        "'1' is not a number",
+    ),
+    (
+        "POST",
+        "/v2/models/ints/infer",
+        _v2(("ids", [1, 3], "INT64", [1, 2, 1e30])),
+        {},
+        400,
+        "out of range",
+    ),
     # the row format for a model with a per-call parameter (gain [1]) of 2 instances: was
     # "input 'gain' has shape [2, 1], the model expects [1]"; now says to send columns
     (

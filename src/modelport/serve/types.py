@@ -62,16 +62,30 @@ def numpy_dtype(datatype: str) -> np.dtype:
 
 def json_numbers(data: Any, dtype: np.dtype) -> np.ndarray:
     """JSON numbers (nested lists) as an array of ``dtype``; ValueError, TypeError or
-    OverflowError when they cannot be one. An integer tensor refuses a non-integral value (16000.5
-    for an INT64 sample rate) instead of truncating it, as Triton's JSON parser does."""
-    arr = np.asarray(data, dtype=dtype)
-    if dtype.kind in "iu" and arr.size:
-        probe = np.asarray(data)
-        if probe.dtype.kind == "f":
-            bad = probe[probe != np.trunc(probe)]
+    OverflowError when they cannot be one, as Triton's JSON parser refuses them: a string
+    ("NaN", "16000") or true/false for a number, a non-integral value (16000.5 for an INT64
+    sample rate) or one out of range for an integer (never truncated or wrapped)."""
+    if dtype.kind == "b":
+        return np.asarray(data, dtype=dtype)
+    probe = np.asarray(data)  # parsed once; then only a vectorized cast
+    kind = probe.dtype.kind
+    if kind == "b" or (kind not in "iuf" and probe.size):
+        first = probe.flat[0]
+        what = "true/false" if kind == "b" else repr(first.item() if kind in "US" else first)
+        if kind == "O" and isinstance(first, int) and not isinstance(first, bool):
+            raise OverflowError(f"{first} is out of range for {dtype}")
+        raise ValueError(f"{what} is not a number")
+    if dtype.kind in "iu" and probe.size:
+        if kind == "f":
+            bad = probe[probe != np.trunc(probe)]  # NaN and inf too
             if bad.size:
-                raise ValueError(f"{bad.flat[0]!r} is not an integer")
-    return arr
+                raise ValueError(f"{bad.flat[0].item()!r} is not an integer")
+        info = np.iinfo(dtype)
+        low, high = probe.min(), probe.max()
+        if low < info.min or high > info.max:
+            worst = (low if low < info.min else high).item()
+            raise OverflowError(f"{worst} is out of range for {dtype}")
+    return probe.astype(dtype)
 
 
 def v2_datatype(signature_dtype: str) -> str:
