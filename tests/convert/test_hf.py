@@ -76,6 +76,11 @@ def test_text_classification_task(tmp_path, minilm_dir):
     # random ids stayed in the vocabulary: every case ran and passed
     assert all(c.passed for c in res.report.cases)
     assert {c.input_shapes["input_ids"][1] for c in res.report.cases} >= {16, 128}
+    # the directory has no tokenizer files: transformers 5 builds an empty one from config.json
+    # (5 special tokens, every word [UNK]); it must not ship as the package's text processing
+    assert res.package.manifest.get("processing") is None
+    assert not (res.package.path / "processing").exists()
+    assert any("no tokenizer files" in n for n in res.notes)
 
 
 def test_hf_dir_without_config(tmp_path):

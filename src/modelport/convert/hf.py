@@ -213,14 +213,33 @@ def _top_k(config: ConvertConfig, task: str, hf_config: Any) -> int:
     return k
 
 
+def _tokenizer(path: Path) -> Any:
+    """The directory's own tokenizer; raises ConversionError when it holds none of its files.
+
+    transformers 5 builds a tokenizer from config.json alone when the directory has no
+    tokenizer files (BERT: an empty vocabulary of 5 special tokens, every word [UNK]); shipping
+    or sampling with that one would be wrong, so it counts as no tokenizer.
+    """
+    transformers = require("transformers", "torch")
+    tok = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    wanted = sorted({str(f) for f in getattr(tok, "vocab_files_names", {}).values()})
+    if wanted and not any((path / f).is_file() for f in wanted):
+        raise ConversionError(
+            f"'{path}' has no tokenizer files ({', '.join(wanted)}); save the tokenizer beside "
+            "the model (tokenizer.save_pretrained(DIR))",
+            path=str(path),
+        )
+    return tok
+
+
 def _example(
     path: Path, config: ConvertConfig, input_names: list[str], hf_config: Any
 ) -> dict[str, np.ndarray]:
     if config.example is not None:
         return {k: np.asarray(v).astype(np.int64) for k, v in config.example.items()}
-    transformers = require("transformers", "torch")
+    require("transformers", "torch")
     try:
-        tok = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        tok = _tokenizer(path)
         enc = tok(
             SAMPLE_SENTENCES[:2],
             padding="max_length",
@@ -321,9 +340,9 @@ def _text_processing(
     from ..processing import L2Normalize, Processing, Softmax, Tokenize, TopK
     from ..processing.steps import ClsPool, MaxPool, MeanPool
 
-    transformers = require("transformers", "torch")
+    require("transformers", "torch")
     try:
-        tok = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        tok = _tokenizer(path)
     except Exception as exc:
         return None, {}, [f"no text processing: the tokenizer cannot be loaded ({exc})"]
     if not getattr(tok, "is_fast", False):
