@@ -99,3 +99,43 @@ def test_minilm_manifest_is_json_and_lists_history(minilm_package):
     manifest = json.loads((minilm_package.path / "modelport.json").read_text())
     assert manifest["history"][0]["step"] == "convert"
     assert manifest["history"][0]["exporter"] in ("dynamo", "torchscript")
+
+
+def _tiny_t5_config():
+    from transformers import T5Config
+
+    return T5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+
+
+def test_t5_encoder_directory_converts_as_its_own_class(tmp_path):
+    """A saved T5EncoderModel used to load through AutoModel as the whole T5Model (decoder weights
+    randomly initialized) and fail with "You must specify exactly one of input_ids or
+    inputs_embeds"; it loads as T5EncoderModel and matches it."""
+    import torch
+    from transformers import T5EncoderModel
+
+    torch.manual_seed(0)
+    model = T5EncoderModel(_tiny_t5_config()).eval()
+    model.save_pretrained(tmp_path / "t5enc")
+    res = convert(Source.hf(str(tmp_path / "t5enc")), tmp_path / "pkg")
+    assert res.report.passed
+    assert res.package.signature.output_names == ["last_hidden_state"]
+    ids = np.array([[5, 9, 2, 1, 0, 0], [3, 3, 7, 8, 9, 1]], dtype=np.int64)
+    mask = np.array([[1, 1, 1, 1, 0, 0], [1] * 6], dtype=np.int64)
+    got = run_session(
+        make_session(res.package.model_path), {"input_ids": ids, "attention_mask": mask}
+    )["last_hidden_state"]
+    with torch.no_grad():
+        want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+    np.testing.assert_allclose(got, want.last_hidden_state.numpy(), atol=1e-4)
+
+
+def test_encoder_decoder_directory_is_refused_clearly(tmp_path):
+    import torch
+    from transformers import T5Model
+
+    torch.manual_seed(0)
+    T5Model(_tiny_t5_config()).save_pretrained(tmp_path / "t5")
+    with pytest.raises(ConversionError, match=r"encoder-decoder model \(T5Model\).*T5EncoderModel"):
+        convert(Source.hf(str(tmp_path / "t5")), tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists()

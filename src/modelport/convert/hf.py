@@ -104,6 +104,13 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
         return _convert_image_classifier(path, hf_config, config)
     import torch
 
+    arch = (getattr(hf_config, "architectures", None) or [""])[0]
+    if (
+        task == "feature-extraction"
+        and arch.endswith("EncoderModel")
+        and hasattr(transformers, arch)
+    ):
+        auto_name = arch  # e.g. T5EncoderModel: AutoModel would build the whole encoder-decoder
     try:
         with phase("load", detail="weights"):
             model = getattr(transformers, auto_name).from_pretrained(
@@ -113,6 +120,14 @@ def convert_hf(source: Source, config: ConvertConfig) -> Exported:
         raise ConversionError(
             f"cannot load the model in '{path}' for {task}: {exc}", path=str(path)
         ) from exc
+    if getattr(model.config, "is_encoder_decoder", False) and "Encoder" not in type(model).__name__:
+        raise ConversionError(
+            f"'{path}' holds an encoder-decoder model ({type(model).__name__}); --hf converts "
+            "encoder models (inputs input_ids/attention_mask). Save its encoder alone (e.g. "
+            "T5EncoderModel.from_pretrained(DIR).save_pretrained(ENCODER_DIR)) and convert that, "
+            "or convert the part you serve with --torch.",
+            path=str(path),
+        )
     model.eval()
     use_types = int(getattr(hf_config, "type_vocab_size", 0) or 0) > 0
     input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if use_types else [])
