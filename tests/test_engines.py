@@ -60,6 +60,27 @@ def test_openvino_is_thread_safe(tiny_onnx, cache):
         np.testing.assert_allclose(y, ref.run({"x": x})["y"], rtol=1e-5, atol=1e-5)
 
 
+def test_a_run_openvino_refused_recompiles_before_the_next_answer(tiny_onnx, cache):
+    """OpenVINO 2026.4's CPU plugin can be left broken by a refused run (PaddleOCR's recognizer:
+    NaN for valid inputs afterwards, a fresh infer request too): the session recompiles, and
+    every thread's next run uses the new compiled model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = load_engine(tiny_onnx, EngineConfig(engine="openvino", cache_dir=cache))
+    x = np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)
+    ref = load_engine(tiny_onnx).run({"x": x})["y"]
+    with ThreadPoolExecutor(1) as pool:  # a request made by another thread before the failure
+        pool.submit(s.run, {"x": x}).result()
+        before = s.compiled
+        with pytest.raises(InputError, match="rejected"):
+            s.run({"x": np.zeros((2, 5), np.float32)})  # rank right, size wrong: OpenVINO refuses
+        assert s.compiled is not before
+        old_request = pool.submit(lambda: s._local.request).result()
+        np.testing.assert_allclose(pool.submit(s.run, {"x": x}).result()["y"], ref, atol=1e-5)
+        assert pool.submit(lambda: s._local.request).result() is not old_request
+    np.testing.assert_allclose(s.run({"x": x})["y"], ref, rtol=1e-5, atol=1e-5)
+
+
 def test_openvino_cache_dir_is_filled(tiny_onnx, cache):
     from pathlib import Path
 

@@ -388,15 +388,27 @@ class OpenVINOSession:
             cache = str(Path(cache) / f"{config.precision}-t{config.threads or 'all'}")
             Path(cache).mkdir(parents=True, exist_ok=True)
             props["CACHE_DIR"] = cache
-        try:
-            if isinstance(model, str | os.PathLike):
+        path: str | None = None
+        proto = b""
+        if isinstance(model, str | os.PathLike):
+            path = str(model)
+        else:
+            proto = model if isinstance(model, bytes) else model.SerializeToString()
+
+        def compile_model() -> Any:
+            if path is not None:
                 # a path lets OpenVINO take the compiled blob from CACHE_DIR without reading it
-                self.compiled = core.compile_model(str(model), "CPU", props)
-            else:
-                proto = model if isinstance(model, bytes) else model.SerializeToString()
-                self.compiled = core.compile_model(core.read_model(proto), "CPU", props)
+                return core.compile_model(path, "CPU", props)
+            return core.compile_model(core.read_model(proto), "CPU", props)
+
+        self._compile = compile_model
+        try:
+            self.compiled = self._compile()
         except Exception as exc:
             raise ModelportError(f"OpenVINO cannot load the model: {_first_line(exc)}") from exc
+        # bumped when a failed run made the compiled model untrustworthy (see run())
+        self._generation = 0
+        self._recompiling = threading.Lock()
         graph_inputs, graph_outputs = _onnx_io_names(model)
         self._inputs = {_port_name(p, graph_inputs): p for p in self.compiled.inputs}
         self.input_names = list(self._inputs)
@@ -439,10 +451,22 @@ class OpenVINOSession:
         return f"int8+{float_part}" if ints else float_part
 
     def _request(self) -> Any:
-        req = getattr(self._local, "request", None)
-        if req is None:
-            req = self._local.request = self.compiled.create_infer_request()
-        return req
+        local = self._local
+        if getattr(local, "generation", None) != self._generation:
+            local.request = self.compiled.create_infer_request()
+            local.generation = self._generation
+        return local.request
+
+    def _recompile(self, generation: int) -> None:
+        """A fresh compiled model after a failed run (once for concurrent failures)."""
+        with self._recompiling:
+            if self._generation != generation:
+                return  # another thread already did
+            try:
+                self.compiled = self._compile()
+            except Exception:  # keep serving with what there is; the next failure retries
+                return
+            self._generation += 1
 
     def run(
         self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
@@ -461,11 +485,18 @@ class OpenVINOSession:
         bad = [n for n in names if n not in self._index]
         if bad:
             raise InputError(f"unknown output(s) {bad}; the model has {self.output_names}")
+        generation = self._generation
         try:
             # the run is synchronous: the inputs can be read in place; the outputs are the
             # request's own buffers, copied below before the next run reuses them
             result = self._request().infer(dict(feed), share_inputs=True, share_outputs=True)
         except Exception as exc:
+            # OpenVINO 2026.4's CPU plugin can be left broken by a run it refused: on PaddleOCR's
+            # recognizer, after 6 refused input heights, valid inputs gave NaN or wrong values on
+            # every compiled model tried, a fresh infer request too (reproduced without
+            # modelport). So a refused run costs its caller a recompile (from CACHE_DIR when
+            # set), and no later answer comes from the broken model.
+            self._recompile(generation)
             msg = _first_line(exc)
             if "shape" in msg.lower() or "dimension" in msg.lower() or "type" in msg.lower():
                 raise InputError(f"the model rejected the inputs: {msg}") from exc
