@@ -285,3 +285,22 @@ def test_exported_program_with_dynamic_batch(tmp_path):
     assert res.report.passed
     assert isinstance(res.package.signature.inputs[0].shape[0], str)
     assert any(c.label.startswith("batch=") for c in res.report.cases)
+
+
+def test_exported_program_needs_no_example_inputs(tmp_path):
+    """A .pt2 holds the inputs it was exported with: it used to be refused without --input or
+    --example-inputs ("a PyTorch model needs example inputs"); those saved inputs are used."""
+    module = tm.build_mlp().eval()
+    x = torch.linspace(-1, 1, 12).reshape(3, 4)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(module, (x,), dynamic_shapes=({0: batch},))
+    path = tmp_path / "m.pt2"
+    torch.export.save(program, str(path))
+    res = convert(Source.exported_program(str(path)), tmp_path / "p")
+    assert res.report.passed and res.package.signature.input_names == ["x"]
+    assert any("exported with (x [3, 4] float32)" in n for n in res.notes)
+    example = next(c for c in res.report.cases if c.label == "example")
+    assert list(example.input_shapes["x"]) == [3, 4]
+    y = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    (got,) = run_session(make_session(res.package.model_path), {"x": y}).values()
+    np.testing.assert_allclose(got, module(torch.from_numpy(y)).detach().numpy(), atol=1e-5)

@@ -798,7 +798,8 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
             path=str(path),
         ) from exc
     module = program.module()
-    feed, _ = _example_feed(config, module)
+    own = None if (config.example is not None or config.inputs) else _program_example(program)
+    feed, _ = (own, {}) if own is not None else _example_feed(config, module)
     input_names = list(config.input_names) or list(feed)
     reference = torch_reference(module, input_names)
     # An ExportedProgram carries its own dynamic shapes; it is exported as it is.
@@ -825,6 +826,12 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
         sig = Signature.from_onnx(proto)
     dynamic = {t.name: t.dynamic_axes for t in sig.inputs if t.dynamic_axes}
     notes = []
+    if own is not None:
+        notes.append(
+            "example inputs: the ones the ExportedProgram was exported with ("
+            + ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in own.items())
+            + "); give --example-inputs with real ones to verify on your data"
+        )
     if not dynamic:
         notes.append(
             "the ExportedProgram has no dynamic dims (export it with dynamic_shapes to get them); "
@@ -841,6 +848,20 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
     if not dynamic:
         vcfg = _replace(vcfg, batch_sizes=())
     return Exported(proto, reference, feed, dynamic, prov, "dynamo", notes, verify_config=vcfg)
+
+
+def _program_example(program: Any) -> Feed | None:
+    """The example inputs torch.export saved with the program, by input name; None when it holds
+    none, or holds keyword or non-tensor inputs (then --input / --example-inputs are asked for)."""
+    torch = _torch()
+    example = getattr(program, "example_inputs", None)
+    names = list(program.graph_signature.user_inputs)
+    if not example:
+        return None
+    args, kwargs = example
+    if kwargs or len(args) != len(names) or not all(isinstance(a, torch.Tensor) for a in args):
+        return None
+    return {n: a.detach().cpu().numpy() for n, a in zip(names, args, strict=True)}
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
