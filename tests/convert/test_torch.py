@@ -304,3 +304,23 @@ def test_exported_program_needs_no_example_inputs(tmp_path):
     y = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
     (got,) = run_session(make_session(res.package.model_path), {"x": y}).values()
     np.testing.assert_allclose(got, module(torch.from_numpy(y)).detach().numpy(), atol=1e-5)
+
+
+def test_torchscript_and_state_dict_files_swapped_say_which_flag(tmp_path):
+    """A TorchScript file given as --weights used to surface torch.load's weights_only advice;
+    a state_dict given as --torchscript, PyTorch's "checkpoint file is corrupted". Both now name
+    the file's kind and the flag that takes it."""
+    model = tm.MLP().eval()
+    state, script = tmp_path / "w.pt", tmp_path / "ts.pt"
+    torch.save(model.state_dict(), state)
+    torch.jit.save(torch.jit.script(model), str(script))
+    cfg = ConvertConfig(inputs=X_SPEC)
+    with pytest.raises(ConversionError, match=r"is a TorchScript archive.*--torchscript") as err:
+        convert(
+            Source.torch_class("tests.convert.torch_models:MLP", str(script)), tmp_path / "a", cfg
+        )
+    assert "weights_only" not in str(err.value)
+    with pytest.raises(ConversionError, match=r"torch\.save file.*--weights") as err:
+        convert(Source.torchscript(str(state)), tmp_path / "b", cfg)
+    assert "corrupted" not in str(err.value)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

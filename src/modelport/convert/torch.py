@@ -110,6 +110,12 @@ def load_module(source: Source) -> tuple[Any, dict[str, Any]]:
         weights = Path(source.weights)
         if not weights.is_file():
             raise ConversionError(f"weights file '{weights}' does not exist", path=str(weights))
+        if _zip_kind(weights) == "torchscript":
+            raise ConversionError(
+                f"'{weights}' is a TorchScript archive (torch.jit.save), not a state_dict: convert "
+                f"it with --torchscript {weights} (Python: Source.torchscript(path))",
+                path=str(weights),
+            )
         try:
             state = torch.load(str(weights), map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -749,6 +755,13 @@ def convert_torchscript(source: Source, config: ConvertConfig) -> Exported:
             module = torch.jit.load(str(path), map_location="cpu")
             reference_module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
+        if _zip_kind(path) == "torch.save":
+            raise ConversionError(
+                f"'{path}' is not a TorchScript archive but a torch.save file (a state_dict or a "
+                "pickled module): convert a state_dict with --torch MODULE:CLASS --weights "
+                f"{path}, or save TorchScript with torch.jit.save(torch.jit.script(model), path)",
+                path=str(path),
+            ) from exc
         raise ConversionError(
             f"'{path}' is not a TorchScript archive (torch.jit.save): {str(exc).splitlines()[0]}",
             path=str(path),
@@ -848,6 +861,20 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
     if not dynamic:
         vcfg = _replace(vcfg, batch_sizes=())
     return Exported(proto, reference, feed, dynamic, prov, "dynamo", notes, verify_config=vcfg)
+
+
+def _zip_kind(path: Path) -> str:
+    """ "torchscript" (torch.jit.save), "torch.save", or "" for a file that is neither zip layout."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n.split("/", 1)[-1] for n in z.namelist()]
+    except (OSError, zipfile.BadZipFile):
+        return ""
+    if "constants.pkl" in names or any(n.startswith("code/") for n in names):
+        return "torchscript"
+    return "torch.save" if "data.pkl" in names else ""
 
 
 def _program_example(program: Any) -> Feed | None:
