@@ -139,3 +139,22 @@ def test_encoder_decoder_directory_is_refused_clearly(tmp_path):
     with pytest.raises(ConversionError, match=r"encoder-decoder model \(T5Model\).*T5EncoderModel"):
         convert(Source.hf(str(tmp_path / "t5")), tmp_path / "pkg")
     assert not (tmp_path / "pkg").exists()
+
+
+def test_image_classifier_without_processor_config_says_what_to_do(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    cfg = ViTConfig(
+        image_size=16,
+        patch_size=8,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+    )
+    ViTForImageClassification(cfg).save_pretrained(tmp_path / "vit")
+    with pytest.raises(ConversionError, match="no preprocessor_config.json") as err:
+        convert(Source.hf(str(tmp_path / "vit")), tmp_path / "pkg")
+    assert "save_pretrained(DIR)" in str(err.value) and "--torch" in str(err.value)
+    assert not (tmp_path / "pkg").exists()

@@ -533,7 +533,11 @@ def _convert_image_classifier(path: Path, hf_config: Any, config: ConvertConfig)
     if not pp_file.is_file():
         raise ConversionError(
             f"'{path}' has no preprocessor_config.json: an image classifier needs its image "
-            "processor's settings (resize, crop, normalization) to carry its processing",
+            "processor's settings (resize, crop, normalization) to carry its processing. Save "
+            "the processor beside the model (e.g. AutoImageProcessor.from_pretrained(...) or "
+            "ViTImageProcessor(size=...).save_pretrained(DIR)), or convert the bare model (pixel "
+            "tensors in, logits out) with --torch FACTORY --input "
+            "pixel_values:batch,3,HEIGHT,WIDTH:float32",
             path=str(path),
         )
     try:
