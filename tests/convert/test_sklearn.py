@@ -231,3 +231,30 @@ def test_column_transformer_by_name_is_refused_with_the_way_out(tmp_path):
     ).fit(x, (df.age > 40).astype(int))
     res = convert(Source.sklearn(by_position), tmp_path / "positions")
     assert res.report.passed
+
+
+def test_one_hot_column_by_position_verifies_on_generated_rows(tmp_path):
+    """A category column (0/1/2) one-hot encoded by position: the generated normal rows put 2.25
+    there, which scikit-learn calls unknown but ONNX's OneHotEncoder reads as 2, and a correct
+    model failed verification ("2/32 elements outside atol"). Generated rows now draw that
+    column from the categories, and the reference reads it as ONNX does (said in a note)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.normal(40, 10, 200), rng.normal(5e4, 1e4, 200), rng.integers(0, 3, 200)]
+    y = x[:, 1] / 1000 + 5 * x[:, 2]
+    pre = ColumnTransformer(
+        [("num", StandardScaler(), [0, 1]), ("cat", OneHotEncoder(handle_unknown="ignore"), [2])]
+    )
+    model = make_pipeline(pre, RandomForestRegressor(n_estimators=5, max_depth=5, random_state=0))
+    model.fit(x, y)
+    res = convert(Source.sklearn(model), tmp_path / "rf")
+    assert res.report.passed, res.report.failures()
+    assert any("column(s) [2] feed a OneHotEncoder" in n for n in res.notes)
+    rows = np.array([[35.0, 4.2e4, 2.0], [52.0, 6.1e4, 0.0]])
+    (got,) = run_session(
+        make_session(res.package.model_path), {"input": rows.astype(np.float32)}
+    ).values()
+    np.testing.assert_allclose(np.ravel(got), model.predict(rows), rtol=1e-5)

@@ -255,6 +255,65 @@ def _initial_feed(
     return {input_name: x}, keep, []
 
 
+def _category_columns(est: Any) -> dict[int, np.ndarray]:
+    """Input column -> the numeric categories a OneHotEncoder reading it straight from the
+    input knows (first in the model, or in a ColumnTransformer selecting columns by position)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    first = est
+    while getattr(first, "steps", None):
+        first = first.steps[0][1]
+    found: dict[int, np.ndarray] = {}
+    parts = (
+        [(t, c) for _, t, c in getattr(first, "transformers_", [])]
+        if isinstance(first, ColumnTransformer)
+        else [(first, list(range(int(getattr(first, "n_features_in_", 0)))))]
+    )
+    for trans, cols in parts:
+        cats = getattr(trans, "categories_", None) if isinstance(trans, OneHotEncoder) else None
+        idx = np.atleast_1d(cols)
+        if cats is None or idx.dtype.kind not in "iu" or len(idx) != len(cats):
+            continue
+        for col, values in zip(idx, cats, strict=True):
+            values = np.asarray(values)
+            if values.dtype.kind in "iufb" and values.size:
+                found[int(col)] = values[~np.isnan(values.astype(np.float64))]
+    return found
+
+
+def _integer_categories(
+    reference: Callable[[Feed], dict[str, np.ndarray]], input_name: str, columns: list[int]
+) -> Callable[[Feed], dict[str, np.ndarray]]:
+    """``reference`` given the categorical ``columns`` truncated to integers, as ONNX reads them."""
+
+    def run(feed: Feed) -> dict[str, np.ndarray]:
+        x = np.array(feed[input_name], dtype=np.float64)
+        x[:, columns] = np.trunc(x[:, columns])
+        return reference({**feed, input_name: x})
+
+    return run
+
+
+def _draw_categories(est: Any, x: np.ndarray) -> list[str]:
+    """Generated rows: columns an encoder reads get its known categories, in place.
+
+    Normal draws there (2.25 in a column of 0/1/2) are unknown to scikit-learn's encoder, but
+    ONNX's OneHotEncoder casts them to integers (2): verification would fail a correct model.
+    """
+    columns = _category_columns(est)
+    rng = np.random.default_rng(1)
+    for col, values in columns.items():
+        if values.size and col < x.shape[1]:
+            x[:, col] = rng.choice(values, size=x.shape[0])
+    if not columns:
+        return []
+    return [
+        f"generated rows: column(s) {sorted(columns)} drawn from their encoder's categories "
+        "(other values are unknown to it)"
+    ]
+
+
 def _name_batch_dims(model: Any, static: int | None) -> None:
     for vi in [*model.graph.input, *model.graph.output]:
         dims = vi.type.tensor_type.shape.dim
@@ -423,6 +482,8 @@ def convert_sklearn(source: Source, config: ConvertConfig) -> Exported:
         )
     )[0]
     feed, original, notes = _initial_feed(config, input_name, int(n_features))
+    if config.example is None:
+        notes.extend(_draw_categories(est, feed[input_name]))
     static = None if config.dynamic_batch else int(feed[input_name].shape[0])
     options = {id(c): {"zipmap": False} for c in _classifiers(est) if _takes_zipmap(c)}
     try:
@@ -452,6 +513,14 @@ def convert_sklearn(source: Source, config: ConvertConfig) -> Exported:
     sig = Signature.from_onnx(model)
     outputs = _reference_methods(est, sig.output_names)
     reference = sklearn_reference(est, input_name, outputs, {o.name: o for o in sig.outputs})
+    categorical = sorted(_category_columns(est))
+    if categorical:
+        reference = _integer_categories(reference, input_name, categorical)
+        notes.append(
+            f"column(s) {categorical} feed a OneHotEncoder: ONNX's OneHotEncoder reads them as "
+            "integers (2.25 -> category 2, -0.3 -> 0) where scikit-learn calls such values unknown; "
+            "the reference is given them the same way. Send whole category values."
+        )
     exact = {
         name: (0.0, 0.0)
         for name, method in outputs
