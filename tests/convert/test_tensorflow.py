@@ -207,6 +207,25 @@ def test_keras_normalization_layer_constants_stay_in_the_graph(tmp_path):
     np.testing.assert_allclose(got["out"], model.predict(x, verbose=0), atol=1e-5)
 
 
+def test_keras_own_export_leaving_captured_inputs_is_an_exporter_failure(tmp_path, monkeypatch):
+    """Keras' own ONNX export also leaves a Normalization's captured constants as graph inputs;
+    when tf2onnx had failed, convert crashed with KeyError (exit 3). Now that exporter's failure is
+    reported by name."""
+    import modelport.convert.tensorflow as tfconv
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated tf2onnx breakage")
+
+    monkeypatch.setattr(tfconv, "_export_keras_tf2onnx", broken)
+    norm = keras.layers.Normalization()
+    norm.adapt(np.random.default_rng(0).random((20, 3), dtype=np.float32))
+    inp = keras.Input((3,), name="num")
+    keras.Model(inp, keras.layers.Dense(2)(norm(inp))).save(tmp_path / "norm.keras")
+    with pytest.raises(ConversionError, match=r"keras failed: .*inputs the model does not have"):
+        convert(Source.keras(str(tmp_path / "norm.keras")), tmp_path / "norm")
+    assert not (tmp_path / "norm").exists()
+
+
 def test_keras_string_lookup_points_to_savedmodel(tmp_path):
     """A string input used to fail with TensorFlow's "Cannot convert 'str' to a DType"; the lookup
     table it feeds converts only through tf2onnx's SavedModel loader, and the error says so."""

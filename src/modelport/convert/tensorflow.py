@@ -189,6 +189,12 @@ def _finish_graph(
                 _rename_tensor(model, old, new)
     _reorder(g.output, output_names)
     _reorder(g.input, input_names)
+    extra = [i.name for i in g.input if i.name not in input_names]
+    if extra:
+        raise ConversionError(
+            f"the exported graph asks for inputs the model does not have: {extra} (tensors the "
+            "traced call captured, left as graph inputs by the exporter)"
+        )
     missing = [n for n in input_names if n not in {i.name for i in g.input}]
     if missing:
         raise ConversionError(
