@@ -19,9 +19,10 @@ from sklearn.preprocessing import StandardScaler
 from modelport.cli import main
 from modelport.convert import ConvertConfig, Source, convert
 from modelport.convert.sklearn import LABEL_TIE_TOLERANCE, explain_label_ties
-from modelport.errors import ConversionError, InputError, UsageError
+from modelport.errors import ConversionError, InputError, UsageError, VerificationError
 from modelport.package import ModelPackage
 from modelport.runtime import make_session, run_session
+from modelport.verify import VerifyConfig
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +259,13 @@ def test_one_hot_column_by_position_verifies_on_generated_rows(tmp_path):
         make_session(res.package.model_path), {"input": rows.astype(np.float32)}
     ).values()
     np.testing.assert_allclose(np.ravel(got), model.predict(rows), rtol=1e-5)
+
+
+def test_parity_failure_advice_fits_the_source(tmp_path, pipeline):
+    """A scikit-learn parity failure used to advise "--exporter torchscript|dynamo", an option
+    the CLI refuses for --sklearn."""
+    x = np.random.default_rng(0).standard_normal((8, 64))
+    cfg = ConvertConfig(example={"input": x}, verify=VerifyConfig(atol=0.0, rtol=0.0))
+    with pytest.raises(VerificationError) as err:
+        convert(Source.sklearn(pipeline), tmp_path / "p", cfg)
+    assert "Loosen --atol/--rtol" in str(err.value) and "--exporter" not in str(err.value)

@@ -70,6 +70,9 @@ def _sklearn(source: Source, config: ConvertConfig) -> Exported:
     return convert_sklearn(source, config)
 
 
+# sources whose exporter --exporter chooses (the others have one way to ONNX, or are ONNX)
+_EXPORTER_CHOICE = ("torch", "torchscript", "hf")
+
 CONVERTERS: dict[str, Converter] = {
     "torch": _torch,
     "torchscript": _torchscript,
@@ -138,8 +141,9 @@ def _convert(
         raise VerificationError(
             "the converted model does not match the source:\n  - "
             + "\n  - ".join(report.failures())
-            + "\nNothing was written. Loosen --atol/--rtol if the differences are expected, try "
-            "--exporter torchscript|dynamo, or pass --allow-mismatch to write the package anyway.",
+            + "\nNothing was written. Loosen --atol/--rtol if the differences are expected, "
+            + ("try --exporter torchscript|dynamo, " if source.kind in _EXPORTER_CHOICE else "")
+            + "or pass --allow-mismatch to write the package anyway.",
             report=report,
         )
     name = config.name or os.path.basename(os.path.normpath(os.fspath(out)))
