@@ -226,6 +226,29 @@ def test_keras_own_export_leaving_captured_inputs_is_an_exporter_failure(tmp_pat
     assert not (tmp_path / "norm").exists()
 
 
+def test_keras_input_option_sizes_unknown_dims(tmp_path):
+    """--input img:batch,20,24,3:float32 was silently ignored for --keras: an image model with
+    unknown height/width was exported and verified on generated 8x8 images."""
+    from modelport.data import parse_input_spec
+
+    inp = keras.Input((None, None, 3), name="img")
+    h = keras.layers.Conv2D(4, 3, strides=2, padding="same")(inp)
+    model = keras.Model(inp, keras.layers.GlobalAveragePooling2D(name="feat")(h))
+    model.save(tmp_path / "img.keras")
+    spec = parse_input_spec("img:batch,20,24,3:float32")[0]
+    res = convert(
+        Source.keras(str(tmp_path / "img.keras")), tmp_path / "p", ConvertConfig(inputs=(spec,))
+    )
+    assert res.report.passed
+    example = next(c for c in res.report.cases if c.label == "example")
+    assert list(example.input_shapes["img"]) == [2, 20, 24, 3]
+    bad = parse_input_spec("img:batch,20,24,4:float32")[0]
+    with pytest.raises(UsageError, match="axis 3 is 4, but the model fixes it at 3"):
+        convert(
+            Source.keras(str(tmp_path / "img.keras")), tmp_path / "q", ConvertConfig(inputs=(bad,))
+        )
+
+
 def test_keras_string_lookup_points_to_savedmodel(tmp_path):
     """A string input used to fail with TensorFlow's "Cannot convert 'str' to a DType"; the lookup
     table it feeds converts only through tf2onnx's SavedModel loader, and the error says so."""

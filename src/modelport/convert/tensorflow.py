@@ -279,7 +279,27 @@ def _example(
             {n: config.example[n] for n in sig.input_names}, sig, source="the example inputs"
         )
     sizes = {d: (EXAMPLE_BATCH if d == "batch" else 8) for d in sig.symbolic_dims()}
-    return generate_feed(sig, sizes)
+    given = {t.name: t for t in config.inputs}
+    unknown = sorted(set(given) - set(sig.input_names))
+    if unknown:
+        raise UsageError(f"--input names {unknown}, but the model's inputs are {sig.input_names}")
+    for spec in sig.inputs:  # --input sizes the model's unknown dims (e.g. an image's 224x224)
+        g = given.get(spec.name)
+        if g is None:
+            continue
+        if len(g.shape) != len(spec.shape):
+            raise UsageError(
+                f"--input {spec.name} has {len(g.shape)} dims; the model's input is "
+                f"{list(spec.shape)}"
+            )
+        for axis, (want, got) in enumerate(zip(spec.shape, g.shape, strict=True)):
+            if isinstance(want, str) and isinstance(got, int):
+                sizes[want] = got
+            elif isinstance(got, int) and got != want:
+                raise UsageError(
+                    f"--input {spec.name}: axis {axis} is {got}, but the model fixes it at {want}"
+                )
+    return generate_feed(sig, sizes, ranges=dict(config.input_ranges))
 
 
 def _export_and_verify(
