@@ -324,3 +324,16 @@ def test_torchscript_and_state_dict_files_swapped_say_which_flag(tmp_path):
         convert(Source.torchscript(str(state)), tmp_path / "b", cfg)
     assert "corrupted" not in str(err.value)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_exported_program_example_contradicting_its_fixed_dims_is_refused(tmp_path):
+    """--input x:batch,5 for a program exported at [batch, 4] used to fail late, in parity, with
+    ONNX Runtime's "Got invalid dimensions ... Expected: 4"; it is refused up front."""
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(tm.build_mlp(), (torch.ones(2, 4),), dynamic_shapes=({0: batch},))
+    path = tmp_path / "m.pt2"
+    torch.export.save(program, str(path))
+    spec = (parse_input_spec("x:batch,5:float32")[0],)
+    with pytest.raises(UsageError, match=r"takes x \['s\d+', 4\].*gives \[2, 5\]"):
+        convert(Source.exported_program(str(path)), tmp_path / "p", ConvertConfig(inputs=spec))
+    assert not (tmp_path / "p").exists()

@@ -814,6 +814,7 @@ def convert_exported_program(source: Source, config: ConvertConfig) -> Exported:
     own = None if (config.example is not None or config.inputs) else _program_example(program)
     feed, _ = (own, {}) if own is not None else _example_feed(config, module)
     input_names = list(config.input_names) or list(feed)
+    _check_program_shapes(program, feed)
     reference = torch_reference(module, input_names)
     # An ExportedProgram carries its own dynamic shapes; it is exported as it is.
     import onnx
@@ -875,6 +876,28 @@ def _zip_kind(path: Path) -> str:
     if "constants.pkl" in names or any(n.startswith("code/") for n in names):
         return "torchscript"
     return "torch.save" if "data.pkl" in names else ""
+
+
+def _check_program_shapes(program: Any, feed: Feed) -> None:
+    """Refuse example inputs whose fixed dims the program's own input specs contradict."""
+    metas = {
+        n.name: n.meta.get("val")
+        for n in program.graph.nodes
+        if n.op == "placeholder" and n.name in program.graph_signature.user_inputs
+    }
+    for name, value in feed.items():
+        val = metas.get(name)
+        if val is None or not hasattr(val, "shape"):
+            continue
+        want = [d if isinstance(d, int) else str(d) for d in val.shape]
+        got = list(np.shape(value))
+        if len(want) != len(got) or any(
+            isinstance(w, int) and w != g for w, g in zip(want, got, strict=False)
+        ):
+            raise UsageError(
+                f"the ExportedProgram takes {name} {want} (named dims are dynamic), but the example "
+                f"gives {got}; its fixed dims were set by torch.export"
+            )
 
 
 def _program_example(program: Any) -> Feed | None:
