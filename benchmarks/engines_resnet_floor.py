@@ -4,7 +4,8 @@
 
 Times the digits ResNet (examples/resnet_digits.py, converted by modelport) at batch 1 and batch 8
 through modelport's engine sessions, all variants interleaved in one process:
-ORT fp32 (2 threads = the baseline, 1 thread), ORT static int8 (``modelport quantize --mode
+ORT fp32 (2 threads = the baseline, as modelport runs ONNX Runtime: intra-op spinning off; the
+same with spinning on, ONNX Runtime's own default; 1 thread), ORT static int8 (``modelport quantize --mode
 static``, 1 and 2 threads), OpenVINO bf16 (AMX, 1 and 2 threads). Each batch size is timed twice:
 in ~20 ms blocks of consecutive runs (``LatencyConfig.block_ms=20``: how ``bench``/``plan`` time
 now, and how a busy server runs one model) and alternating every run (``block_ms=0``: how they
@@ -40,7 +41,7 @@ def main() -> int:
     from modelport.bench.machine import machine_info
     from modelport.convert import ConvertConfig, Source, convert
     from modelport.optimize.quantize import QuantizeConfig, quantize
-    from modelport.runtime import EngineConfig, engine_available, load_engine
+    from modelport.runtime import EngineConfig, SessionConfig, engine_available, load_engine
     from modelport.runtime.latency import LatencyConfig, interleave, session_runner
 
     x_train, _, x_test, _ = load_digits_split()
@@ -54,9 +55,17 @@ def main() -> int:
     int8, _ = quantize(fp32, work / "int8", QuantizeConfig.static({"x": x_train[:256]}))
     variants = {
         "ORT fp32, 2 threads (baseline)": (fp32.model_path, EngineConfig(threads=2)),
+        "ORT fp32, 2 threads, spinning on (ORT's default)": (
+            fp32.model_path,
+            EngineConfig(threads=2, session=SessionConfig(allow_spinning=True)),
+        ),
         "ORT fp32, 1 thread": (fp32.model_path, EngineConfig(threads=1)),
         "ORT static int8, 2 threads": (int8.model_path, EngineConfig(threads=2)),
         "ORT static int8, 1 thread": (int8.model_path, EngineConfig(threads=1)),
+        "ORT static int8, 2 threads, spinning on": (
+            int8.model_path,
+            EngineConfig(threads=2, session=SessionConfig(allow_spinning=True)),
+        ),
     }
     if engine_available("openvino"):
         for t in (1, 2):
