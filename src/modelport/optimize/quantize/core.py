@@ -768,58 +768,17 @@ def _op_hist(model: Any) -> dict[str, int]:
     return h
 
 
-def _outer_refs(node: Any) -> set[str]:
-    """The names a node's subgraphs (If branches, Loop/Scan bodies) read from the outer scope."""
-    refs: set[str] = set()
-
-    def walk(g: Any, local: set[str]) -> None:
-        local = local | {i.name for i in g.input} | {i.name for i in g.initializer}
-        for n in g.node:
-            refs.update(x for x in n.input if x and x not in local)
-            for a in n.attribute:
-                for sub in [a.g] if a.HasField("g") else list(a.graphs):
-                    walk(sub, local)
-            local |= set(n.output)
-        refs.update(o.name for o in g.output if o.name not in local)
-
-    for a in node.attribute:
-        for sub in [a.g] if a.HasField("g") else list(a.graphs):
-            walk(sub, set())
-    return refs
-
-
 def _toposort(graph: Any) -> bool:
     """Re-order ``graph``'s nodes, in place, so each comes after what it reads (its inputs and
     what its subgraphs read from outside), keeping the order otherwise. ONNX Runtime's
     quantizer writes Silero VAD (If nodes) out of order, which onnx.checker refuses. Returns
     whether anything moved (False also for a cycle, left to the checker)."""
-    import heapq
+    from .fp16 import reorder_nodes, topological_order
 
-    nodes = list(graph.node)
-    producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
-    deps = [
-        {producer[x] for x in {*n.input, *_outer_refs(n)} if x in producer and producer[x] != i}
-        for i, n in enumerate(nodes)
-    ]
-    users: list[list[int]] = [[] for _ in nodes]
-    for i, d in enumerate(deps):
-        for j in d:
-            users[j].append(i)
-    waiting = [len(d) for d in deps]
-    ready = [i for i, w in enumerate(waiting) if w == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(i)
-        for u in users[i]:
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                heapq.heappush(ready, u)
-    if len(order) != len(nodes) or order == list(range(len(nodes))):
+    order = topological_order(graph)
+    if order is None or order == list(range(len(graph.node))):
         return False
-    del graph.node[:]
-    graph.node.extend(nodes[i] for i in order)
+    reorder_nodes(graph, order)
     return True
 
 

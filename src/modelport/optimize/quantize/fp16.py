@@ -85,36 +85,42 @@ def convert_fp16(src: Path, work: Path, config: Any, report: OptimizeReport) -> 
     return out
 
 
-def _used_names(graph: Any) -> set[str]:
-    """Names a (sub)graph reads that it does not define: its outer-scope references."""
-    defined = {i.name for i in graph.initializer} | {i.name for i in graph.input}
-    used: set[str] = set()
-    for node in graph.node:
-        used.update(n for n in node.input if n)
-        for attr in node.attribute:
-            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                used |= _used_names(g)
-        defined.update(node.output)
-    return used - defined
+def outer_refs(node: Any) -> set[str]:
+    """The names a node's subgraphs (If branches, Loop/Scan bodies) read from the outer scope."""
+    refs: set[str] = set()
+
+    def walk(g: Any, local: set[str]) -> None:
+        local = local | {i.name for i in g.input} | {i.name for i in g.initializer}
+        for n in g.node:
+            refs.update(x for x in n.input if x and x not in local)
+            for a in n.attribute:
+                for sub in [a.g] if a.HasField("g") else list(a.graphs):
+                    walk(sub, local)
+            local |= set(n.output)
+        refs.update(o.name for o in g.output if o.name not in local)
+
+    for a in node.attribute:
+        for sub in [a.g] if a.HasField("g") else list(a.graphs):
+            walk(sub, set())
+    return refs
 
 
-def topological_sort(graph: Any) -> None:
-    """Reorder ``graph.node`` in place so every node comes after the producers of its inputs
-    (including the outer-scope names its subgraphs read); the order is otherwise kept."""
-    producer = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
-    deps: list[set[int]] = []
-    for i, node in enumerate(graph.node):
-        names = {n for n in node.input if n}
-        for attr in node.attribute:
-            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                names |= _used_names(g)
-        deps.append({producer[n] for n in names if n in producer and producer[n] != i})
-    users: list[list[int]] = [[] for _ in graph.node]
+def topological_order(graph: Any) -> list[int] | None:
+    """Indices of ``graph.node`` such that every node comes after the producers of what it reads
+    (its inputs and the outer-scope names its subgraphs read), the given order kept otherwise;
+    None when the graph has a cycle."""
+    import heapq
+
+    nodes = list(graph.node)
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+    deps = [
+        {producer[x] for x in {*n.input, *outer_refs(n)} if x in producer and producer[x] != i}
+        for i, n in enumerate(nodes)
+    ]
+    users: list[list[int]] = [[] for _ in nodes]
     for i, d in enumerate(deps):
         for j in d:
             users[j].append(i)
-    import heapq
-
     waiting = [len(d) for d in deps]
     ready = [i for i, w in enumerate(waiting) if w == 0]
     heapq.heapify(ready)
@@ -126,14 +132,25 @@ def topological_sort(graph: Any) -> None:
             waiting[u] -= 1
             if waiting[u] == 0:
                 heapq.heappush(ready, u)
-    if len(order) != len(graph.node):
-        raise OptimizationError("the float16 graph has a cycle; it cannot be sorted")
-    nodes = [graph.node[i] for i in order]
-    copies = [type(n)() for n in nodes]
-    for c, n in zip(copies, nodes, strict=True):
-        c.CopyFrom(n)
+    return order if len(order) == len(nodes) else None
+
+
+def reorder_nodes(graph: Any, order: list[int]) -> None:
+    """Put ``graph.node`` in ``order`` (indices), in place."""
+    copies = [type(graph.node[i])() for i in order]
+    for c, i in zip(copies, order, strict=True):
+        c.CopyFrom(graph.node[i])
     del graph.node[:]
     graph.node.extend(copies)
+
+
+def topological_sort(graph: Any) -> None:
+    """Reorder ``graph.node`` in place so every node comes after the producers of its inputs
+    (including the outer-scope names its subgraphs read); the order is otherwise kept."""
+    order = topological_order(graph)
+    if order is None:
+        raise OptimizationError("the float16 graph has a cycle; it cannot be sorted")
+    reorder_nodes(graph, order)
 
 
 def save_model(model: Any, path: Path) -> None:

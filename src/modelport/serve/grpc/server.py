@@ -181,17 +181,28 @@ def _parse_and_decode(data: bytes) -> InferenceRequest:
 _RAW_FIELD = 7  # ModelInferRequest.raw_input_contents
 
 
-def _varint(data: bytes, i: int) -> tuple[int, int]:
+def read_varint(data: bytes | memoryview, i: int, end: int) -> tuple[int, int]:
+    """(the protobuf varint at ``data[i]``, the index after it); ValueError when it runs past
+    ``end`` or over 64 bits."""
     value = shift = 0
     while True:
-        if i >= len(data) or shift > 63:
-            raise InputError("the request is not a valid inference.ModelInferRequest: truncated")
+        if i >= end or shift > 63:
+            raise ValueError("truncated varint")
         b = data[i]
         i += 1
         value |= (b & 0x7F) << shift
         if b < 0x80:
             return value, i
         shift += 7
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    try:
+        return read_varint(data, i, len(data))
+    except ValueError:
+        raise InputError(
+            "the request is not a valid inference.ModelInferRequest: truncated"
+        ) from None
 
 
 def split_raw_contents(data: bytes) -> tuple[bytes, list[memoryview]]:

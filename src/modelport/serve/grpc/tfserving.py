@@ -243,42 +243,31 @@ _WIDTH = {4: 1, 5: 4, 6: 8}  # field -> the item size its length must be a multi
 _REQUEST_FIELDS, _ENTRY_FIELDS, _TENSOR_FIELDS = 4096, 16, 64
 
 
-def _varint(data: memoryview, i: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= end or shift > 63:
-            raise ValueError("truncated varint")
-        b = data[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
-
-
 def _fields(
     data: memoryview, start: int, end: int, limit: int
 ) -> list[tuple[int, int, int, int, int]]:
     """(field number, wire type, field start, value start, value end) of each field of the
     message in ``data[start:end]``; ValueError when it is not well formed or has more than
     ``limit`` fields (walked in Python: a message of many tiny fields is left to protobuf)."""
+    from .server import read_varint  # (grpc is imported where it is served)
+
     out: list[tuple[int, int, int, int, int]] = []
     i = start
     while i < end:
         if len(out) >= limit:
             raise ValueError("too many fields to walk")
         first = i
-        key, i = _varint(data, i, end)
+        key, i = read_varint(data, i, end)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            _, j = _varint(data, i, end)
+            _, j = read_varint(data, i, end)
             value_start = i
         elif wire == 1:
             value_start, j = i, i + 8
         elif wire == 5:
             value_start, j = i, i + 4
         elif wire == 2:
-            length, value_start = _varint(data, i, end)
+            length, value_start = read_varint(data, i, end)
             j = value_start + length
         else:  # groups (3, 4) are not used by these messages
             raise ValueError(f"wire type {wire}")
