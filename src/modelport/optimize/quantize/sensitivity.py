@@ -395,10 +395,10 @@ def search_kept(
 
     ``cost_evaluate`` (default ``evaluate``) measures each group quantized alone, for the
     ranking only: a cheaper one (fewer samples) keeps the search short on large inputs. It also
-    brackets how many to keep (the smallest power of two whose cheap drop fits), from where
-    ``evaluate`` takes over; every drop the result is judged by comes from ``evaluate``. ``deadline`` (a ``time.monotonic()``
-    value): no evaluation starts after it; the best set found so far is returned with
-    ``timed_out``. Progress is shown on a terminal.
+    finds first how many to keep (doubling, then bisection), and ``evaluate`` takes over from
+    that answer; every drop the result is judged by comes from ``evaluate``. ``deadline`` (a
+    ``time.monotonic()`` value): no evaluation starts after it; the best set found so far is
+    returned with ``timed_out``. Progress is shown on a terminal.
     """
     from ...progress import progress
 
