@@ -10,8 +10,8 @@ noisy 2-core box. A model that runs in well under a few milliseconds is run in *
 consecutive calls (about ``block_ms`` each) per turn, every call timed on its own: one call of
 model A right after one of model B measures a cold start a server never sees (B's caches, and the
 other engine's worker threads still spinning after B returned). On the digits ResNet at batch 8
-(0.3-0.6 ms a call), alternating every call put ORT int8 at 1.0x and then 2.2x of fp32 in two
-back-to-back runs; blocks of 20 ms gave 1.77x and 1.79x (docs/engines.md).
+(0.3-0.6 ms a call), alternating every call put ORT int8 (2 threads) at 0.91x and then 2.49x of
+fp32 in two back-to-back runs; blocks of 20 ms gave 1.77x and 1.79x (docs/bench.md).
 """
 
 from __future__ import annotations
