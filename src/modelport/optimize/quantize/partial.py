@@ -133,14 +133,7 @@ def smoothed_base(
             )
 
         def loss(model: Any) -> float:
-            simulated = simulate_dynamic(
-                model,
-                nodes,
-                per_channel=types.per_channel,
-                reduce_range=types.reduce_range,
-                weight_type=types.weight_type,
-            )
-            return float(evaluate(simulated))
+            return float(evaluate(_simulated(model, nodes, types)))
 
         alpha, losses = choose_alpha(fp32, maxima, loss, alphas=(0.5, 0.6, 0.7, 0.8), nodes=nodes)
         info["losses_by_alpha"] = {str(k): v for k, v in losses.items()}
@@ -165,6 +158,17 @@ def smoothed_base(
         f"statistics from the {source}{extra}"
     )
     return out
+
+
+def _simulated(model: Any, nodes: list[str], types: Any) -> Any:
+    """``model`` with ``nodes`` fake-quantized as dynamic int8 with the chosen types."""
+    return simulate_dynamic(
+        model,
+        nodes,
+        per_channel=types.per_channel,
+        reduce_range=types.reduce_range,
+        weight_type=types.weight_type,
+    )
 
 
 def quantize_partial(
@@ -215,13 +219,7 @@ def quantize_partial(
     else:
         candidates, sizes = dynamic_candidates(fp32, types.matmul_const_only)
         candidates = [c for c in candidates if c not in set(exclude)]
-        quantized = simulate_dynamic(
-            fp32,
-            candidates,
-            per_channel=types.per_channel,
-            reduce_range=types.reduce_range,
-            weight_type=types.weight_type,
-        )
+        quantized = _simulated(fp32, candidates, types)
     scopes = node_scopes(fp32)
     groups = group_nodes(candidates, config.granularity, scopes)
     res = search_kept(
